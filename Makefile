@@ -1,0 +1,42 @@
+# One entry point for people and CI. Every target creates the virtual environment first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench screenshots serve clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded default: store, check and show the cache, then open the panel.
+run: $(STAMP)
+	$(VENV)/bin/semcache-tui demo
+	$(VENV)/bin/semcache-tui
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check engine semcache_tui tests bench
+	$(VENV)/bin/mypy engine
+
+bench: $(STAMP)
+	$(PIP) install --quiet -e '.[dev,bench]'
+	$(PY) bench/local_store.py
+
+screenshots: $(STAMP)
+	$(PY) -m semcache_tui.screenshots screenshots
+
+serve: $(STAMP)
+	$(VENV)/bin/semcache-tui --serve
+
+clean:
+	rm -rf $(VENV) .pytest_cache

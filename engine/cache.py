@@ -1,0 +1,301 @@
+"""The semantic cache: the one home of the cache's rules.
+
+    check(prompt) -> exact repeat? (no embedding) -> embed -> search in scope within threshold
+                  -> verify candidates -> record the lookup in the store -> CheckResult
+
+Stores keep data; embedders make vectors; this module decides what is a hit, how keys and expiry are
+derived, what input is acceptable and what is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.embeddings.base import Embedder
+from engine.errors import InvalidInputError
+from engine.keys import DEFAULT_SCOPE, entry_key, normalize_prompt, valid_scope
+from engine.models import (
+    CacheEntry,
+    CacheStats,
+    CheckResult,
+    ComponentHealth,
+    EmbedderIdentity,
+    EntryPage,
+    HealthReport,
+    Match,
+)
+from engine.stores.base import VectorStore
+from engine.verify import rejection_reason
+
+MAX_K = 100
+
+
+@dataclass(slots=True)
+class CachePolicy:
+    """The knobs of the cache's rules (from ``Settings``; see ``SemanticCache.from_settings``)."""
+
+    threshold: float = 0.15
+    ttl: int = 604800
+    extend_ttl_on_hit: bool = False
+    verify_candidates: bool = True
+    max_prompt_chars: int = 32768
+
+
+@dataclass(slots=True)
+class StoreRequest:
+    prompt: str
+    response: str
+    scope: str = DEFAULT_SCOPE
+    metadata: dict[str, Any] | None = None
+    ttl: int | None = None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+class SemanticCache:
+    def __init__(self, store: VectorStore, embedder: Embedder, policy: CachePolicy | None = None) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.policy = policy or CachePolicy()
+        self._ready: asyncio.Future[EmbedderIdentity] | None = None
+        self._opened = False
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    async def open_store(self) -> EmbedderIdentity | None:
+        """Open the store without the embedder: enough for stats, listing, deleting and clearing."""
+        if not self._opened:
+            recorded = await self.store.open()
+            self._opened = True
+            return recorded
+        return self.store.recorded_identity
+
+    async def start(self) -> EmbedderIdentity:
+        """Open the store, load the embedder (off the event loop) and bind the index to its identity.
+
+        Concurrent callers share one start; a failed start is retried by the next caller.
+        """
+        if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
+            self._ready = asyncio.ensure_future(self._start())
+        return await asyncio.shield(self._ready)
+
+    async def _start(self) -> EmbedderIdentity:
+        await self.open_store()
+        identity = await self.embedder.load()
+        await self.store.bind(identity)
+        return identity
+
+    @property
+    def ready(self) -> bool:
+        return self._ready is not None and self._ready.done() and self._ready.exception() is None
+
+    async def close(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()
+        await self.store.close()
+        await self.embedder.close()
+
+    # -- the rules ---------------------------------------------------------------------------------------
+
+    def _prompt(self, prompt: str, what: str = "prompt") -> str:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidInputError(f"{what} is empty", f"send a non-empty {what}")
+        if len(prompt) > self.policy.max_prompt_chars:
+            raise InvalidInputError(
+                f"{what} is {len(prompt)} characters, over the limit of {self.policy.max_prompt_chars}",
+                "shorten it or raise SEMCACHE_MAX_PROMPT_CHARS",
+            )
+        return prompt
+
+    @staticmethod
+    def _scope(scope: str | None) -> str:
+        scope = DEFAULT_SCOPE if scope is None else scope
+        if not valid_scope(scope):
+            raise InvalidInputError(
+                f"scope {scope!r} is not allowed", "use 1-128 letters, digits, '_', '-', '.' or ':'"
+            )
+        return scope
+
+    def _threshold(self, threshold: float | None) -> float:
+        # ``is None``, not falsiness: a threshold of 0 means "identical meaning only" and is honoured.
+        value = self.policy.threshold if threshold is None else float(threshold)
+        if not 0.0 <= value <= 2.0 or value != value:
+            raise InvalidInputError(
+                f"threshold {threshold} is out of range", "use a cosine distance between 0 and 2 (lower is stricter)"
+            )
+        return value
+
+    def _ttl(self, ttl: int | None) -> int:
+        value = self.policy.ttl if ttl is None else int(ttl)
+        if value < 0:
+            raise InvalidInputError(f"ttl {ttl} is negative", "use a number of seconds, or 0 to keep forever")
+        return value
+
+    def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
+        """Why ``match`` is not a hit for ``prompt`` at ``threshold``, or ``None`` when it is.
+
+        The query lab calls this to re-mark results when the operator moves the threshold, so the marks
+        it shows and the answers ``check`` gives come from the same rule.
+        """
+        if match.distance > threshold:
+            return "over threshold"
+        if self.policy.verify_candidates and match.distance > 0.0:
+            return rejection_reason(prompt, match.entry.prompt)
+        return None
+
+    # -- operations --------------------------------------------------------------------------------------
+
+    async def check(
+        self, prompt: str, scope: str | None = None, threshold: float | None = None, k: int = 5
+    ) -> CheckResult:
+        prompt = self._prompt(prompt)
+        scope = self._scope(scope)
+        limit = self._threshold(threshold)
+        if not 1 <= k <= MAX_K:
+            raise InvalidInputError(f"k={k} is out of range", f"ask for 1 to {MAX_K} matches")
+        await self.start()
+        started = time.perf_counter()
+
+        exact = await self.store.get(entry_key(scope, prompt))
+        if exact is not None and normalize_prompt(exact.prompt) == normalize_prompt(prompt):
+            result = CheckResult(prompt, scope, limit, True, [Match(exact, 0.0)], 0.0, exact=True)
+        else:
+            vector = (await self.embedder.embed([prompt]))[0]
+            candidates = await self.store.search(vector, scope=scope, k=k, max_distance=limit)
+            accepted: list[Match] = []
+            rejected: list[tuple[Match, str]] = []
+            for match in candidates:
+                reason = self.judge(prompt, match, limit)
+                if reason is None:
+                    accepted.append(match)
+                else:
+                    rejected.append((match, reason))
+            result = CheckResult(prompt, scope, limit, bool(accepted), accepted, 0.0, rejected=rejected)
+
+        result.lookup_time_ms = (time.perf_counter() - started) * 1000.0
+        best = result.best
+        extend_to = None
+        if best is not None and self.policy.extend_ttl_on_hit and best.entry.expires_at is not None:
+            extend_to = time.time() + self._ttl(None)
+        await self.store.record_lookup(
+            hit_key=best.entry.key if best else None, latency_ms=result.lookup_time_ms, extend_to=extend_to
+        )
+        return result
+
+    async def nearest(self, prompt: str, scope: str | None = None, k: int = 10) -> list[Match]:
+        """The k nearest entries whatever their distance, for the query lab. Counts nothing."""
+        prompt = self._prompt(prompt)
+        scope = self._scope(scope)
+        if not 1 <= k <= MAX_K:
+            raise InvalidInputError(f"k={k} is out of range", f"ask for 1 to {MAX_K} matches")
+        await self.start()
+        vector = (await self.embedder.embed([prompt]))[0]
+        return await self.store.search(vector, scope=scope, k=k, max_distance=None)
+
+    def _entry(self, request: StoreRequest, now: float) -> CacheEntry:
+        prompt = self._prompt(request.prompt)
+        response = self._prompt(request.response, "response")
+        scope = self._scope(request.scope)
+        ttl = self._ttl(request.ttl)
+        metadata = dict(request.metadata or {})
+        return CacheEntry(
+            key=entry_key(scope, prompt),
+            scope=scope,
+            prompt=prompt,
+            response=response,
+            metadata=metadata,
+            created_at=now,
+            expires_at=now + ttl if ttl > 0 else None,
+        )
+
+    async def store(
+        self,
+        prompt: str,
+        response: str,
+        scope: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        ttl: int | None = None,
+    ) -> CacheEntry:
+        entries = await self.store_many([StoreRequest(prompt, response, scope or DEFAULT_SCOPE, metadata, ttl)])
+        return entries[0]
+
+    async def store_many(self, requests: Sequence[StoreRequest]) -> list[CacheEntry]:
+        """Validate every request first (all or nothing), then embed them in one batch and upsert."""
+        if not requests:
+            return []
+        now = time.time()
+        entries = [self._entry(request, now) for request in requests]
+        # The same prompt twice in one batch is one entry: the last response wins, as sequential stores would.
+        unique: dict[str, CacheEntry] = {}
+        for entry in entries:
+            unique[entry.key] = entry
+        await self.start()
+        batch = list(unique.values())
+        vectors = await self.embedder.embed([entry.prompt for entry in batch])
+        await self.store.upsert(list(zip(batch, vectors, strict=True)))
+        return entries
+
+    async def get(self, key: str) -> CacheEntry | None:
+        await self.open_store()
+        return await self.store.get(key)
+
+    async def delete(self, key: str) -> bool:
+        await self.open_store()
+        return await self.store.delete(key)
+
+    async def clear(self) -> int:
+        await self.open_store()
+        return await self.store.clear()
+
+    async def list_entries(
+        self, offset: int = 0, limit: int = 50, scope: str | None = None, contains: str | None = None
+    ) -> EntryPage:
+        if offset < 0 or not 1 <= limit <= 1000:
+            raise InvalidInputError("offset must be 0 or more and limit 1 to 1000")
+        await self.open_store()
+        return await self.store.list_entries(offset=offset, limit=limit, scope=scope, contains=contains)
+
+    async def stats(self) -> CacheStats:
+        await self.open_store()
+        counters = await self.store.counters()
+        return CacheStats(
+            entries=await self.store.count(),
+            hits=counters.hits,
+            misses=counters.misses,
+            latency_p50_ms=percentile(counters.recent_latencies_ms, 50),
+            latency_p95_ms=percentile(counters.recent_latencies_ms, 95),
+        )
+
+    async def purge_expired(self) -> int:
+        await self.open_store()
+        return await self.store.purge_expired()
+
+    async def health(self) -> HealthReport:
+        """Store and embedder health; never computes an embedding."""
+        try:
+            await self.open_store()
+            store_health = await self.store.health()
+        except Exception as exc:  # a health report describes failures instead of raising them
+            store_health = ComponentHealth("store", "down", str(exc))
+        embedder_health = await self.embedder.health()
+        recorded = self.store.recorded_identity
+        configured = self.embedder.identity
+        if recorded is not None and configured is not None and recorded != configured:
+            store_health = ComponentHealth(
+                "store",
+                "down",
+                f"index holds {recorded.describe()}, configured {configured.describe()}",
+                store_health.latency_ms,
+                store_health.facts,
+            )
+        return HealthReport([store_health, embedder_health])

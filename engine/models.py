@@ -1,0 +1,163 @@
+"""The data model, defined once. The server's schemas, the panel and the command line all speak these."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderIdentity:
+    """What filled an index. Vectors from two identities must never be mixed."""
+
+    provider: str
+    model: str
+    dimension: int
+
+    def describe(self) -> str:
+        return f"{self.provider}:{self.model} ({self.dimension} dims)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbedderIdentity:
+        return cls(provider=str(data["provider"]), model=str(data["model"]), dimension=int(data["dimension"]))
+
+
+@dataclass(slots=True)
+class CacheEntry:
+    key: str
+    scope: str
+    prompt: str
+    response: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    expires_at: float | None = None
+    hit_count: int = 0
+
+    def is_expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def remaining_ttl(self, now: float) -> float | None:
+        return None if self.expires_at is None else max(0.0, self.expires_at - now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def clamp_distance(distance: float) -> float:
+    """Cosine distance in [0, 2]. Float error puts an exact repeat at -1e-7 and an opposite at 2+1e-7."""
+    if math.isnan(distance):
+        return 2.0
+    return min(2.0, max(0.0, float(distance)))
+
+
+@dataclass(slots=True)
+class Match:
+    entry: CacheEntry
+    distance: float
+
+    @property
+    def similarity(self) -> float:
+        """Cosine similarity, 1 - distance, in [-1, 1]."""
+        return 1.0 - self.distance
+
+
+@dataclass(slots=True)
+class CheckResult:
+    prompt: str
+    scope: str
+    threshold: float
+    is_hit: bool
+    matches: list[Match]
+    lookup_time_ms: float
+    #: True when the answer came from the exact-repeat path, without computing an embedding.
+    exact: bool = False
+    #: Candidates within the threshold that verification rejected, with the reason (for the query lab).
+    rejected: list[tuple[Match, str]] = field(default_factory=list)
+
+    @property
+    def best(self) -> Match | None:
+        return self.matches[0] if self.matches else None
+
+
+@dataclass(slots=True)
+class CacheStats:
+    entries: int
+    hits: int
+    misses: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+    @property
+    def lookups(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.lookups if self.lookups else 0.0
+
+
+@dataclass(slots=True)
+class StoreCounters:
+    """Hit/miss counters and recent lookup latencies, as kept by a store for every process that shares it."""
+
+    hits: int
+    misses: int
+    recent_latencies_ms: list[float]
+
+
+@dataclass(slots=True)
+class EntryPage:
+    entries: list[CacheEntry]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(slots=True)
+class IndexInfo:
+    """What an operator needs to know about one index, whichever store holds it."""
+
+    name: str
+    store: str
+    documents: int
+    identity: EmbedderIdentity | None
+    algorithm: str
+    metric: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    fields: list[dict[str, Any]] = field(default_factory=list)
+    memory_bytes: int | None = None
+    indexing_failures: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ComponentHealth:
+    name: str
+    status: str  # "ok" | "degraded" | "down" | "loading"
+    detail: str = ""
+    latency_ms: float | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "degraded")
+
+
+@dataclass(slots=True)
+class HealthReport:
+    components: list[ComponentHealth]
+
+    @property
+    def status(self) -> str:
+        if any(c.status == "down" for c in self.components):
+            return "unhealthy"
+        if any(c.status in ("degraded", "loading") for c in self.components):
+            return "degraded"
+        return "healthy"
+
+    def component(self, name: str) -> ComponentHealth | None:
+        return next((c for c in self.components if c.name == name), None)

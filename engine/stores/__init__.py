@@ -1,0 +1,23 @@
+"""Vector stores: the embedded on-disk store (default) and Redis Stack / Redis 8 Query Engine."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.stores.base import VectorStore
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+
+__all__ = ["VectorStore", "create_store"]
+
+
+def create_store(settings: Settings) -> VectorStore:
+    """The store the settings name; nothing is opened here."""
+    if settings.store_kind == "redis":
+        from engine.stores.redis_store import RedisStore
+
+        return RedisStore.from_settings(settings)
+    from engine.stores.local import LocalStore
+
+    return LocalStore(settings.resolved_data_dir, name=settings.index_name)
