@@ -28,6 +28,7 @@ from engine.models import (
     EmbedderIdentity,
     EntryPage,
     HealthReport,
+    IndexInfo,
     Match,
 )
 from engine.stores.base import VectorStore
@@ -275,6 +276,10 @@ class SemanticCache:
             latency_p50_ms=percentile(counters.recent_latencies_ms, 50),
             latency_p95_ms=percentile(counters.recent_latencies_ms, 95),
         )
+
+    async def index_info(self) -> IndexInfo:
+        await self.open_store()
+        return await self.store.info()
 
     async def purge_expired(self) -> int:
         await self.open_store()
