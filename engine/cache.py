@@ -132,7 +132,8 @@ class SemanticCache:
         value = self.policy.threshold if threshold is None else float(threshold)
         if not 0.0 <= value <= 2.0 or value != value:
             raise InvalidInputError(
-                f"threshold {threshold} is out of range", "use a cosine distance between 0 and 2 (lower is stricter)"
+                f"threshold {threshold} is out of range",
+                "use a cosine distance between 0 and 2 (lower is stricter)",
             )
         return value
 
@@ -227,7 +228,9 @@ class SemanticCache:
         metadata: dict[str, Any] | None = None,
         ttl: int | None = None,
     ) -> CacheEntry:
-        entries = await self.store_many([StoreRequest(prompt, response, scope or DEFAULT_SCOPE, metadata, ttl)])
+        entries = await self.store_many(
+            [StoreRequest(prompt, response, scope or DEFAULT_SCOPE, metadata, ttl)]
+        )
         return entries[0]
 
     async def store_many(self, requests: Sequence[StoreRequest]) -> list[CacheEntry]:
