@@ -55,6 +55,14 @@ class InvalidInputError(SemcacheError):
     exit_code = 2
 
 
+class AuthenticationError(SemcacheError):
+    """The server wants an API key and the request's is missing or wrong."""
+
+    status = 401
+    code = "unauthorized"
+    exit_code = 8
+
+
 class NotFoundError(SemcacheError):
     status = 404
     code = "not_found"
