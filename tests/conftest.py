@@ -4,6 +4,7 @@ Redis Stack server started for the session (tests/support/redis_fixtures.py), re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -14,12 +15,7 @@ import pytest
 from engine.cache import CachePolicy, SemanticCache
 from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
 
-# TEMPORARY while the fixture plugins are being written in parallel; becomes a plain list once they land.
-pytest_plugins = [
-    name
-    for name in ("tests.support.redis_fixtures",)
-    if (Path(__file__).parent / "support" / (name.rsplit(".", 1)[1] + ".py")).exists()
-]
+pytest_plugins = ["tests.support.redis_fixtures"]
 
 # Tests must never download anything: the bundled model is the one they use.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -95,10 +91,8 @@ async def make_store(store_kind: str, tmp_path: Path, request: pytest.FixtureReq
 
     yield factory
     for store in opened:
-        try:
+        with contextlib.suppress(Exception):
             await store.clear()
-        except Exception:
-            pass
         await store.close()
 
 
