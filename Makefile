@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench screenshots serve clean
+.PHONY: install run test lint bench screenshots serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,7 +19,7 @@ install: $(STAMP)
 ## The main job on the embedded default: store, check and show the cache, then open the panel.
 run: $(STAMP)
 	$(VENV)/bin/semcache-tui demo
-	$(VENV)/bin/semcache-tui
+	@if [ -t 0 ] && [ -t 1 ]; then $(VENV)/bin/semcache-tui; else echo "(no terminal: run .venv/bin/semcache-tui to open the control panel)"; fi
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
