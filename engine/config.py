@@ -37,6 +37,11 @@ ALLOWED: dict[str, str] = {
     "SEMCACHE_HNSW_EF_RUNTIME": "must be a whole number from 1 to 4096",
     "SEMCACHE_MAX_PROMPT_CHARS": "must be a whole number of characters, 1 or more",
     "SEMCACHE_EMBED_TIMEOUT": "must be a number of seconds greater than 0",
+    "SEMCACHE_RATE_LIMIT": "must be a number of requests per second per client, 0 or more (0 turns it off)",
+    "SEMCACHE_RATE_LIMIT_BURST": "must be a whole number of requests, 1 or more",
+    "SEMCACHE_CORS_ORIGINS": "must be a comma-separated list of origins (https://example.com) or *",
+    "SEMCACHE_MAX_BODY_BYTES": "must be a whole number of bytes, 1024 or more",
+    "SEMCACHE_PURGE_INTERVAL": "must be a number of seconds greater than 0",
 }
 
 
@@ -92,6 +97,19 @@ class Settings(BaseSettings):
         32768, validation_alias=_env("SEMCACHE_MAX_PROMPT_CHARS", "max_prompt_chars"), ge=1
     )
     embed_timeout: float = Field(30.0, validation_alias=_env("SEMCACHE_EMBED_TIMEOUT", "embed_timeout"), gt=0)
+    # The HTTP server (engine/server): rate limiting is off unless a rate is given; CORS is off unless
+    # origins are given.
+    rate_limit: float = Field(0.0, validation_alias=_env("SEMCACHE_RATE_LIMIT", "rate_limit"), ge=0)
+    rate_limit_burst: int | None = Field(
+        None, validation_alias=_env("SEMCACHE_RATE_LIMIT_BURST", "rate_limit_burst"), ge=1
+    )
+    cors_origins: str | None = Field(None, validation_alias=_env("SEMCACHE_CORS_ORIGINS", "cors_origins"))
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, validation_alias=_env("SEMCACHE_MAX_BODY_BYTES", "max_body_bytes"), ge=1024
+    )
+    purge_interval: float = Field(
+        60.0, validation_alias=_env("SEMCACHE_PURGE_INTERVAL", "purge_interval"), gt=0
+    )
 
     @field_validator("ollama_base_url")
     @classmethod
@@ -131,6 +149,10 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir or Path(platformdirs.user_data_dir("semcache", appauthor=False))
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in (self.cors_origins or "").split(",") if origin.strip()]
 
     @property
     def safe_redis_url(self) -> str:

@@ -1,0 +1,321 @@
+"""``RemoteCache``: the ``CacheService`` of a running ``semcache-tui --serve``, over HTTP.
+
+The control panel's ``--server URL`` mode uses it, so the panel works the same attached to a server as to
+a cache opened in process. Errors come back as the engine's own: the server's JSON error code picks the
+class (``invalid_input`` -> ``InvalidInputError``, ``backend_unavailable`` -> ``BackendUnavailableError``...),
+401 becomes ``AuthenticationError`` ("API key missing or wrong"), and a server that cannot be reached is a
+``BackendUnavailableError`` naming its URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from engine.cache import CachePolicy, SemanticCache
+from engine.errors import (
+    AuthenticationError,
+    BackendUnavailableError,
+    EmbedderError,
+    IndexMismatchError,
+    IndexMissingError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+    SemcacheError,
+)
+from engine.models import (
+    CacheEntry,
+    CacheStats,
+    CheckResult,
+    ComponentHealth,
+    EmbedderIdentity,
+    EntryPage,
+    HealthReport,
+    IndexInfo,
+    Match,
+)
+from engine.redact import redact_url
+
+_ERRORS_BY_CODE: dict[str, type[SemcacheError]] = {
+    "invalid_input": InvalidInputError,
+    "not_found": NotFoundError,
+    "backend_unavailable": BackendUnavailableError,
+    "index_mismatch": IndexMismatchError,
+    "index_missing": IndexMissingError,
+    "embedder_error": EmbedderError,
+    "read_only": ReadOnlyError,
+    "unauthorized": AuthenticationError,
+}
+
+
+class RemoteCache:
+    """A ``CacheService`` backed by a semcache server at ``base_url``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        start_timeout: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.safe_url = redact_url(self.base_url)
+        self.policy = CachePolicy()
+        self.start_timeout = start_timeout
+        self._identity: EmbedderIdentity | None = None
+        self._ready = False
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise BackendUnavailableError(
+                f"the semcache server at {self.safe_url} did not answer in time",
+                "check that it is running and not overloaded",
+            ) from None
+        except httpx.TransportError as exc:
+            raise BackendUnavailableError(
+                f"cannot reach the semcache server at {self.safe_url} ({type(exc).__name__})",
+                "start it with `semcache-tui --serve`, or check the --server URL",
+            ) from None
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response.json()
+
+    def _error(self, response: httpx.Response) -> SemcacheError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        message = str(body.get("message") or f"HTTP {response.status_code} from {self.safe_url}")
+        hint = body.get("hint")
+        if response.status_code == 401:
+            return AuthenticationError(
+                f"API key missing or wrong for the semcache server at {self.safe_url}",
+                "pass the server's key with --api-key or SEMCACHE_API_KEY",
+            )
+        cls = _ERRORS_BY_CODE.get(str(body.get("error", "")))
+        if cls is None:
+            cls = {404: NotFoundError, 413: InvalidInputError, 422: InvalidInputError}.get(
+                response.status_code,
+                BackendUnavailableError if response.status_code >= 500 else SemcacheError,
+            )
+        error = cls(message, hint)
+        error.status = response.status_code
+        return error
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    async def open_store(self) -> EmbedderIdentity | None:
+        """Read the server's policy and embedder identity (no waiting for the model)."""
+        body = await self._json("GET", "/cache/stats")
+        self._adopt(body)
+        return self._identity
+
+    async def start(self) -> EmbedderIdentity:
+        """Wait until the server is ready (its model loaded, its store open), then read its policy."""
+        if self._ready and self._identity is not None:
+            return self._identity
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            response = await self._request("GET", "/health/ready")
+            if response.status_code == 200:
+                break
+            body = (
+                response.json()
+                if response.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
+            if time.monotonic() > deadline:
+                raise BackendUnavailableError(
+                    f"the semcache server at {self.safe_url} is not ready: {body.get('detail', response.status_code)}",
+                    "see the server's log",
+                )
+            await asyncio.sleep(0.25)
+        await self.open_store()
+        if self._identity is None:
+            raise EmbedderError(f"the semcache server at {self.safe_url} reports no embedder")
+        self._ready = True
+        return self._identity
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    def _adopt(self, stats: dict[str, Any]) -> None:
+        self.policy = CachePolicy(
+            threshold=float(stats["threshold"]),
+            ttl=int(stats["ttl_seconds"]),
+            verify_candidates=bool(stats.get("verify_candidates", True)),
+            max_prompt_chars=int(stats.get("max_prompt_chars", self.policy.max_prompt_chars)),
+        )
+        embedder = stats.get("embedder")
+        self._identity = EmbedderIdentity.from_dict(embedder) if embedder else None
+
+    # -- operations --------------------------------------------------------------------------------------
+
+    async def check(
+        self, prompt: str, scope: str | None = None, threshold: float | None = None, k: int = 5
+    ) -> CheckResult:
+        body = await self._json(
+            "POST", "/cache/check", json={"prompt": prompt, "scope": scope, "threshold": threshold, "k": k}
+        )
+        return CheckResult(
+            prompt=body["prompt"],
+            scope=body["scope"],
+            threshold=float(body["threshold"]),
+            is_hit=bool(body["is_hit"]),
+            matches=[_match(m) for m in body["matches"]],
+            lookup_time_ms=float(body["lookup_time_ms"]),
+            exact=bool(body.get("exact", False)),
+            rejected=[(_match(m), str(m["reason"])) for m in body.get("rejected", [])],
+        )
+
+    async def nearest(self, prompt: str, scope: str | None = None, k: int = 10) -> list[Match]:
+        body = await self._json("POST", "/cache/search", json={"prompt": prompt, "scope": scope, "k": k})
+        return [_match(m) for m in body["matches"]]
+
+    def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
+        # The very rule SemanticCache applies (it reads only ``self.policy``, which mirrors the server's).
+        return SemanticCache.judge(self, prompt, match, threshold)  # type: ignore[arg-type]
+
+    async def store(
+        self,
+        prompt: str,
+        response: str,
+        scope: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        ttl: int | None = None,
+    ) -> CacheEntry:
+        payload = {"prompt": prompt, "response": response, "scope": scope, "metadata": metadata, "ttl": ttl}
+        body = await self._json("POST", "/cache/store", json=payload)
+        entry = await self.get(body["key"])
+        if entry is None:  # expired or deleted in between; describe what was stored
+            now = time.time()
+            entry = CacheEntry(body["key"], scope or "default", prompt, response, dict(metadata or {}), now)
+        return entry
+
+    async def get(self, key: str) -> CacheEntry | None:
+        response = await self._request("GET", f"/cache/entries/{key}")
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise self._error(response)
+        return _entry(response.json())
+
+    async def delete(self, key: str) -> bool:
+        response = await self._request("DELETE", f"/cache/entries/{key}")
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise self._error(response)
+        return True
+
+    async def clear(self) -> int:
+        body = await self._json("DELETE", "/cache/clear")
+        return int(body["deleted_count"])
+
+    async def list_entries(
+        self, offset: int = 0, limit: int = 50, scope: str | None = None, contains: str | None = None
+    ) -> EntryPage:
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if scope is not None:
+            params["scope"] = scope
+        if contains is not None:
+            params["contains"] = contains
+        body = await self._json("GET", "/cache/entries", params=params)
+        return EntryPage(
+            entries=[_entry(e) for e in body["entries"]],
+            total=int(body["total"]),
+            offset=int(body["offset"]),
+            limit=int(body["limit"]),
+        )
+
+    async def stats(self) -> CacheStats:
+        body = await self._json("GET", "/cache/stats")
+        self._adopt(body)
+        return CacheStats(
+            entries=int(body["total_entries"]),
+            hits=int(body["hits"]),
+            misses=int(body["misses"]),
+            latency_p50_ms=body.get("latency_p50_ms"),
+            latency_p95_ms=body.get("latency_p95_ms"),
+        )
+
+    async def health(self) -> HealthReport:
+        """The server's own report (503 included); an unreachable server is reported, not raised."""
+        try:
+            response = await self._request("GET", "/health")
+            body = response.json()
+            components = [
+                ComponentHealth(
+                    name=str(c["name"]),
+                    status=str(c["status"]),
+                    detail=str(c.get("detail", "")),
+                    latency_ms=c.get("latency_ms"),
+                    facts=dict(c.get("facts") or {}),
+                )
+                for c in body["components"]
+            ]
+        except SemcacheError as exc:
+            return HealthReport([ComponentHealth("server", "down", str(exc), facts={"url": self.safe_url})])
+        except (ValueError, KeyError, TypeError):
+            detail = f"HTTP {response.status_code} from /health without a health report"
+            return HealthReport([ComponentHealth("server", "down", detail, facts={"url": self.safe_url})])
+        return HealthReport(
+            [ComponentHealth("server", "ok", "reachable", facts={"url": self.safe_url}), *components]
+        )
+
+    async def index_info(self) -> IndexInfo:
+        body = await self._json("GET", "/cache/index")
+        identity = body.get("identity")
+        return IndexInfo(
+            name=body["name"],
+            store=body["store"],
+            documents=int(body["documents"]),
+            identity=EmbedderIdentity.from_dict(identity) if identity else None,
+            algorithm=body["algorithm"],
+            metric=body["metric"],
+            parameters=dict(body.get("parameters") or {}),
+            fields=list(body.get("fields") or []),
+            memory_bytes=body.get("memory_bytes"),
+            indexing_failures=int(body.get("indexing_failures", 0)),
+            extra=dict(body.get("extra") or {}),
+        )
+
+
+def _entry(body: dict[str, Any]) -> CacheEntry:
+    return CacheEntry(
+        key=body["key"],
+        scope=body["scope"],
+        prompt=body["prompt"],
+        response=body["response"],
+        metadata=dict(body.get("metadata") or {}),
+        created_at=float(body.get("created_at", body.get("cached_at", 0.0))),
+        expires_at=body.get("expires_at"),
+        hit_count=int(body.get("hit_count", 0)),
+    )
+
+
+def _match(body: dict[str, Any]) -> Match:
+    return Match(_entry(body), float(body["vector_distance"]))

@@ -1,0 +1,102 @@
+"""Prometheus metrics of one server process: requests, hits and misses, and the embed and search stages.
+
+Each app has its own registry (two apps in one process, as in tests, do not collide). With several
+workers each process exposes its own numbers; the shared figures (entries, hits and misses of every
+replica) are in ``/cache/stats``, which reads them from the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from engine.models import Match
+
+_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "semcache_http_requests_total",
+            "HTTP requests answered, by route template, method and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "semcache_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
+            ["method", "route"],
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.hits = Counter("semcache_cache_hits_total", "Checks answered with a hit", registry=self.registry)
+        self.exact_hits = Counter(
+            "semcache_cache_exact_hits_total",
+            "Hits answered by the exact-repeat path, without an embedding",
+            registry=self.registry,
+        )
+        self.misses = Counter(
+            "semcache_cache_misses_total", "Checks answered with a miss", registry=self.registry
+        )
+        self.stored = Counter("semcache_cache_stored_total", "Entries stored", registry=self.registry)
+        self.embed_seconds = Histogram(
+            "semcache_embed_duration_seconds",
+            "Time of one (batched) call of the embedder",
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.embed_batch_size = Histogram(
+            "semcache_embed_batch_size",
+            "Texts per call of the embedder (concurrent checks share one call)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+            registry=self.registry,
+        )
+        self.search_seconds = Histogram(
+            "semcache_search_duration_seconds",
+            "Time of one vector search in the store",
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_embed_batch(self, texts: int, requests: int, seconds: float) -> None:
+        self.embed_seconds.observe(seconds)
+        self.embed_batch_size.observe(texts)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class InstrumentedStore:
+    """A store seen through a stopwatch on ``search``; everything else is the store itself."""
+
+    def __init__(self, inner: Any, metrics: ServerMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    @property
+    def wrapped(self) -> Any:
+        return self._inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def search(
+        self, vector: np.ndarray, *, scope: str, k: int, max_distance: float | None = None
+    ) -> list[Match]:
+        started = time.perf_counter()
+        try:
+            return await self._inner.search(vector, scope=scope, k=k, max_distance=max_distance)
+        finally:
+            self._metrics.search_seconds.observe(time.perf_counter() - started)
+
+    async def upsert(self, items: Sequence[Any]) -> None:
+        await self._inner.upsert(items)
+        self._metrics.stored.inc(len(items))

@@ -1,0 +1,230 @@
+"""The routes. Each one translates HTTP to one call of the cache and back; the rules live in engine/cache.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+
+from engine.cache import StoreRequest as CacheStoreRequest
+from engine.errors import NotFoundError
+from engine.models import ComponentHealth, HealthReport
+from engine.server.auth import require_api_key
+from engine.server.metrics import CONTENT_TYPE
+from engine.server.schemas import (
+    BatchStoreRequest,
+    BatchStoreResponse,
+    CheckRequest,
+    CheckResponse,
+    ClearResponse,
+    ComponentOut,
+    DeleteResponse,
+    EntriesResponse,
+    EntryOut,
+    ErrorResponse,
+    HealthResponse,
+    IndexInfoOut,
+    MatchOut,
+    ReadyResponse,
+    SearchRequest,
+    SearchResponse,
+    StatsResponse,
+    StoreRequest,
+    StoreResponse,
+)
+from engine.server.state import ServerState, server_state
+
+#: A health call that takes longer than this reports the component down instead of hanging the probe.
+HEALTH_TIMEOUT_S = 5.0
+
+State = Annotated[ServerState, Depends(server_state)]
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "API key missing or wrong"},
+    422: {"model": ErrorResponse, "description": "invalid input"},
+    503: {"model": ErrorResponse, "description": "a dependency (store, embedder) is down"},
+}
+
+cache_router = APIRouter(
+    prefix="/cache", tags=["cache"], dependencies=[Depends(require_api_key)], responses=_ERRORS
+)
+metrics_router = APIRouter(tags=["operations"], dependencies=[Depends(require_api_key)])
+health_router = APIRouter(tags=["health"])
+
+
+# -- the seed service's routes ---------------------------------------------------------------------------
+
+
+@cache_router.post("/check", response_model=CheckResponse, summary="Look a prompt up")
+async def check(body: CheckRequest, state: State) -> CheckResponse:
+    result = await state.cache.check(body.prompt, scope=body.scope, threshold=body.threshold, k=body.k)
+    metrics = state.metrics
+    if result.is_hit:
+        metrics.hits.inc()
+        if result.exact:
+            metrics.exact_hits.inc()
+    else:
+        metrics.misses.inc()
+    return CheckResponse.of(result)
+
+
+@cache_router.post("/store", response_model=StoreResponse, summary="Store a prompt and its response")
+async def store(body: StoreRequest, state: State) -> StoreResponse:
+    entry = await state.cache.store(
+        body.prompt, body.response, scope=body.scope, metadata=body.metadata, ttl=body.ttl
+    )
+    return StoreResponse(success=True, key=entry.key, message="Successfully stored in cache")
+
+
+@cache_router.get("/stats", response_model=StatsResponse, summary="Entries, hits, misses, latency")
+async def stats(state: State) -> StatsResponse:
+    figures = await state.cache.stats()
+    policy = state.cache.policy
+    return StatsResponse.of(
+        figures,
+        index_name=state.index_name,
+        threshold=policy.threshold,
+        ttl=policy.ttl,
+        embedder=state.identity,
+        store=state.store_kind,
+        verify_candidates=policy.verify_candidates,
+        max_prompt_chars=policy.max_prompt_chars,
+    )
+
+
+@cache_router.delete("/clear", response_model=ClearResponse, summary="Delete every entry")
+async def clear(state: State) -> ClearResponse:
+    deleted = await state.cache.clear()
+    return ClearResponse(success=True, deleted_count=deleted, message=f"Cleared {deleted} entries from cache")
+
+
+# -- ours ------------------------------------------------------------------------------------------------
+
+
+@cache_router.post("/store/batch", response_model=BatchStoreResponse, summary="Store many pairs at once")
+async def store_batch(body: BatchStoreRequest, state: State) -> BatchStoreResponse:
+    requests = [
+        CacheStoreRequest(item.prompt, item.response, item.scope or "default", item.metadata, item.ttl)
+        for item in body.items
+    ]
+    store_many = getattr(state.cache, "store_many", None)
+    if store_many is not None:
+        entries = await store_many(requests)  # validated all or nothing, embedded in one batch
+    else:
+        entries = [
+            await state.cache.store(r.prompt, r.response, scope=r.scope, metadata=r.metadata, ttl=r.ttl)
+            for r in requests
+        ]
+    keys = [entry.key for entry in entries]
+    return BatchStoreResponse(
+        success=True, keys=keys, stored=len(keys), message=f"Stored {len(keys)} entries"
+    )
+
+
+@cache_router.post(
+    "/search", response_model=SearchResponse, summary="The k nearest entries, whatever their distance"
+)
+async def search(body: SearchRequest, state: State) -> SearchResponse:
+    matches = await state.cache.nearest(body.prompt, scope=body.scope, k=body.k)
+    scope = body.scope or "default"
+    return SearchResponse(prompt=body.prompt, scope=scope, matches=[MatchOut.of(m) for m in matches])
+
+
+@cache_router.get("/entries", response_model=EntriesResponse, summary="Entries, a page at a time")
+async def entries(
+    state: State,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    scope: str | None = None,
+    contains: str | None = None,
+) -> EntriesResponse:
+    page = await state.cache.list_entries(offset=offset, limit=limit, scope=scope, contains=contains)
+    return EntriesResponse.of(page)
+
+
+@cache_router.get("/entries/{key}", response_model=EntryOut, summary="One entry")
+async def entry(key: str, state: State) -> EntryOut:
+    found = await state.cache.get(key)
+    if found is None:
+        raise NotFoundError(f"no entry with key {key}", "list keys with GET /cache/entries")
+    return EntryOut.of(found)
+
+
+@cache_router.delete("/entries/{key}", response_model=DeleteResponse, summary="Delete one entry")
+async def delete_entry(key: str, state: State) -> DeleteResponse:
+    if not await state.cache.delete(key):
+        raise NotFoundError(f"no entry with key {key}", "list keys with GET /cache/entries")
+    return DeleteResponse(success=True, key=key, message=f"Deleted entry {key}")
+
+
+@cache_router.get("/index", response_model=IndexInfoOut, summary="The index: store, algorithm, embedder")
+async def index(state: State) -> IndexInfoOut:
+    return IndexInfoOut.of(await state.cache.index_info())
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics of this process", response_class=Response)
+async def metrics(state: State) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+# -- health ----------------------------------------------------------------------------------------------
+
+
+async def _health_report(state: ServerState) -> HealthReport:
+    try:
+        return await asyncio.wait_for(state.cache.health(), HEALTH_TIMEOUT_S)
+    except TimeoutError:
+        return HealthReport([ComponentHealth("store", "down", f"no health answer in {HEALTH_TIMEOUT_S:g} s")])
+
+
+@health_router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "a dependency is down"}},
+    summary="Store and embedder health (never computes an embedding)",
+)
+async def health(state: State) -> JSONResponse:
+    report = await _health_report(state)
+    down = [c for c in report.components if c.status == "down"]
+    store = report.component("store")
+    body = HealthResponse(
+        status=report.status,
+        cache_healthy=store is not None and store.ok,
+        ready=state.ready,
+        down=[c.name for c in down],
+        message=state.redact("; ".join(f"{c.name} down: {c.detail}" for c in down)),
+        components=[ComponentOut.of(c, state.redact) for c in report.components],
+    )
+    return JSONResponse(body.model_dump(), status_code=503 if down else 200)
+
+
+@health_router.get("/health/live", summary="The process answers")
+async def live() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@health_router.get(
+    "/health/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "starting, or a dependency is down"}},
+    summary="Ready to serve: the model is loaded and the store answers",
+)
+async def ready(state: State) -> JSONResponse:
+    if not state.ready:
+        error = state.start_error
+        body = ReadyResponse(
+            ready=False,
+            status="failed" if error is not None else "starting",
+            detail=state.redact(str(error))
+            if error is not None
+            else "loading the model and opening the store",
+        )
+        return JSONResponse(body.model_dump(), status_code=503)
+    report = await _health_report(state)
+    down = [c for c in report.components if c.status == "down"]
+    if down:
+        detail = state.redact("; ".join(f"{c.name} down: {c.detail}" for c in down))
+        return JSONResponse(ReadyResponse(ready=False, status="unhealthy", detail=detail).model_dump(), 503)
+    return JSONResponse(ReadyResponse(ready=True, status="ready").model_dump())

@@ -1,0 +1,58 @@
+"""``serve``: run the app under uvicorn, one process or several workers.
+
+uvicorn answers SIGTERM and SIGINT gracefully: it stops accepting connections, lets in-flight requests
+finish (up to ``GRACEFUL_TIMEOUT_S``), then runs the app's shutdown (background tasks stop, the cache
+closes). With ``workers > 1`` each worker builds its own app through ``app_from_env``; the settings,
+command-line flags included, travel to them in one environment variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+
+import uvicorn
+
+from engine.config import Settings
+from engine.server.app import SETTINGS_ENV, create_app
+from engine.server.logs import log_config
+
+log = logging.getLogger("semcache.server")
+
+GRACEFUL_TIMEOUT_S = 30
+
+
+def serve(
+    settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, json_logs: bool = False
+) -> None:
+    """Serve until SIGTERM or SIGINT. Blocks."""
+    logging_config = log_config(json_logs)
+    logging.config.dictConfig(logging_config)
+    log.info(
+        "semcache server on http://%s:%d: %s store%s, %s:%s, %d worker(s), API key %s",
+        host,
+        port,
+        settings.store_kind,
+        f" at {settings.safe_redis_url}"
+        if settings.store_kind == "redis"
+        else f" in {settings.resolved_data_dir}",
+        settings.embedding_provider,
+        settings.model_name,
+        workers,
+        "required" if settings.api_key else "not required",
+    )
+    options = {
+        "host": host,
+        "port": port,
+        "log_config": logging_config,
+        "access_log": False,  # our RequestLog writes one line per request instead
+        "timeout_graceful_shutdown": GRACEFUL_TIMEOUT_S,
+        "server_header": False,
+    }
+    if workers > 1:
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("engine.server.app:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        return
+    config = uvicorn.Config(create_app(settings), **options)  # type: ignore[arg-type]
+    uvicorn.Server(config).run()

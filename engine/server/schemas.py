@@ -1,0 +1,308 @@
+"""The wire shapes of the HTTP API, converted from engine/models.py (the data model is defined there once).
+
+The seed service's routes, fields and meanings are kept as they were (``prompt``, ``is_hit``, ``matches``
+with ``vector_distance``, ``cosine_similarity``, ``cached_at``...), so its clients work unchanged; what we
+add is only ever an extra field or an extra route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from engine.models import (
+    CacheEntry,
+    CacheStats,
+    CheckResult,
+    ComponentHealth,
+    EmbedderIdentity,
+    EntryPage,
+    IndexInfo,
+    Match,
+    clamp_distance,
+)
+
+# -- requests --------------------------------------------------------------------------------------------
+
+
+class CheckRequest(BaseModel):
+    prompt: str = Field(description="the prompt to look up")
+    threshold: float | None = Field(
+        None, description="cosine distance in [0, 2]; lower is stricter (default: the server's)"
+    )
+    scope: str | None = Field(None, description="only entries stored in this scope can match")
+    k: int = Field(5, description="at most this many matches, closest first")
+
+
+class StoreRequest(BaseModel):
+    prompt: str
+    response: str
+    metadata: dict[str, Any] | None = None
+    scope: str | None = None
+    ttl: int | None = Field(None, description="seconds to keep the entry; 0 keeps it forever")
+
+
+class BatchStoreRequest(BaseModel):
+    items: list[StoreRequest] = Field(description="prompt/response pairs, stored all or nothing")
+
+
+class SearchRequest(BaseModel):
+    prompt: str
+    scope: str | None = None
+    k: int = Field(10, description="how many nearest entries, whatever their distance")
+
+
+# -- responses -------------------------------------------------------------------------------------------
+
+
+class MatchOut(BaseModel):
+    prompt: str
+    response: str
+    vector_distance: float = Field(ge=0.0, le=2.0)
+    cosine_similarity: float = Field(ge=-1.0, le=1.0)
+    cached_at: float = Field(description="unix timestamp of the store")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    key: str
+    scope: str
+    expires_at: float | None = None
+    hit_count: int = 0
+
+    @classmethod
+    def of(cls, match: Match) -> MatchOut:
+        distance = clamp_distance(match.distance)
+        entry = match.entry
+        return cls(
+            prompt=entry.prompt,
+            response=entry.response,
+            vector_distance=distance,
+            cosine_similarity=1.0 - distance,
+            cached_at=entry.created_at,
+            metadata=entry.metadata,
+            key=entry.key,
+            scope=entry.scope,
+            expires_at=entry.expires_at,
+            hit_count=entry.hit_count,
+        )
+
+
+class RejectedOut(MatchOut):
+    reason: str
+
+
+class CheckResponse(BaseModel):
+    prompt: str
+    is_hit: bool
+    matches: list[MatchOut]
+    lookup_time_ms: float
+    scope: str
+    threshold: float
+    exact: bool = Field(False, description="answered by the exact-repeat path, without an embedding")
+    rejected: list[RejectedOut] = Field(
+        default_factory=list, description="candidates within the threshold that verification turned down"
+    )
+
+    @classmethod
+    def of(cls, result: CheckResult) -> CheckResponse:
+        return cls(
+            prompt=result.prompt,
+            is_hit=result.is_hit,
+            matches=[MatchOut.of(match) for match in result.matches],
+            lookup_time_ms=result.lookup_time_ms,
+            scope=result.scope,
+            threshold=result.threshold,
+            exact=result.exact,
+            rejected=[
+                RejectedOut(**MatchOut.of(match).model_dump(), reason=reason)
+                for match, reason in result.rejected
+            ],
+        )
+
+
+class StoreResponse(BaseModel):
+    success: bool
+    key: str
+    message: str
+
+
+class BatchStoreResponse(BaseModel):
+    success: bool
+    keys: list[str]
+    stored: int
+    message: str
+
+
+class SearchResponse(BaseModel):
+    prompt: str
+    scope: str
+    matches: list[MatchOut]
+
+
+class EmbedderOut(BaseModel):
+    provider: str
+    model: str
+    dimension: int
+
+    @classmethod
+    def of(cls, identity: EmbedderIdentity | None) -> EmbedderOut | None:
+        return None if identity is None else cls(**identity.to_dict())
+
+
+class StatsResponse(BaseModel):
+    total_entries: int
+    index_name: str
+    threshold: float
+    ttl_seconds: int
+    hits: int
+    misses: int
+    lookups: int
+    hit_rate: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    embedder: EmbedderOut | None
+    store: str
+    verify_candidates: bool
+    max_prompt_chars: int
+
+    @classmethod
+    def of(
+        cls,
+        stats: CacheStats,
+        *,
+        index_name: str,
+        threshold: float,
+        ttl: int,
+        embedder: EmbedderIdentity | None,
+        store: str,
+        verify_candidates: bool,
+        max_prompt_chars: int,
+    ) -> StatsResponse:
+        return cls(
+            total_entries=stats.entries,
+            index_name=index_name,
+            threshold=threshold,
+            ttl_seconds=ttl,
+            hits=stats.hits,
+            misses=stats.misses,
+            lookups=stats.lookups,
+            hit_rate=stats.hit_rate,
+            latency_p50_ms=stats.latency_p50_ms,
+            latency_p95_ms=stats.latency_p95_ms,
+            embedder=EmbedderOut.of(embedder),
+            store=store,
+            verify_candidates=verify_candidates,
+            max_prompt_chars=max_prompt_chars,
+        )
+
+
+class ClearResponse(BaseModel):
+    success: bool
+    deleted_count: int
+    message: str
+
+
+class DeleteResponse(BaseModel):
+    success: bool
+    key: str
+    message: str
+
+
+class EntryOut(BaseModel):
+    key: str
+    scope: str
+    prompt: str
+    response: str
+    metadata: dict[str, Any]
+    created_at: float
+    expires_at: float | None
+    hit_count: int
+
+    @classmethod
+    def of(cls, entry: CacheEntry) -> EntryOut:
+        return cls(**entry.to_dict())
+
+
+class EntriesResponse(BaseModel):
+    entries: list[EntryOut]
+    total: int
+    offset: int
+    limit: int
+
+    @classmethod
+    def of(cls, page: EntryPage) -> EntriesResponse:
+        return cls(
+            entries=[EntryOut.of(entry) for entry in page.entries],
+            total=page.total,
+            offset=page.offset,
+            limit=page.limit,
+        )
+
+
+class IndexInfoOut(BaseModel):
+    name: str
+    store: str
+    documents: int
+    identity: EmbedderOut | None
+    algorithm: str
+    metric: str
+    parameters: dict[str, Any]
+    fields: list[dict[str, Any]]
+    memory_bytes: int | None
+    indexing_failures: int
+    extra: dict[str, Any]
+
+    @classmethod
+    def of(cls, info: IndexInfo) -> IndexInfoOut:
+        return cls(
+            name=info.name,
+            store=info.store,
+            documents=info.documents,
+            identity=EmbedderOut.of(info.identity),
+            algorithm=info.algorithm,
+            metric=info.metric,
+            parameters=info.parameters,
+            fields=info.fields,
+            memory_bytes=info.memory_bytes,
+            indexing_failures=info.indexing_failures,
+            extra=info.extra,
+        )
+
+
+class ComponentOut(BaseModel):
+    name: str
+    status: str
+    detail: str
+    latency_ms: float | None
+    facts: dict[str, Any]
+
+    @classmethod
+    def of(cls, component: ComponentHealth, redact: Callable[[str], str] = str) -> ComponentOut:
+        return cls(
+            name=component.name,
+            status=component.status,
+            detail=redact(component.detail),
+            latency_ms=component.latency_ms,
+            facts=component.facts,
+        )
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="healthy, degraded (e.g. the model is still loading) or unhealthy")
+    cache_healthy: bool
+    ready: bool
+    down: list[str] = Field(default_factory=list, description="the dependencies that are down")
+    message: str = ""
+    components: list[ComponentOut]
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    status: str
+    detail: str = ""
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+    hint: str | None = None

@@ -1,0 +1,57 @@
+"""What the routes of one app share: the cache, the settings, the metrics and the start-up state."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from engine.config import Settings
+from engine.models import EmbedderIdentity
+from engine.redact import redact_secret
+from engine.server.metrics import ServerMetrics
+from engine.service import CacheService
+
+
+@dataclass(slots=True)
+class ServerState:
+    cache: CacheService
+    settings: Settings
+    metrics: ServerMetrics
+    #: The last failure of the background start (the store down, the model missing), until it succeeds.
+    start_error: Exception | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def redact(self, text: str) -> str:
+        return redact_secret(text, self.settings.api_key, self.settings.redis_password)
+
+    @property
+    def ready(self) -> bool:
+        return bool(getattr(self.cache, "ready", True))
+
+    @property
+    def _store(self) -> Any:
+        return getattr(self.cache, "store", None)
+
+    @property
+    def index_name(self) -> str:
+        return str(getattr(self._store, "name", None) or self.settings.index_name)
+
+    @property
+    def store_kind(self) -> str:
+        return str(getattr(self._store, "kind", None) or self.settings.store_kind)
+
+    @property
+    def identity(self) -> EmbedderIdentity | None:
+        embedder = getattr(self.cache, "embedder", None)
+        identity = getattr(embedder, "identity", None)
+        if identity is None:
+            identity = getattr(self._store, "recorded_identity", None)
+        return identity
+
+
+def server_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.server
+    return state
