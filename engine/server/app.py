@@ -29,7 +29,7 @@ from engine.server.limits import BodySizeLimit, RateLimit, RateLimiter
 from engine.server.logs import RequestLog
 from engine.server.metrics import InstrumentedStore, ServerMetrics
 from engine.server.routes import cache_router, health_router, metrics_router
-from engine.server.state import ServerState
+from engine.server.state import ServerState, secrets_of
 from engine.service import CacheService
 
 log = logging.getLogger("semcache.server")
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, cache: CacheService | None = No
     )
     app.state.server = state
     app.state.api_key = settings.api_key
-    app.state.secrets = (settings.api_key, settings.redis_password)
+    app.state.secrets = secrets_of(settings)
     errors.install(app)
     app.include_router(health_router)
     app.include_router(cache_router)

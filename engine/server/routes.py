@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 
 from engine.cache import StoreRequest as CacheStoreRequest
 from engine.errors import NotFoundError
-from engine.models import ComponentHealth, HealthReport
+from engine.keys import DEFAULT_SCOPE
+from engine.models import CacheEntry, ComponentHealth, HealthReport
 from engine.server.auth import require_api_key
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.schemas import (
@@ -72,10 +73,25 @@ async def check(body: CheckRequest, state: State) -> CheckResponse:
 
 @cache_router.post("/store", response_model=StoreResponse, summary="Store a prompt and its response")
 async def store(body: StoreRequest, state: State) -> StoreResponse:
-    entry = await state.cache.store(
-        body.prompt, body.response, scope=body.scope, metadata=body.metadata, ttl=body.ttl
-    )
-    return StoreResponse(success=True, key=entry.key, message="Successfully stored in cache")
+    entries = await _store_many(state, [body])
+    return StoreResponse(success=True, key=entries[0].key, message="Successfully stored in cache")
+
+
+async def _store_many(state: ServerState, items: list[StoreRequest]) -> list[CacheEntry]:
+    requests = [
+        CacheStoreRequest(item.prompt, item.response, item.scope or DEFAULT_SCOPE, item.metadata, item.ttl)
+        for item in items
+    ]
+    store_many = getattr(state.cache, "store_many", None)
+    if store_many is not None:
+        # Validated all or nothing, embedded in one batch. (Also sidesteps SemanticCache.store, which its
+        # ``store`` attribute, the VectorStore, shadows on instances.)
+        entries: list[CacheEntry] = await store_many(requests)
+        return entries
+    return [
+        await state.cache.store(r.prompt, r.response, scope=r.scope, metadata=r.metadata, ttl=r.ttl)
+        for r in requests
+    ]
 
 
 @cache_router.get("/stats", response_model=StatsResponse, summary="Entries, hits, misses, latency")
@@ -105,18 +121,7 @@ async def clear(state: State) -> ClearResponse:
 
 @cache_router.post("/store/batch", response_model=BatchStoreResponse, summary="Store many pairs at once")
 async def store_batch(body: BatchStoreRequest, state: State) -> BatchStoreResponse:
-    requests = [
-        CacheStoreRequest(item.prompt, item.response, item.scope or "default", item.metadata, item.ttl)
-        for item in body.items
-    ]
-    store_many = getattr(state.cache, "store_many", None)
-    if store_many is not None:
-        entries = await store_many(requests)  # validated all or nothing, embedded in one batch
-    else:
-        entries = [
-            await state.cache.store(r.prompt, r.response, scope=r.scope, metadata=r.metadata, ttl=r.ttl)
-            for r in requests
-        ]
+    entries = await _store_many(state, body.items)
     keys = [entry.key for entry in entries]
     return BatchStoreResponse(
         success=True, keys=keys, stored=len(keys), message=f"Stored {len(keys)} entries"
@@ -128,7 +133,7 @@ async def store_batch(body: BatchStoreRequest, state: State) -> BatchStoreRespon
 )
 async def search(body: SearchRequest, state: State) -> SearchResponse:
     matches = await state.cache.nearest(body.prompt, scope=body.scope, k=body.k)
-    scope = body.scope or "default"
+    scope = body.scope or DEFAULT_SCOPE
     return SearchResponse(prompt=body.prompt, scope=scope, matches=[MatchOut.of(m) for m in matches])
 
 

@@ -15,6 +15,12 @@ from engine.server.metrics import ServerMetrics
 from engine.service import CacheService
 
 
+def secrets_of(settings: Settings) -> tuple[str, ...]:
+    """The secret values to remove from messages. Replacing a value of one to three characters would
+    mangle every message while protecting nothing (such a key is guessed at once), so those are skipped."""
+    return tuple(s for s in (settings.api_key, settings.redis_password) if s and len(s) >= 4)
+
+
 @dataclass(slots=True)
 class ServerState:
     cache: CacheService
@@ -25,7 +31,7 @@ class ServerState:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def redact(self, text: str) -> str:
-        return redact_secret(text, self.settings.api_key, self.settings.redis_password)
+        return redact_secret(text, *secrets_of(self.settings))
 
     @property
     def ready(self) -> bool:

@@ -1,0 +1,123 @@
+"""A real ``python -m engine.server`` in a subprocess, on a free port, for tests and benchmarks.
+
+Each one loads the bundled model (seconds), so tests share them through module-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+_CONFIG_PREFIXES = ("SEMCACHE_", "CACHE_", "EMBEDDING_", "OLLAMA_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    # A crashed test run must not leave servers holding the model in memory.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ServerProcess:
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"server-{self.port}.log"
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_CONFIG_PREFIXES) and k not in ("REDIS_URL", "REDIS_PASSWORD")
+        }
+        base.update(
+            {
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "PYTHONPATH": str(ROOT),
+                "SEMCACHE_DATA_DIR": str(workdir / "data"),
+            }
+        )
+        base.update(env or {})
+        self.env = base
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "engine.server",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.workdir,  # no .env of the developer's is read
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        return self
+
+    def wait_live(self, timeout: float = 60.0) -> None:
+        self._wait("/health/live", timeout)
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        self._wait("/health/ready", timeout)
+
+    def _wait(self, path: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + path, timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.url}{path} not 200 after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
