@@ -1,0 +1,348 @@
+"""``SemcacheApp``: the control panel, written against the ``CacheService`` protocol only.
+
+    SemcacheApp(service, settings, read_only=False, refresh_interval=2.0).run()
+
+The first frame comes before the model has loaded: ``service.start()`` runs in a worker while the Health
+screen already shows the store. One self-rescheduling poll feeds every screen (the next poll is armed
+when the last one finishes, so polls never pile up), and nothing is redrawn while a dialog is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from engine.config import Settings
+from engine.embeddings.base import Embedder
+from engine.errors import SemcacheError
+from engine.models import EmbedderIdentity, IndexInfo
+from engine.redact import redact_secret, redact_url
+from engine.service import CacheService
+from semcache_tui.commands import PanelCommands
+from semcache_tui.monitor import History, Probe, Sample
+from semcache_tui.screens import NAV, NavItem, PanelScreen
+from semcache_tui.screens.dialogs import KeysDialog
+
+#: The refresh intervals that + and - step through, in seconds.
+INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+#: A poll that takes longer than this is reported as a failure instead of holding the next one back.
+POLL_TIMEOUT = 10.0
+
+
+def describe_error(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    if isinstance(error, SemcacheError):
+        return str(error)
+    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+        return "timed out"
+    return f"{type(error).__name__}: {error}"
+
+
+class SemcacheApp(App[None]):
+    CSS_PATH = "semcache.tcss"
+    TITLE = "semcache"
+    COMMANDS: ClassVar = App.COMMANDS | {PanelCommands}
+    MODES: ClassVar = {item.mode: item.screen for item in NAV}
+    DEFAULT_MODE = NAV[0].mode
+    BINDINGS: ClassVar = [
+        *(Binding(item.key, f"show('{item.mode}')", item.label, show=False) for item in NAV),
+        Binding("question_mark", "keys", "Keys"),
+        Binding("f1", "keys", "Keys", show=False, priority=True),
+        Binding("ctrl+p", "command_palette", "Commands", show=False),
+        Binding("escape", "leave_field", "Leave field", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        service: CacheService,
+        settings: Settings,
+        *,
+        read_only: bool = False,
+        refresh_interval: float = 2.0,
+        probe: Probe | None = None,
+        pairs_path: str | Path | None = None,
+        close_service: bool = True,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.settings = settings
+        self.read_only = read_only
+        self.refresh_interval = refresh_interval
+        self.probe = probe or Probe()
+        self.pairs_path = str(pairs_path) if pairs_path else ""
+        self.close_service = close_service
+        self.nav: tuple[NavItem, ...] = NAV
+        self.history = History()
+        self.index_info: IndexInfo | None = None
+        self.index_error: str | None = None
+        self.identity: EmbedderIdentity | None = None
+        self.started = False
+        self.start_error: SemcacheError | None = None
+        self.paused = False
+        self.status_message = "Starting: the store opens first, the model loads in the background."
+        self.status_severity = "information"
+        #: The threshold the query lab marks results with; applied to the service only on request.
+        self.lab_threshold = float(service.policy.threshold)
+        self._poll_timer: Timer | None = None
+        self._polling = False
+        self._repoll = False
+        self._closed = False
+        if self.probe.frozen:
+            self.animation_level = "none"
+
+    # -- life cycle ------------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.start_service()
+        self.poll_now()
+        if not self.is_headless:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)
+            self.set_interval(5.0, self._check_terminal)
+
+    async def on_unmount(self) -> None:
+        await self.close_service_once()
+
+    async def close_service_once(self) -> None:
+        if self._closed or not self.close_service:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.service.close(), timeout=5.0)
+
+    def _terminal_gone(self) -> None:
+        self.exit(return_code=129)
+
+    def _check_terminal(self) -> None:
+        """Over SSH a dropped connection may not deliver SIGHUP to us; the controlling tty then vanishes."""
+        try:
+            fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+        except OSError:
+            self._terminal_gone()
+        else:
+            os.close(fd)
+
+    @work(exclusive=True, group="start", exit_on_error=False, name="start")
+    async def start_service(self) -> None:
+        try:
+            self.identity = await self.service.start()
+        except SemcacheError as exc:
+            self.start_error = exc
+            raise
+        else:
+            self.started = True
+            self.start_error = None
+            self.set_status(f"Ready: embedder {self.identity.describe()}")
+        finally:
+            self.poll_now()
+
+    # -- the poll --------------------------------------------------------------------------------------
+
+    def poll_now(self) -> None:
+        """Poll at once; if a poll is running, poll again as soon as it finishes (never two at a time)."""
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        if self._polling:
+            self._repoll = True
+            return
+        self._polling = True
+        self._poll()
+
+    def _arm_poll(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        if self._repoll:
+            self._repoll = False
+            self.poll_now()
+        elif not self.paused:
+            self._poll_timer = self.set_timer(self.refresh_interval, self.poll_now)
+
+    @work(group="poll", exit_on_error=False, name="poll")
+    async def _poll(self) -> None:
+        try:
+            sample = await self.take_sample()
+            self.history.add(sample)
+            self.show_data()
+        finally:
+            self._polling = False
+            self._arm_poll()
+
+    async def take_sample(self) -> Sample:
+        """Health, stats and index information at once; each failure is kept, none stops the others."""
+        service, probe = self.service, self.probe
+        results = await asyncio.gather(
+            asyncio.wait_for(service.health(), POLL_TIMEOUT),
+            asyncio.wait_for(service.stats(), POLL_TIMEOUT),
+            asyncio.wait_for(service.index_info(), POLL_TIMEOUT),
+            return_exceptions=True,
+        )
+        health, stats, info = results
+        errors: list[str] = []
+        if isinstance(health, BaseException):
+            errors.append(f"health: {describe_error(health)}")
+            health = None
+        else:
+            health.components = [probe.steady(c) for c in health.components]
+        if isinstance(stats, BaseException):
+            errors.append(f"stats: {describe_error(stats)}")
+            stats = None
+        else:
+            stats = probe.steady_stats(stats)
+        if isinstance(info, BaseException):
+            self.index_error = self.redact(describe_error(info))
+        else:
+            self.index_info = probe.steady_index(info)
+            self.index_error = None
+        host = None
+        with contextlib.suppress(Exception):
+            host = probe.host()
+        error = self.redact("; ".join(errors)) if errors else None
+        return Sample(at=probe.now(), report=health, stats=stats, host=host, error=error)
+
+    def show_data(self) -> None:
+        """Redraw the current screen, unless a dialog is open (it redraws when the dialog closes)."""
+        if isinstance(self.screen, ModalScreen):
+            return
+        if isinstance(self.screen, PanelScreen):
+            self.screen.refresh_data()
+            for bar in self.screen.query("NavBar"):
+                bar.refresh_bar()  # type: ignore[attr-defined]
+
+    def toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if self.paused:
+            if self._poll_timer is not None:
+                self._poll_timer.stop()
+                self._poll_timer = None
+            self.set_status("Refresh paused (p resumes)")
+        else:
+            self.set_status(f"Refresh resumed, every {self.refresh_interval:g}s")
+            self.poll_now()
+
+    def set_refresh_interval(self, seconds: float) -> None:
+        self.refresh_interval = max(0.2, float(seconds))
+        self.set_status(f"Refresh every {self.refresh_interval:g}s")
+        if not self._polling and not self.paused:
+            self._arm_poll()
+
+    def step_interval(self, direction: int) -> None:
+        current = self.refresh_interval
+        if direction > 0:
+            bigger = [i for i in INTERVALS if i > current]
+            self.set_refresh_interval(bigger[0] if bigger else INTERVALS[-1])
+        else:
+            smaller = [i for i in INTERVALS if i < current]
+            self.set_refresh_interval(smaller[-1] if smaller else INTERVALS[0])
+
+    # -- errors and status -----------------------------------------------------------------------------
+
+    def redact(self, text: object) -> str:
+        return redact_secret(str(text), self.settings.redis_password, self.settings.api_key)
+
+    def set_status(self, message: str, severity: str = "information") -> None:
+        self.status_message = self.redact(message)
+        self.status_severity = severity
+        for line in self.screen.query("#status"):
+            line.show(self.status_message, severity)  # type: ignore[attr-defined]
+
+    def worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a worker's failure is shown: in the status line and a notification."""
+        if event.state != WorkerState.ERROR:
+            return
+        message = f"{event.worker.name or 'task'} failed: {describe_error(event.worker.error)}"
+        self.set_status(message, "error")
+        self.notify(self.redact(message), severity="error", timeout=8)
+        if isinstance(self.screen, PanelScreen):
+            for bar in self.screen.query("NavBar"):
+                bar.refresh_bar()  # type: ignore[attr-defined]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.worker_state_changed(event)
+
+    # -- what the screens show about the target --------------------------------------------------------
+
+    @property
+    def target_label(self) -> str:
+        url = getattr(self.service, "safe_url", None)
+        if url:
+            return f"remote:{redact_url(str(url))}"
+        if self.index_info is not None:
+            return f"{self.index_info.store}:{self.index_info.name}"
+        return f"{self.settings.store_kind}:{self.settings.index_name}"
+
+    @property
+    def index_name(self) -> str:
+        return self.index_info.name if self.index_info is not None else self.settings.index_name
+
+    @property
+    def embedder(self) -> Any:
+        """The embedder when the cache runs in this process (``None`` when attached to a server)."""
+        embedder = getattr(self.service, "embedder", None)
+        return embedder if isinstance(embedder, Embedder) else None
+
+    # -- actions ---------------------------------------------------------------------------------------
+
+    async def action_show(self, mode: str) -> None:
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+
+    async def run_screen_action(self, mode: str, action: str) -> None:
+        """Run an action of a screen from the command palette: go there first."""
+        await self.action_show(mode)
+        await self.screen.run_action(action)
+
+    def action_leave_field(self) -> None:
+        self.screen.set_focus(None)
+
+    def action_keys(self) -> None:
+        if isinstance(self.screen, ModalScreen):
+            return
+        rows: list[tuple[str, str, bool]] = []
+        seen: set[tuple[str, str]] = set()
+        screen = self.screen
+        # The screen's own keys first, then the app's, then those of the focused widget.
+        ordered = sorted(
+            screen.active_bindings.values(),
+            key=lambda active: 0 if active.node is screen else 1 if active.node is self else 2,
+        )
+        for active in ordered:
+            binding = active.binding
+            if not binding.description or (binding.action, binding.description) in seen:
+                continue
+            seen.add((binding.action, binding.description))
+            rows.append(
+                (self.get_key_display(binding), binding.tooltip or binding.description, active.enabled)
+            )
+        rows += [(item.key, f"Go to {item.label}", True) for item in self.nav]
+        rows.append(("esc", "Leave a text field (so the keys above work)", True))
+        title = next((item.label for item in self.nav if item.mode == self.current_mode), "semcache")
+        self.push_screen(KeysDialog(f"Keys: {title}", rows))
+
+    def palette_entries(self) -> Iterable[tuple[str, str, str, str, bool]]:
+        """(title, help, mode, action, enabled) for every screen's actions, from their bindings."""
+        for item in self.nav:
+            for binding in item.screen.BINDINGS:
+                if not isinstance(binding, Binding) or not binding.description:
+                    continue
+                enabled = not (self.read_only and binding.action in item.screen.WRITES)
+                key = self.get_key_display(binding)
+                help_text = f"{binding.tooltip or binding.description} · key {key}"
+                if not enabled:
+                    help_text += " · refused: read-only"
+                yield (f"{item.label}: {binding.description}", help_text, item.mode, binding.action, enabled)

@@ -1,0 +1,168 @@
+"""Entries: browse, search and delete what the cache holds; clear it all behind a typed confirmation."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Input, Static
+
+from engine.models import CacheEntry
+from semcache_tui.screens.base import PanelScreen
+from semcache_tui.screens.dialogs import ConfirmDialog, EntryDialog, TypedConfirmDialog
+from semcache_tui.screens.query_lab import one_line
+
+PAGE = 50
+
+
+class EntriesScreen(PanelScreen):
+    MODE = "entries"
+    AUTO_FOCUS = "#entries"
+    WRITES: ClassVar = frozenset({"delete", "clear"})
+    BINDINGS: ClassVar = [
+        Binding("slash", "focus_search", "Search", tooltip="Filter entries by text in the prompt"),
+        Binding("r", "reload", "Reload", tooltip="Read the entries again"),
+        Binding("n", "page(1)", "Next page", tooltip="The next page of entries"),
+        Binding("p", "page(-1)", "Prev page", tooltip="The previous page of entries"),
+        Binding("v", "view", "View", tooltip="Show the whole of the selected entry"),
+        Binding("d", "delete", "Delete", tooltip="Delete the selected entry (y/n)"),
+        Binding("C", "clear", "Clear all", tooltip="Delete every entry (type the index name to confirm)"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.page_offset = 0
+        self.total = 0
+        self.entries: list[CacheEntry] = []
+        self.loaded = False
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(classes="form-row"):
+            yield Input(placeholder="/ search prompts (Enter)", id="contains")
+            yield Input(placeholder="scope: all", id="scope-filter")
+        yield DataTable(id="entries", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="entries-summary")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#entries", DataTable)
+        table.add_columns("key", "scope", "prompt", "hits", "created", "expires")
+
+    def refresh_data(self) -> None:
+        if not self.loaded:
+            self.loaded = True
+            self.load()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.page_offset = 0
+        self.load()
+        self.query_one("#entries", DataTable).focus()
+
+    @work(exclusive=True, group="entries", exit_on_error=False, name="list entries")
+    async def load(self) -> None:
+        contains = self.query_one("#contains", Input).value.strip() or None
+        scope = self.query_one("#scope-filter", Input).value.strip() or None
+        page = await self.panel.service.list_entries(
+            offset=self.page_offset, limit=PAGE, scope=scope, contains=contains
+        )
+        self.entries, self.total = page.entries, page.total
+        table = self.query_one("#entries", DataTable)
+        row = table.cursor_row
+        table.clear()
+        probe = self.panel.probe
+        for entry in page.entries:
+            table.add_row(
+                entry.key[:10],
+                entry.scope,
+                one_line(entry.prompt, 44),
+                str(entry.hit_count),
+                probe.age(entry.created_at),
+                probe.until(entry.expires_at),
+                key=entry.key,
+            )
+        if page.entries:
+            table.move_cursor(row=min(max(row, 0), len(page.entries) - 1))
+        first = self.page_offset + 1 if page.entries else 0
+        filters = " matching " + repr(contains) if contains else ""
+        self.query_one("#entries-summary", Static).update(
+            f"{first}-{self.page_offset + len(page.entries)} of {page.total:,} entries{filters}"
+            f" in {self.panel.index_name} · [b]v[/b] view, [b]n[/b]/[b]p[/b] pages"
+        )
+
+    def selected(self) -> CacheEntry | None:
+        table = self.query_one("#entries", DataTable)
+        if not self.entries or not 0 <= table.cursor_row < len(self.entries):
+            return None
+        return self.entries[table.cursor_row]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_view()
+
+    def action_focus_search(self) -> None:
+        self.query_one("#contains", Input).focus()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_page(self, direction: int) -> None:
+        offset = self.page_offset + direction * PAGE
+        if offset < 0 or (direction > 0 and offset >= self.total):
+            self.panel.set_status("No more pages that way")
+            return
+        self.page_offset = offset
+        self.load()
+
+    def action_view(self) -> None:
+        entry = self.selected()
+        if entry is not None:
+            probe = self.panel.probe
+            self.app.push_screen(
+                EntryDialog(entry, (probe.age(entry.created_at), probe.until(entry.expires_at)))
+            )
+
+    def action_delete(self) -> None:
+        if self.refused("deleting an entry"):
+            return
+        entry = self.selected()
+        if entry is None:
+            self.panel.set_status("Select an entry to delete first", "warning")
+            return
+
+        def done(yes: object) -> None:
+            if yes is True:
+                self.delete(entry)
+
+        self.app.push_screen(ConfirmDialog(f"Delete this entry?\n\n{one_line(entry.prompt, 200)}"), done)
+
+    @work(exclusive=True, group="entries-write", exit_on_error=False, name="delete")
+    async def delete(self, entry: CacheEntry) -> None:
+        deleted = await self.panel.service.delete(entry.key)
+        self.panel.set_status("Entry deleted" if deleted else "The entry was already gone")
+        self.load()
+        self.panel.poll_now()
+
+    def action_clear(self) -> None:
+        if self.refused("clearing the index"):
+            return
+        name = self.panel.index_name
+        message = (
+            f"Delete every entry of index {name} ({self.total:,} entries shown here)?\n"
+            "This cannot be undone. The index stays, bound to the same embedder."
+        )
+
+        def done(yes: object) -> None:
+            if yes is True:
+                self.clear()
+
+        self.app.push_screen(TypedConfirmDialog(message, name), done)
+
+    @work(exclusive=True, group="entries-write", exit_on_error=False, name="clear")
+    async def clear(self) -> None:
+        removed = await self.panel.service.clear()
+        self.panel.set_status(f"Cleared {removed:,} entries from {self.panel.index_name}")
+        self.page_offset = 0
+        self.load()
+        self.panel.poll_now()
