@@ -18,7 +18,11 @@ from engine.server.metrics import ServerMetrics
 log = logging.getLogger("semcache.server")
 access_log = logging.getLogger("semcache.access")
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
