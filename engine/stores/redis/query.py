@@ -1,0 +1,122 @@
+"""Query strings for RediSearch (DIALECT 2) and turning its replies into ``CacheEntry`` / ``Match``."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from engine.models import CacheEntry, Match, clamp_distance
+from engine.stores.redis import schema as s
+
+# TAG values need every punctuation character escaped; scopes allow '.', ':' and '-'.
+_TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
+_WORD = re.compile(r"^[A-Za-z0-9]+$")
+#: Float32 noise puts an exact repeat a hair off 0; snap it so "at or under 0" keeps its meaning.
+_SNAP = 1e-6
+
+
+def tag(value: str) -> str:
+    return _TAG_SPECIAL.sub(r"\\\1", value)
+
+
+def not_expired(now: float) -> str:
+    # expires_at is 0 for "never", so excluding (0, now] keeps the living and the immortal.
+    return f"-@{s.EXPIRES}:[(0 {now:.3f}]"
+
+
+def expired(now: float) -> str:
+    return f"@{s.EXPIRES}:[(0 {now:.3f}]"
+
+
+def filters(now: float, scope: str | None = None) -> str:
+    parts = [f"@{s.SCOPE}:{{{tag(scope)}}}"] if scope is not None else []
+    parts.append(not_expired(now))
+    return " ".join(parts)
+
+
+def contains_terms(contains: str) -> list[str]:
+    """Words of ``contains`` that are certainly whole tokens of any prompt containing it.
+
+    Only words with whitespace on both sides inside ``contains`` qualify (the first and last may be
+    fragments of longer words), and only plain ASCII words (RediSearch and Python disagree on where other
+    characters split and how they fold). They narrow the search in Redis; Python checks the substring.
+    """
+    pieces = contains.split(" ")
+    interior = pieces[1:-1] if len(pieces) > 2 else []
+    return sorted({word.lower() for word in interior if _WORD.match(word)})
+
+
+def knn(vector_field: str, k: int, now: float, scope: str) -> str:
+    return f"({filters(now, scope)})=>[KNN {k} @{vector_field} $vec EF_RUNTIME $ef AS {s.DISTANCE}]"
+
+
+def in_range(vector_field: str, now: float, scope: str) -> str:
+    return (
+        f"@{vector_field}:[VECTOR_RANGE $radius $vec]=>{{$YIELD_DISTANCE_AS: {s.DISTANCE}}} "
+        f"{filters(now, scope)}"
+    )
+
+
+def text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def number(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(text(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def entry_from_hash(key: str, values: dict[Any, Any]) -> CacheEntry:
+    fields = {text(k): v for k, v in values.items()}
+    try:
+        metadata = json.loads(text(fields.get(s.METADATA, b"{}")) or "{}")
+    except json.JSONDecodeError:
+        metadata = {}  # written by another tool: show the entry rather than fail the listing
+    expires = number(fields.get(s.EXPIRES))
+    return CacheEntry(
+        key=key,
+        scope=text(fields.get(s.SCOPE, b"default")),
+        prompt=text(fields.get(s.PROMPT, b"")),
+        response=text(fields.get(s.RESPONSE, b"")),
+        metadata=metadata if isinstance(metadata, dict) else {"value": metadata},
+        created_at=number(fields.get(s.CREATED)),
+        expires_at=expires if expires > 0 else None,
+    )
+
+
+def entry_to_hash(entry: CacheEntry, vector: bytes, now: float) -> dict[Any, Any]:
+    return {
+        s.ENTRY_ID: entry.key,
+        s.PROMPT: entry.prompt,
+        s.RESPONSE: entry.response,
+        s.SCOPE: entry.scope,
+        s.METADATA: json.dumps(entry.metadata, ensure_ascii=False, separators=(",", ":")),
+        s.CREATED: f"{entry.created_at:.6f}",
+        s.UPDATED: f"{now:.6f}",
+        s.EXPIRES: f"{entry.expires_at:.6f}" if entry.expires_at is not None else "0",
+        s.VECTOR: vector,
+    }
+
+
+def results(reply: Any) -> tuple[int, list[tuple[str, dict[Any, Any]]]]:
+    """(total, [(redis key, fields)]) from an FT.SEARCH reply, RESP3 map or RESP2 list."""
+    if isinstance(reply, dict):
+        rows = []
+        for row in reply.get(b"results", []):
+            rows.append((text(row.get(b"id", b"")), row.get(b"extra_attributes", {}) or {}))
+        return int(reply.get(b"total_results", 0)), rows
+    total, rest = int(reply[0]), reply[1:]
+    rows = []
+    if rest and not isinstance(rest[1] if len(rest) > 1 else None, list):  # NOCONTENT: keys only
+        return total, [(text(key), {}) for key in rest]
+    for key, flat in zip(rest[::2], rest[1::2], strict=False):
+        rows.append((text(key), dict(zip(flat[::2], flat[1::2], strict=False))))
+    return total, rows
+
+
+def match(entry: CacheEntry, raw_distance: Any) -> Match:
+    distance = number(raw_distance, 2.0)
+    return Match(entry, 0.0 if abs(distance) < _SNAP else clamp_distance(distance))

@@ -1,0 +1,429 @@
+"""The Redis store against a real Redis Stack started by the test session (tests/support/redis_fixtures.py).
+
+Vectors are small synthetic unit vectors with known cosine distances, so each rule is checked exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+import redis
+
+from engine.config import Settings
+from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMissingError
+from engine.keys import entry_key
+from engine.models import CacheEntry, EmbedderIdentity
+from engine.stores.redis_store import RedisStore
+from tests.support.redis_server import RedisServer, free_port
+
+DIM = 8
+IDENTITY = EmbedderIdentity("test", "synthetic", DIM)
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[: len(values)] = values
+    return vector / np.linalg.norm(vector)
+
+
+def at_distance(distance: float) -> np.ndarray:
+    """A unit vector whose cosine distance to ``unit(1)`` is ``distance``."""
+    cos = 1.0 - distance
+    return unit(cos, float(np.sqrt(max(0.0, 1.0 - cos * cos))))
+
+
+def entry(prompt: str, scope: str = "default", ttl: float | None = None, **metadata: object) -> CacheEntry:
+    now = time.time()
+    return CacheEntry(
+        key=entry_key(scope, prompt),
+        scope=scope,
+        prompt=prompt,
+        response=f"answer to {prompt}",
+        metadata=dict(metadata),
+        created_at=now,
+        expires_at=now + ttl if ttl is not None else None,
+    )
+
+
+def name() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    opened = RedisStore(redis_url, name=name())
+    await opened.open()
+    await opened.bind(IDENTITY)
+    yield opened
+    await _drop(opened)
+
+
+async def _drop(store: RedisStore) -> None:
+    try:
+        await store.client.execute_command("FT.DROPINDEX", store.name, "DD")
+        await store.client.delete(store.keys.meta, store.keys.stats, store.keys.latencies, store.keys.hits)
+    except Exception:
+        pass
+    await store.close()
+
+
+# -- the test Redis itself ------------------------------------------------------------------------------
+
+
+def test_redis_fixture_has_search_module(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    modules = {m[b"name"].decode() for m in client.module_list()}
+    assert "search" in modules
+    client.close()
+
+
+def test_plain_redis_fixture_has_no_search_module(plain_redis_url: str) -> None:
+    client = redis.Redis.from_url(plain_redis_url)
+    assert client.module_list() == []
+    client.close()
+
+
+def test_redis_server_restarts_on_the_same_port(redis_server_factory: Callable[..., RedisServer]) -> None:
+    server = redis_server_factory()
+    port = server.port
+    server.stop()
+    assert not server.running
+    server.start()
+    assert server.port == port and server.client().ping()
+
+
+# -- entries -------------------------------------------------------------------------------------------
+
+
+async def test_round_trip_keeps_every_field_and_keys_are_prefixed(store: RedisStore) -> None:
+    item = entry("What is HNSW?", metadata_ok=True, tokens=3)
+    await store.upsert([(item, unit(1))])
+    got = await store.get(item.key)
+    assert got is not None
+    assert (got.prompt, got.response, got.scope, got.metadata) == (
+        item.prompt,
+        item.response,
+        "default",
+        {"metadata_ok": True, "tokens": 3},
+    )
+    assert got.created_at == pytest.approx(item.created_at, abs=1e-3) and got.expires_at is None
+    assert await store.client.exists(f"{store.name}:{item.key}") == 1
+    matches = await store.search(unit(1), scope="default", k=3)
+    assert [m.entry.key for m in matches] == [item.key] and matches[0].distance == 0.0
+    # Storing the same key again updates in place: no duplicate.
+    await store.upsert([(item, unit(1))])
+    assert await store.count() == 1
+
+
+async def test_ttl_is_a_redis_expiry(store: RedisStore) -> None:
+    lasting, forever, short = entry("lasting", ttl=100), entry("forever"), entry("short", ttl=1)
+    await store.upsert([(lasting, unit(1)), (forever, unit(1, 0.1)), (short, unit(1, 0.2))])
+    ttl_ms = await store.client.pttl(store.keys.entry(lasting.key))
+    assert 95_000 < ttl_ms <= 100_000
+    assert await store.client.ttl(store.keys.entry(forever.key)) == -1
+    await asyncio.sleep(1.3)
+    assert await store.get(short.key) is None
+    assert short.key not in {m.entry.key for m in await store.search(unit(1), scope="default", k=10)}
+    # Re-storing without a TTL removes the expiry.
+    await store.upsert([(entry("lasting"), unit(1))])
+    assert await store.client.ttl(store.keys.entry(lasting.key)) == -1
+
+
+async def test_scopes_are_isolated(store: RedisStore) -> None:
+    a, b = entry("refund policy?", scope="tenant-a"), entry("refund policy?", scope="tenant.b:x")
+    await store.upsert([(a, unit(1)), (b, unit(1))])
+    assert a.key != b.key
+    for scope, item in (("tenant-a", a), ("tenant.b:x", b)):
+        assert [m.entry.key for m in await store.search(unit(1), scope=scope, k=10)] == [item.key]
+        got = await store.search(unit(1), scope=scope, k=10, max_distance=0.5)
+        assert [m.entry.key for m in got] == [item.key]
+    assert await store.search(unit(1), scope="tenant", k=10) == []
+
+
+async def test_range_query_returns_only_entries_within_the_distance(store: RedisStore) -> None:
+    distances = [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5]
+    items = [entry(f"prompt at {d}") for d in distances]
+    await store.upsert([(item, at_distance(d)) for item, d in zip(items, distances, strict=True)])
+    got = await store.search(unit(1), scope="default", k=100, max_distance=0.15)
+    assert [m.entry.prompt for m in got] == ["prompt at 0.0", "prompt at 0.05", "prompt at 0.1"]
+    assert [m.distance for m in got] == pytest.approx([0.0, 0.05, 0.1], abs=1e-4)
+    assert len(await store.search(unit(1), scope="default", k=2, max_distance=2.0)) == 2
+    # An exact repeat at 0 is kept: float32 noise around 0 is snapped to 0.
+    assert [m.entry.prompt for m in await store.search(unit(1), scope="default", k=5, max_distance=0.0)] == [
+        "prompt at 0.0"
+    ]
+    nearest = await store.search(unit(1), scope="default", k=10)
+    assert [m.distance for m in nearest] == sorted(m.distance for m in nearest) and len(nearest) == 7
+
+
+async def test_delete_purge_and_listing(store: RedisStore) -> None:
+    items = [entry(f"paged question {i}?") for i in range(12)]
+    items.append(entry("what is the capital of France?", scope="geo"))
+    await store.upsert([(item, unit(1, i / 10)) for i, item in enumerate(items)])
+    page = await store.list_entries(offset=0, limit=5)
+    rest = await store.list_entries(offset=5, limit=10)
+    assert page.total == rest.total == 13 and len(page.entries) == 5 and len(rest.entries) == 8
+    assert len({e.key for e in page.entries + rest.entries}) == 13
+    assert (await store.list_entries(scope="geo")).total == 1
+    only = await store.list_entries(contains="QUESTION 1")
+    assert {e.prompt for e in only.entries} == {
+        "paged question 1?",
+        "paged question 10?",
+        "paged question 11?",
+    }
+    interior = await store.list_entries(contains="is the capital")  # narrowed in Redis by the word "the"
+    assert [e.prompt for e in interior.entries] == ["what is the capital of France?"]
+    assert await store.delete(items[0].key) and not await store.delete(items[0].key)
+    doomed = entry("doomed", ttl=0.5)
+    await store.upsert([(doomed, unit(0, 1))])
+    await asyncio.sleep(0.7)
+    await store.purge_expired()
+    assert await store.get(doomed.key) is None
+    assert await store.count() == 12
+
+
+# -- counters ------------------------------------------------------------------------------------------
+
+
+async def test_counters_are_shared_by_replicas(redis_url: str) -> None:
+    index = name()
+    one, two = RedisStore(redis_url, name=index), RedisStore(redis_url, name=index)
+    try:
+        for replica in (one, two):
+            await replica.open()
+            await replica.bind(IDENTITY)
+        item = entry("shared?")
+        await one.upsert([(item, unit(1))])
+        await one.record_lookup(hit_key=item.key, latency_ms=2.0)
+        await two.record_lookup(hit_key=item.key, latency_ms=4.0)
+        await two.record_lookup(hit_key=None, latency_ms=6.0)
+        for replica in (one, two):
+            counters = await replica.counters()
+            assert (counters.hits, counters.misses) == (2, 1)
+            assert sorted(counters.recent_latencies_ms) == [2.0, 4.0, 6.0]
+            got = await replica.get(item.key)
+            assert got is not None and got.hit_count == 2
+        assert await two.count() == 1
+        extended = time.time() + 500
+        await one.record_lookup(hit_key=item.key, latency_ms=1.0, extend_to=extended)
+        got = await two.get(item.key)
+        assert got is not None and got.expires_at == pytest.approx(extended, abs=0.01)
+        assert 495 < await two.client.ttl(two.keys.entry(item.key)) <= 500
+    finally:
+        await _drop(one)
+        await two.close()
+
+
+# -- identity ------------------------------------------------------------------------------------------
+
+
+async def test_identity_mismatch_is_refused_and_nothing_is_dropped(store: RedisStore, redis_url: str) -> None:
+    await store.upsert([(entry("kept"), unit(1))])
+    for other in (EmbedderIdentity("test", "synthetic", 16), EmbedderIdentity("test", "another-model", DIM)):
+        second = RedisStore(redis_url, name=store.name)
+        assert await second.open() == IDENTITY
+        with pytest.raises(IndexMismatchError) as info:
+            await second.bind(other)
+        assert IDENTITY.describe() in str(info.value) and other.describe() in str(info.value)
+        assert "semcache-tui migrate" in str(info.value)
+        assert await second.count() == 1
+        await second.close()
+
+
+async def test_an_index_created_by_the_seed_service_is_detected(store: RedisStore, redis_url: str) -> None:
+    index = name()
+    client = store.client
+    # The seed's layout (RedisVL SemanticCache): no scope, no recorded identity.
+    await client.execute_command(
+        "FT.CREATE", index, "ON", "HASH", "PREFIX", 1, f"{index}:", "SCHEMA",
+        "prompt", "TEXT", "response", "TEXT", "inserted_at", "NUMERIC", "updated_at", "NUMERIC",
+        "prompt_vector", "VECTOR", "FLAT", 6, "TYPE", "FLOAT32", "DIM", DIM, "DISTANCE_METRIC", "COSINE",
+    )  # fmt: skip
+    await client.hset(
+        f"{index}:seed1",
+        mapping={
+            "prompt": "seeded?",
+            "response": "yes",
+            "inserted_at": 1.0,
+            "prompt_vector": unit(1).tobytes(),
+        },
+    )
+    seed = RedisStore(redis_url, name=index)
+    try:
+        recorded = await seed.open()
+        assert recorded is not None and recorded.dimension == DIM and recorded.provider == "unknown"
+        with pytest.raises(IndexMismatchError, match=f"{DIM} dims.*16 dims"):
+            await seed.bind(EmbedderIdentity("test", "synthetic", 16))
+        await seed.bind(IDENTITY)  # same dimension: adopted, its entries land in the default scope
+        await seed.wait_indexed()
+        assert seed.recorded_identity == IDENTITY
+        matches = await seed.search(unit(1), scope="default", k=3, max_distance=0.1)
+        assert [m.entry.prompt for m in matches] == ["seeded?"]
+    finally:
+        await _drop(seed)
+
+
+# -- clearing ------------------------------------------------------------------------------------------
+
+
+async def test_clear_returns_the_real_count_and_keeps_the_index(store: RedisStore) -> None:
+    await store.upsert([(entry(f"q{i}"), unit(1, i)) for i in range(25)])
+    await store.record_lookup(hit_key=entry("q1").key, latency_ms=1.0)
+    assert await store.clear() == 25
+    assert await store.count() == 0
+    assert store.name in await store.list_indexes()
+    info = await store.info()
+    assert info.parameters["dimension"] == DIM and info.identity == IDENTITY
+    await store.upsert([(entry("after"), unit(1))])
+    assert [m.entry.prompt for m in await store.search(unit(1), scope="default", k=3)] == ["after"]
+    assert (await store.get(entry("after").key)).hit_count == 0  # type: ignore[union-attr]
+
+
+async def test_seed_dropindex_dd_still_clears_and_the_store_recovers(store: RedisStore) -> None:
+    await store.upsert([(entry(f"q{i}"), unit(1, i)) for i in range(5)])
+    await store.record_lookup(hit_key=None, latency_ms=1.0)
+    await store.client.execute_command("FT.DROPINDEX", store.name, "DD")
+    assert await store.client.keys(f"{store.name}:*") == []  # every entry was under the prefix
+    assert await store.client.exists(store.keys.meta) == 1  # bookkeeping is not, so DD never sees it
+    # A running (bound) store recreates the index instead of failing until a restart.
+    assert await store.search(unit(1), scope="default", k=3) == []
+    await store.upsert([(entry("again"), unit(1))])
+    assert [m.entry.prompt for m in await store.search(unit(1), scope="default", k=3)] == ["again"]
+    assert (await store.counters()).misses == 1
+
+
+async def test_a_missing_index_is_named_when_not_bound(redis_url: str) -> None:
+    lost = RedisStore(redis_url, name=name())
+    try:
+        assert await lost.open() is None
+        with pytest.raises(IndexMissingError) as info:
+            await lost.count()
+        assert lost.name in str(info.value) and "CACHE_INDEX_NAME" in str(info.value)
+    finally:
+        await lost.close()
+
+
+# -- operator errors -----------------------------------------------------------------------------------
+
+
+async def test_a_redis_without_search_says_redis_stack_is_needed(plain_redis_url: str) -> None:
+    plain = RedisStore(plain_redis_url, name=name())
+    with pytest.raises(BackendUnavailableError) as info:
+        await plain.open()
+    await plain.close()
+    message = str(info.value)
+    assert "no search module" in message and "Redis Stack" in message and "Redis 8" in message
+    assert "\n" not in message and info.value.__cause__ is None and info.value.__suppress_context__
+
+
+async def test_credentials_password_acl_user_and_wrong_password(
+    redis_server_factory: Callable[..., RedisServer],
+) -> None:
+    server = redis_server_factory(password="right-horse-battery")
+    host = f"127.0.0.1:{server.port}"
+    wrong = RedisStore(f"redis://:wrong-staple@{host}", name=name())
+    with pytest.raises(BackendUnavailableError) as info:
+        await wrong.open()
+    await wrong.close()
+    assert "refused the credentials" in str(info.value) and "wrong-staple" not in str(info.value)
+    assert "REDIS_PASSWORD" in str(info.value)
+
+    missing = RedisStore(f"redis://{host}", name=name())
+    with pytest.raises(BackendUnavailableError, match="credentials"):
+        await missing.open()
+    await missing.close()
+
+    settings = Settings(redis_url=f"redis://{host}", redis_password="right-horse-battery", index_name=name())
+    via_env = RedisStore.from_settings(settings)
+    assert await via_env.open() is None and via_env.name == settings.index_name
+    await via_env.bind(IDENTITY)
+    await via_env.client.execute_command(
+        "ACL", "SETUSER", "cacheuser", "on", ">user-pass", "~*", "&*", "+@all"
+    )
+    as_user = RedisStore(f"redis://cacheuser:user-pass@{host}", name=via_env.name)
+    assert await as_user.open() == IDENTITY
+    await as_user.close()
+    bad_user = RedisStore(f"redis://cacheuser:nope-nope@{host}", name=via_env.name)
+    with pytest.raises(BackendUnavailableError) as info:
+        await bad_user.open()
+    assert "cacheuser" in str(info.value) and "nope-nope" not in str(info.value)
+    await bad_user.close()
+    await via_env.close()
+
+
+async def test_unreachable_redis_is_one_line_with_the_password_redacted() -> None:
+    url = f"redis://admin:hunter2secret@127.0.0.1:{free_port()}/0"
+    gone = RedisStore(url, name=name())
+    with pytest.raises(BackendUnavailableError) as info:
+        await gone.open()
+    await gone.close()
+    message = str(info.value)
+    assert "cannot reach Redis at redis://admin:***@127.0.0.1" in message
+    assert "hunter2secret" not in message and "\n" not in message and "start Redis Stack" in message
+    health = await RedisStore(url, name=name()).health()
+    assert health.status == "down" and "hunter2secret" not in health.detail
+
+
+async def test_redis_going_away_and_coming_back(redis_server_factory: Callable[..., RedisServer]) -> None:
+    server = redis_server_factory(appendonly=True)
+    flaky = RedisStore(server.url, name=name())
+    try:
+        await flaky.open()
+        await flaky.bind(IDENTITY)
+        await flaky.upsert([(entry("survives?"), unit(1))])
+        server.stop()
+        for _ in range(2):
+            with pytest.raises(BackendUnavailableError, match="cannot reach Redis"):
+                await flaky.search(unit(1), scope="default", k=1)
+        assert (await flaky.health()).status == "down"
+        server.start()
+        await flaky.wait_indexed()
+        assert [m.entry.prompt for m in await flaky.search(unit(1), scope="default", k=1)] == ["survives?"]
+        await flaky.record_lookup(hit_key=None, latency_ms=1.0)
+        assert (await flaky.health()).status == "ok"
+    finally:
+        await flaky.close()
+
+
+# -- inspection ----------------------------------------------------------------------------------------
+
+
+async def test_info_health_and_index_list(redis_url: str) -> None:
+    tuned = RedisStore(redis_url, name=name(), hnsw_m=24, hnsw_ef_construction=150, hnsw_ef_runtime=40)
+    try:
+        await tuned.open()
+        await tuned.bind(IDENTITY)
+        await tuned.upsert([(entry("x"), unit(1))])
+        info = await tuned.info()
+        assert (info.store, info.documents, info.algorithm, info.metric) == ("redis", 1, "HNSW", "COSINE")
+        assert info.parameters["M"] == 24 and info.parameters["ef_construction"] == 150
+        assert info.parameters["ef_runtime"] == 40 and info.indexing_failures == 0
+        assert info.memory_bytes and info.memory_bytes > 0
+        assert {"prompt", "scope", "prompt_vector"} <= {f["attribute"] for f in info.fields}
+        health = await tuned.health()
+        assert health.status == "ok" and health.latency_ms is not None
+        facts = health.facts
+        assert facts["redis_version"].startswith("7.") and facts["search_version"].startswith("2.")
+        for fact in ("used_memory", "maxmemory", "maxmemory_policy", "connected_clients", "ops_per_sec"):
+            assert fact in facts
+        assert facts["persistence"] == "none" or facts["persistence"].startswith(("RDB", "AOF"))
+        assert tuned.name in await tuned.list_indexes()
+    finally:
+        await _drop(tuned)
+
+
+async def test_from_settings_reads_url_name_and_hnsw(redis_url: str) -> None:
+    settings = Settings(redis_url=redis_url, index_name="from_settings_idx", hnsw_m=8, hnsw_ef_runtime=99)
+    made = RedisStore.from_settings(settings)
+    assert (made.name, made.hnsw.m, made.hnsw.ef_runtime) == ("from_settings_idx", 8, 99)
+    assert made.kind == "redis"
+    tls = RedisStore.from_settings(Settings(redis_url="rediss://u:pw@example.invalid:6380/0"))
+    assert tls.client.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert "pw" not in repr(tls)
+    await made.close()
+    await tls.close()
