@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_NEGATIONS = frozenset({"not", "no", "never", "without", "don't", "doesn't", "isn't", "aren't", "can't", "won't"})
+_NEGATIONS = frozenset(
+    {"not", "no", "never", "without", "don't", "doesn't", "isn't", "aren't", "can't", "won't"}
+)
 _WORD = re.compile(r"[a-z']+")
 
 

@@ -68,7 +68,9 @@ class VectorStore(Protocol):
         self, *, offset: int = 0, limit: int = 50, scope: str | None = None, contains: str | None = None
     ) -> EntryPage: ...
 
-    async def record_lookup(self, *, hit_key: str | None, latency_ms: float, extend_to: float | None = None) -> None:
+    async def record_lookup(
+        self, *, hit_key: str | None, latency_ms: float, extend_to: float | None = None
+    ) -> None:
         """Count a hit (and the entry's hit count, and push its expiry to ``extend_to`` when given) or a miss."""
 
     async def counters(self) -> StoreCounters: ...
