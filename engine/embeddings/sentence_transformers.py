@@ -9,6 +9,7 @@ runs in a thread so the event loop (the panel, the server) keeps answering meanw
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import numpy as np
 from engine.embeddings.base import normalize_rows
 from engine.errors import ConfigError, EmbedderError
 from engine.models import ComponentHealth, EmbedderIdentity
+from engine.redact import redact_secret
 
 PROVIDER = "sentence-transformers"
 _BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -39,7 +41,10 @@ class SentenceTransformerEmbedder:
     provider = PROVIDER
 
     def __init__(
-        self, model: str = "all-MiniLM-L6-v2", output_dimension: int | None = None, hf_token: str | None = None
+        self,
+        model: str = "all-MiniLM-L6-v2",
+        output_dimension: int | None = None,
+        hf_token: str | None = None,
     ) -> None:
         self.model = model
         self._output_dimension = output_dimension
@@ -86,12 +91,13 @@ class SentenceTransformerEmbedder:
             if path is not None:
                 st = SentenceTransformer(path, device="cpu", local_files_only=True)
             else:
+                # ``token=None`` lets huggingface_hub fall back to HF_TOKEN or the `hf auth login` cache.
                 st = SentenceTransformer(self.model, device="cpu", token=self._hf_token)
-        except OSError as exc:
-            raise _hub_error(self.model, exc) from None
         except Exception as exc:  # the hub client raises many kinds; each is a load failure of this model
-            raise _hub_error(self.model, exc) from None
-        full = int(st.get_sentence_embedding_dimension() or 0)
+            raise _hub_error(self.model, exc, self._hf_token) from None
+        # sentence-transformers 5.x renamed the method; 3.x and 4.x only have the old name.
+        dimension_of = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        full = int(dimension_of() or 0)
         if full <= 0:
             raise EmbedderError(f"model {self.model} does not report an embedding dimension")
         dimension = full
@@ -104,9 +110,10 @@ class SentenceTransformerEmbedder:
                 )
             dimension = self._output_dimension
         # EmbeddingGemma-style models define a query prompt; cached prompts and new prompts are both
-        # queries, so both sides get it and stay comparable.
+        # queries, so both sides get it and stay comparable. Recent versions give every model an empty
+        # "query" prompt, which is the same as none.
         prompts = getattr(st, "prompts", None) or {}
-        self._prompt_name = "query" if "query" in prompts else None
+        self._prompt_name = "query" if prompts.get("query") else None
         self._st = st
         self._full_dimension = full
         return EmbedderIdentity(provider=PROVIDER, model=self.model, dimension=dimension)
@@ -123,7 +130,10 @@ class SentenceTransformerEmbedder:
         kwargs: dict[str, Any] = {"convert_to_numpy": True, "show_progress_bar": False, "batch_size": 64}
         if self._prompt_name:
             kwargs["prompt_name"] = self._prompt_name
-        vectors = self._st.encode(texts, **kwargs)
+        # ``encode_query`` (sentence-transformers 5+) also routes Router models to their query side and
+        # never falls back to a model's default (document) prompt.
+        encode = getattr(self._st, "encode_query", None) or self._st.encode
+        vectors = encode(texts, **kwargs)
         vectors = np.asarray(vectors, dtype=np.float32)[:, : identity.dimension]  # Matryoshka truncation
         self.last_embed_ms = (time.perf_counter() - started) * 1000.0
         return normalize_rows(vectors)
@@ -142,16 +152,77 @@ class SentenceTransformerEmbedder:
         self._st = None
 
 
-def _hub_error(model: str, exc: Exception) -> EmbedderError:
-    text = str(exc)
-    if "401" in text or "gated" in text.lower() or "restricted" in text.lower():
+def _hub_error(model: str, exc: BaseException, token: str | None = None) -> EmbedderError:
+    """One operator-readable line for a failed model load, from the hub's own exception types.
+
+    transformers and sentence-transformers wrap the hub's errors in a plain ``OSError`` (``raise ... from``),
+    so the whole chain of causes is searched for the type that says what happened.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    chain = _causes(exc)
+
+    def found(*kinds: type[BaseException]) -> BaseException | None:
+        return next((e for e in chain if isinstance(e, kinds)), None)
+
+    licence_hint = "accept its licence on huggingface.co, then set HF_TOKEN or run `hf auth login`"
+    if found(GatedRepoError) is not None:
+        return EmbedderError(f"model {model} is gated and the hub refused access", licence_hint)
+    # Without a valid token the hub answers 401 for gated, private and missing repositories alike, and the
+    # hub client calls all of them RepositoryNotFoundError.
+    refused = EmbedderError(
+        f"model {model} was not found on the hub, or it is gated or private and the hub refused access",
+        "check EMBEDDING_MODEL; for a gated or private model, " + licence_hint,
+    )
+    if found(RepositoryNotFoundError) is not None:
+        return refused
+    if found(RevisionNotFoundError) is not None:
+        return EmbedderError(f"model {model} has no such revision on the hub", "check EMBEDDING_MODEL")
+    http_error = found(HfHubHTTPError)
+    status = getattr(getattr(http_error, "response", None), "status_code", None)
+    if status == 401:
+        if "invalid credentials" in " ".join(str(e) for e in chain).lower():
+            return EmbedderError(
+                f"the hub refused the token for model {model} (HTTP 401: invalid credentials)",
+                "create a new token at huggingface.co/settings/tokens and set HF_TOKEN, or run `hf auth login`",
+            )
+        return refused
+    if status == 403:
+        return EmbedderError(f"the hub refused access to model {model} (HTTP 403)", licence_hint)
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if offline and found(LocalEntryNotFoundError, OfflineModeIsEnabled) is not None:
         return EmbedderError(
-            f"model {model} is gated and the hub refused access",
-            f"accept its licence on huggingface.co, then set HF_TOKEN or run `hf auth login`",
+            f"model {model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+            "download it once with a network (unset HF_HUB_OFFLINE), or use the bundled all-MiniLM-L6-v2 "
+            "(unset EMBEDDING_MODEL)",
         )
-    if "offline" in text.lower() or "connect" in text.lower() or "resolve" in text.lower():
+    text = redact_secret(str(exc), token)
+    lowered = " ".join(redact_secret(str(e), token) for e in chain).lower()
+    if found(LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError) is not None or any(
+        word in lowered for word in ("offline", "connect", "resolve")
+    ):
         return EmbedderError(
             f"model {model} could not be downloaded (no network, or the hub is unreachable)",
             "use the bundled all-MiniLM-L6-v2 (unset EMBEDDING_MODEL) or download the model where there is a network",
         )
-    return EmbedderError(f"model {model} could not be loaded: {text.splitlines()[0] if text else type(exc).__name__}")
+    if "401" in lowered or "gated" in lowered or "restricted" in lowered:
+        return EmbedderError(f"model {model} is gated and the hub refused access", licence_hint)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return EmbedderError(f"model {model} could not be loaded: {first}")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
