@@ -7,6 +7,9 @@ names), so any embedding model an operator pulls works, and a model whose vector
 Every call has a deadline. Connection failures and 5xx answers are retried with backoff, because a
 restarting server or a model being loaded answers them for a moment; 4xx answers are the caller's
 mistake (a model not pulled, a dimension refused) and retrying would only delay the one-line error.
+
+httpx (under the ollama client) imports its command line, and with it rich, when rich is installed; so
+both are imported where the embedder first talks to a server, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import numpy as np
 
 from engine.embeddings.base import normalize_rows
 from engine.errors import ConfigError, EmbedderError
 from engine.models import ComponentHealth, EmbedderIdentity
 from engine.redact import redact_text, redact_url
+
+if TYPE_CHECKING:
+    import httpx
 
 PROVIDER = "ollama"
 PROBE_TEXT = "semcache dimension probe"
@@ -33,7 +38,7 @@ EMBEDDING_MODELS_HINT = "embeddinggemma, nomic-embed-text or all-minilm"
 T = TypeVar("T")
 
 
-def _split_credentials(base_url: str) -> tuple[str, httpx.BasicAuth | None]:
+def _split_credentials(base_url: str) -> tuple[str, tuple[str, str] | None]:
     """The URL without ``user:password@`` and the basic auth it carried (the ollama client drops it)."""
     parts = urlsplit(base_url)
     if parts.username is None and parts.password is None:
@@ -44,7 +49,7 @@ def _split_credentials(base_url: str) -> tuple[str, httpx.BasicAuth | None]:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)).rstrip("/")
-    return bare, httpx.BasicAuth(parts.username or "", parts.password or "")
+    return bare, (parts.username or "", parts.password or "")
 
 
 def _tagged(name: str) -> str:
@@ -213,6 +218,7 @@ class OllamaEmbedder:
     async def _once(self, what: str, call: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """One attempt, with its deadline; every failure comes out as an ``EmbedderError``/``ConfigError``
         (or ``_Transient`` wrapping one, when another attempt may succeed)."""
+        import httpx
         from ollama import ResponseError
 
         limit = self.timeout if timeout is None else timeout
@@ -297,6 +303,8 @@ class OllamaEmbedder:
             facts["last_embed_ms"] = round(self.last_embed_ms, 1)
         if self._identity is not None:
             facts["dimension"] = self._identity.dimension
+        import httpx
+
         client, http = self._client()
         # A health check answers quickly or says the server is slow; it never waits the full embed timeout.
         limit = min(self.timeout, 5.0)
@@ -349,6 +357,7 @@ class OllamaEmbedder:
     def _client(self) -> tuple[Any, httpx.AsyncClient]:
         loop = asyncio.get_running_loop()
         if self._clients is None or self._clients[0] is not loop:
+            import httpx
             from ollama import AsyncClient
 
             # The client has no call for /api/version, so a plain httpx client shares its address and auth.
