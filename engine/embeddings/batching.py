@@ -47,6 +47,8 @@ class BatchingEmbedder:
         if max_wait_ms < 0:
             raise ValueError("max_wait_ms must be 0 or more")
         self.inner = inner
+        self.provider = inner.provider
+        self.model = inner.model
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.observer = observer
@@ -60,14 +62,6 @@ class BatchingEmbedder:
         self.requests = 0
 
     # -- the Embedder protocol, delegated -----------------------------------------------------------------
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
 
     @property
     def identity(self) -> EmbedderIdentity | None:
