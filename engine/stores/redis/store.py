@@ -75,6 +75,7 @@ class RedisStore:
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 200,
         hnsw_ef_runtime: int = 64,
+        range_epsilon: float = 0.2,
         connect_timeout: float = 2.0,
         socket_timeout: float = 10.0,
     ) -> None:
@@ -83,6 +84,7 @@ class RedisStore:
         self.safe_url = redact_url(url)
         self.keys = s.Keys(name)
         self.hnsw = s.Hnsw(hnsw_m, hnsw_ef_construction, hnsw_ef_runtime)
+        self.range_epsilon = range_epsilon
         self._password = password
         self._secrets = (password, urlsplit(url).password)
         self._timeouts = (connect_timeout, socket_timeout)
@@ -90,6 +92,7 @@ class RedisStore:
         self._recorded: EmbedderIdentity | None = None
         self._bound: EmbedderIdentity | None = None
         self._vector_field = s.VECTOR
+        self._hnsw_index = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -178,6 +181,7 @@ class RedisStore:
                 "choose another CACHE_INDEX_NAME",
             )
         self._vector_field = vector
+        self._hnsw_index = str((facts.vector_field or {}).get("algorithm", "HNSW")).upper() == "HNSW"
         meta = await self._run(lambda: self.client.hgetall(self.keys.meta))
         identity = s.meta_identity(meta)
         if identity is not None and identity.dimension == facts.dimension:
@@ -194,7 +198,7 @@ class RedisStore:
             raise self._error(exc) from None
         except OSError as exc:
             raise self._error(exc) from None
-        self._vector_field = s.VECTOR
+        self._vector_field, self._hnsw_index = s.VECTOR, True
         meta = s.identity_to_meta(identity, s.VECTOR, self.hnsw)
         await self._run(lambda: self.client.hset(self.keys.meta, mapping=meta))
         return True
@@ -304,9 +308,11 @@ class RedisStore:
             text = q.knn(self._vector_field, k, now, scope)
             params: list[Any] = ["vec", blob, "ef", max(self.hnsw.ef_runtime, k)]
         else:
-            text = q.in_range(self._vector_field, now, scope)
+            text = q.in_range(self._vector_field, now, scope, hnsw=self._hnsw_index)
             # A hair over the threshold so float32 rounding cannot drop an entry sitting on it.
             params = ["radius", f"{max_distance + 1e-6:.9f}", "vec", blob]
+            if self._hnsw_index:
+                params += ["eps", self.range_epsilon]
         returned = [*s.ENTRY_FIELDS, s.DISTANCE]
         reply = await self._command(
             "FT.SEARCH", self.name, text, "PARAMS", len(params), *params,
