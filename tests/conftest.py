@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from engine.cache import CachePolicy, SemanticCache
+from engine.embeddings.base import Embedder
 from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
 
-pytest_plugins = ["tests.support.redis_fixtures"]
+pytest_plugins = ["tests.support.redis_fixtures", "tests.support.ollama_fixtures"]
 
 # Tests must never download anything: the bundled model is the one they use.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -96,10 +97,19 @@ async def make_store(store_kind: str, tmp_path: Path, request: pytest.FixtureReq
         await store.close()
 
 
+@pytest.fixture(params=["sentence-transformers", "ollama"])
+def cache_embedder(request: pytest.FixtureRequest) -> Embedder:
+    """The bundled model, in process and served by the Ollama protocol peer (tests/support/ollama_peer.py),
+    so the cache's behaviour tests prove the same rules with both embedders."""
+    if request.param == "ollama":
+        return request.getfixturevalue("ollama_embedder")  # type: ignore[no-any-return]
+    return shared_embedder()
+
+
 @pytest.fixture
-async def cache(make_store, embedder: SharedEmbedder) -> AsyncIterator[SemanticCache]:  # type: ignore[no-untyped-def]
-    """A started cache on each store kind, with the bundled model and default policy."""
-    semantic_cache = SemanticCache(make_store(), embedder, CachePolicy())
+async def cache(make_store, cache_embedder: Embedder) -> AsyncIterator[SemanticCache]:  # type: ignore[no-untyped-def]
+    """A started cache on each store kind and each embedder, with the default policy."""
+    semantic_cache = SemanticCache(make_store(), cache_embedder, CachePolicy())
     await semantic_cache.start()
     yield semantic_cache
     await semantic_cache.close()
