@@ -419,7 +419,7 @@ async def test_cache_index_records_the_ollama_identity_and_refuses_another_model
     from engine.stores.local import LocalStore
 
     await remember(ollama_cache, "What is Redis?", "An in-memory data store.")
-    assert ollama_cache.store.recorded_identity == EmbedderIdentity("ollama", "all-minilm", 384)
+    assert ollama_cache.vector_store.recorded_identity == EmbedderIdentity("ollama", "all-minilm", 384)
     await ollama_cache.close()
     other = SemanticCache(
         LocalStore(tmp_path / "data", name="ollama_cache"),
