@@ -305,7 +305,11 @@ class SemcacheApp(App[None]):
     async def run_screen_action(self, mode: str, action: str) -> None:
         """Run an action of a screen from the command palette: go there first."""
         await self.action_show(mode)
-        await self.screen.run_action(action)
+        screen = self.screen
+        name = action.split("(", 1)[0]
+        if isinstance(screen, PanelScreen) and name in screen.WRITES and screen.refused(name):
+            return  # the footer shows it disabled; from the palette, say why nothing happens
+        await screen.run_action(action)
 
     def action_leave_field(self) -> None:
         self.screen.set_focus(None)

@@ -124,6 +124,7 @@ class MetricSpark(Horizontal):
     def show(self, values: Sequence[float], current: str) -> None:
         data = list(values)
         if len(set(data)) <= 1:
-            data = data[:1]  # one value draws a flat line; a run of equal values would draw a full bar
+            # A flat line: the sparkline scales between its own min and max, and draws one value full height.
+            data = data[:1] * 2
         self.query_one(Sparkline).data = data
         self.query_one(".metric-value", Label).update(current)

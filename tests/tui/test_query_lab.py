@@ -1,0 +1,233 @@
+"""Query lab, Entries, Index and Sweep: every action against the real embedded store and model."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import DataTable
+
+from engine.cache import CachePolicy, SemanticCache
+from engine.models import EmbedderIdentity
+from engine.stores.local import LocalStore
+from semcache_tui.screens.dialogs import ConfirmDialog, EntryDialog, InputDialog, TypedConfirmDialog
+from tests.tui.conftest import SIZE, settle, text_of, wait_for
+
+
+async def search(pilot: Any, prompt: str) -> None:
+    app = pilot.app
+    await pilot.press("3", "slash", *prompt, "enter")
+    await wait_for(pilot, lambda: app.screen.prompt == prompt and app.screen.matches)
+
+
+def marks(app: Any) -> list[str]:
+    table = app.screen.query_one("#results", DataTable)
+    return [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
+
+
+async def test_nearest_marked_and_remarked_without_a_new_search(
+    filled_cache: SemanticCache, make_app: Any
+) -> None:
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "what's the capital city of france")
+        lab = app.screen
+        assert len(lab.matches) == 10
+        assert lab.matches[0].entry.prompt == "What is the capital of France?"
+        assert marks(app)[0] == "HIT"
+        searched = lab.matches
+        for _ in range(20):
+            await pilot.press("minus")
+        assert app.lab_threshold < 0.01
+        assert marks(app)[0] == "miss: over threshold"
+        assert lab.matches is searched  # re-marked, not searched again
+        await pilot.press("t")
+        lab.query_one("#threshold").value = "2"
+        await pilot.press("enter")
+        assert app.lab_threshold == 2.0
+        # Verification still refuses some candidates at the loosest threshold; the lab shows why.
+        assert "HIT" in marks(app)
+        assert "check() would answer a hit" in text_of(app, "#lab-summary")
+
+
+async def test_numbers_differ_is_shown_as_a_rejection(filled_cache: SemanticCache, make_app: Any) -> None:
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "How many days are in 2 leap years?")
+        await pilot.press("t")
+        app.screen.query_one("#threshold").value = "1.5"
+        await pilot.press("enter")
+        assert any("numbers differ" in mark for mark in marks(app))
+
+
+async def test_apply_threshold_to_the_running_cache(filled_cache: SemanticCache, make_app: Any) -> None:
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("3", "plus", "plus", "a")
+        assert abs(filled_cache.policy.threshold - 0.17) < 1e-9
+        assert "0.150 -> 0.170" in app.status_message
+
+
+async def test_store_a_response_then_find_it(filled_cache: SemanticCache, make_app: Any) -> None:
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("3", "slash", *"Who wrote Hamlet?", "escape", "s")
+        assert isinstance(app.screen, InputDialog)
+        await pilot.press(*"William Shakespeare.", "enter")
+        await wait_for(pilot, lambda: getattr(app.screen, "prompt", "") == "Who wrote Hamlet?")
+        assert app.screen.matches[0].entry.response == "William Shakespeare."
+        assert app.screen.matches[0].distance < 0.01
+        assert (await filled_cache.stats()).entries == 13
+
+
+async def test_delete_a_result_with_a_yes_no_confirm(filled_cache: SemanticCache, make_app: Any) -> None:
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "What is Redis?")
+        key = app.screen.matches[0].entry.key
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert await filled_cache.get(key) is not None
+        await pilot.press("d", "y")
+        await wait_for(pilot, lambda: "deleted" in app.status_message)
+        assert await filled_cache.get(key) is None
+
+
+async def test_entries_browse_search_view_delete_and_clear(
+    filled_cache: SemanticCache, make_app: Any
+) -> None:
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        table = app.screen.query_one("#entries", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 12)
+        assert "1-12 of 12 entries" in text_of(app, "#entries-summary")
+        await pilot.press("slash", *"python", "enter")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        await pilot.press("v")
+        assert isinstance(app.screen, EntryDialog)
+        await pilot.press("escape")
+        first = app.screen.entries[0]
+        await pilot.press("d", "y")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert await filled_cache.get(first.key) is None
+        await pilot.press("C")
+        assert isinstance(app.screen, TypedConfirmDialog)
+        await pilot.press(*"wrong", "enter")
+        assert isinstance(app.screen, TypedConfirmDialog)
+        assert (await filled_cache.stats()).entries == 11
+        app.screen.query_one("#typed").value = "panel"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "Cleared 11 entries" in app.status_message)
+        assert (await filled_cache.stats()).entries == 0
+
+
+async def test_read_only_refuses_every_write(filled_cache: SemanticCache, make_app: Any) -> None:
+    app = make_app(filled_cache, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "READ-ONLY" in text_of(app, "NavBar")
+        await pilot.press("4")
+        table = app.screen.query_one("#entries", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 12)
+        await pilot.press("d", "C")
+        assert not isinstance(app.screen, ConfirmDialog | TypedConfirmDialog)
+        active = app.screen.active_bindings
+        assert not active["d"].enabled and not active["C"].enabled
+        await app.run_screen_action("entries", "clear")
+        assert "Refused" in app.status_message
+        await app.run_screen_action("lab", "store")
+        await app.run_screen_action("lab", "apply")
+        await app.run_screen_action("sweep", "apply")
+        assert (await filled_cache.stats()).entries == 12
+        assert filled_cache.policy.threshold == 0.15
+        refused = [title for title, _h, _m, _a, enabled in app.palette_entries() if not enabled]
+        assert "Entries: Clear all" in refused and "Query lab: Store" in refused
+
+
+async def test_index_screen_shows_the_index_and_identity(filled_cache: SemanticCache, make_app: Any) -> None:
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await pilot.pause()
+        body = text_of(app, "#index-body")
+        for expected in ("Index panel", "HNSW", "COSINE", "ef construction", "documents", "same"):
+            assert expected in body
+        app.screen.query_one("#index-body").scroll_end(animate=False)
+        await pilot.pause()
+        fields = text_of(app, "#index-body")
+        assert "Fields" in fields and "VECTOR" in fields and "384" in fields
+        assert not app.screen.query_one("#mismatch-banner").display
+
+
+async def test_index_mismatch_banner_says_what_to_run(tmp_path: Path, embedder: Any, make_app: Any) -> None:
+    store = LocalStore(tmp_path / "data", name="panel")
+    await store.open()
+    await store.bind(EmbedderIdentity("sentence-transformers", "another-model", 384))
+    await store.close()
+    cache = SemanticCache(LocalStore(tmp_path / "data", name="panel"), embedder, CachePolicy())
+    app = make_app(cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.start_error is not None and app.is_running
+        await pilot.press("2")
+        await pilot.pause()
+        banner = app.screen.query_one("#mismatch-banner")
+        assert banner.display
+        text = text_of(app, "#mismatch-banner")
+        assert "semcache-tui migrate plan" in text and "another-model" in text
+        assert "DIFFERENT" in text_of(app, "#index-body")
+    await cache.close()
+
+
+def write_pairs(path: Path, count: int) -> Path:
+    with gzip.open("/work/shared/data/qqp_dev.jsonl.gz", "rt") as source:
+        lines = [next(source) for _ in range(count)]
+    with gzip.open(path, "wt") as target:
+        target.writelines(lines)
+    return path
+
+
+async def test_sweep_plots_recommends_and_applies(
+    tmp_path: Path, filled_cache: SemanticCache, make_app: Any
+) -> None:
+    pairs = write_pairs(tmp_path / "pairs.jsonl.gz", 120)
+    app = make_app(filled_cache, pairs_path=pairs)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        sweep = app.screen
+        sweep.query_one("#sample").value = "100"
+        sweep.query_one("#target").value = "0.8"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: bool(sweep.points), tries=3000)
+        assert sweep.pairs_count == 100
+        assert sweep.best is not None and sweep.best.precision >= 0.8
+        assert "Recommended threshold" in text_of(app, "#sweep-result")
+        await pilot.press("a")
+        assert filled_cache.policy.threshold == sweep.best.threshold
+        assert app.lab_threshold == sweep.best.threshold
+
+
+async def test_sweep_reports_a_bad_file_in_place(
+    tmp_path: Path, filled_cache: SemanticCache, make_app: Any
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text_a": "a"}) + "\n")
+    app = make_app(filled_cache, pairs_path=bad)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("5", "r")
+        await wait_for(pilot, lambda: app.status_severity == "error")
+        assert "text_a, text_b and label" in app.status_message
+        assert app.is_running
