@@ -29,7 +29,7 @@ from engine.server.limits import BodySizeLimit, RateLimit, RateLimiter
 from engine.server.logs import RequestLog
 from engine.server.metrics import InstrumentedStore, ServerMetrics
 from engine.server.routes import cache_router, health_router, metrics_router
-from engine.server.state import ServerState, secrets_of
+from engine.server.state import ServerState, secrets_of, store_of
 from engine.service import CacheService
 
 log = logging.getLogger("semcache.server")
@@ -50,8 +50,10 @@ def instrument(cache: CacheService, metrics: ServerMetrics) -> CacheService:
             cache.embedder = BatchingEmbedder(cache.embedder, observer=metrics.observe_embed_batch)
         elif cache.embedder.observer is None:
             cache.embedder.observer = metrics.observe_embed_batch
-        if not isinstance(cache.store, InstrumentedStore):
-            cache.store = InstrumentedStore(cache.store, metrics)  # type: ignore[assignment]
+        name = "vector_store" if hasattr(cache, "vector_store") else "store"
+        store = store_of(cache)
+        if store is not None and not isinstance(store, InstrumentedStore):
+            setattr(cache, name, InstrumentedStore(store, metrics))
     return cache
 
 

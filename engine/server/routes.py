@@ -85,8 +85,7 @@ async def _store_many(state: ServerState, items: list[StoreRequest]) -> list[Cac
     ]
     store_many = getattr(state.cache, "store_many", None)
     if store_many is not None:
-        # Validated all or nothing, embedded in one batch. (Also sidesteps SemanticCache.store, which its
-        # ``store`` attribute, the VectorStore, shadows on instances.)
+        # Validated all or nothing, embedded in one batch.
         entries: list[CacheEntry] = await store_many(requests)
         return entries
     return [

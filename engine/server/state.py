@@ -15,6 +15,15 @@ from engine.server.metrics import ServerMetrics
 from engine.service import CacheService
 
 
+def store_of(cache: object) -> Any:
+    """The VectorStore inside a ``SemanticCache`` (``vector_store``; ``store`` in older trees), else None."""
+    for name in ("vector_store", "store"):
+        store = getattr(cache, name, None)
+        if store is not None and hasattr(store, "search"):
+            return store
+    return None
+
+
 def secrets_of(settings: Settings) -> tuple[str, ...]:
     """The secret values to remove from messages. Replacing a value of one to three characters would
     mangle every message while protecting nothing (such a key is guessed at once), so those are skipped."""
@@ -39,7 +48,7 @@ class ServerState:
 
     @property
     def _store(self) -> Any:
-        return getattr(self.cache, "store", None)
+        return store_of(self.cache)
 
     @property
     def index_name(self) -> str:
