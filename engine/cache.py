@@ -10,14 +10,15 @@ derived, what input is acceptable and what is counted.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from engine.embeddings.base import Embedder
+from engine.embeddings.base import Embedder, normalize_rows
 from engine.errors import InvalidInputError
 from engine.keys import DEFAULT_SCOPE, entry_key, normalize_prompt, valid_scope
 from engine.models import (
@@ -57,6 +58,17 @@ class StoreRequest:
     ttl: int | None = None
 
 
+@dataclass(slots=True)
+class RestoreResult:
+    """What ``SemanticCache.restore_entries`` did with one batch."""
+
+    written: int = 0
+    #: Entries whose ``expires_at`` had passed: skipped, never written.
+    expired: int = 0
+    #: Entries written with a freshly computed vector (none given, or not of this embedder's dimension).
+    embedded: int = 0
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
@@ -65,7 +77,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 class SemanticCache:
     def __init__(self, store: VectorStore, embedder: Embedder, policy: CachePolicy | None = None) -> None:
-        self.store = store
+        self.vector_store = store
         self.embedder = embedder
         self.policy = policy or CachePolicy()
         self._ready: asyncio.Future[EmbedderIdentity] | None = None
@@ -76,10 +88,10 @@ class SemanticCache:
     async def open_store(self) -> EmbedderIdentity | None:
         """Open the store without the embedder: enough for stats, listing, deleting and clearing."""
         if not self._opened:
-            recorded = await self.store.open()
+            recorded = await self.vector_store.open()
             self._opened = True
             return recorded
-        return self.store.recorded_identity
+        return self.vector_store.recorded_identity
 
     async def start(self) -> EmbedderIdentity:
         """Open the store, load the embedder (off the event loop) and bind the index to its identity.
@@ -93,7 +105,7 @@ class SemanticCache:
     async def _start(self) -> EmbedderIdentity:
         await self.open_store()
         identity = await self.embedder.load()
-        await self.store.bind(identity)
+        await self.vector_store.bind(identity)
         return identity
 
     @property
@@ -103,7 +115,7 @@ class SemanticCache:
     async def close(self) -> None:
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()
-        await self.store.close()
+        await self.vector_store.close()
         await self.embedder.close()
 
     # -- the rules ---------------------------------------------------------------------------------------
@@ -168,12 +180,12 @@ class SemanticCache:
         await self.start()
         started = time.perf_counter()
 
-        exact = await self.store.get(entry_key(scope, prompt))
+        exact = await self.vector_store.get(entry_key(scope, prompt))
         if exact is not None and normalize_prompt(exact.prompt) == normalize_prompt(prompt):
             result = CheckResult(prompt, scope, limit, True, [Match(exact, 0.0)], 0.0, exact=True)
         else:
             vector = (await self.embedder.embed([prompt]))[0]
-            candidates = await self.store.search(vector, scope=scope, k=k, max_distance=limit)
+            candidates = await self.vector_store.search(vector, scope=scope, k=k, max_distance=limit)
             accepted: list[Match] = []
             rejected: list[tuple[Match, str]] = []
             for match in candidates:
@@ -189,7 +201,7 @@ class SemanticCache:
         extend_to = None
         if best is not None and self.policy.extend_ttl_on_hit and best.entry.expires_at is not None:
             extend_to = time.time() + self._ttl(None)
-        await self.store.record_lookup(
+        await self.vector_store.record_lookup(
             hit_key=best.entry.key if best else None, latency_ms=result.lookup_time_ms, extend_to=extend_to
         )
         return result
@@ -202,7 +214,7 @@ class SemanticCache:
             raise InvalidInputError(f"k={k} is out of range", f"ask for 1 to {MAX_K} matches")
         await self.start()
         vector = (await self.embedder.embed([prompt]))[0]
-        return await self.store.search(vector, scope=scope, k=k, max_distance=None)
+        return await self.vector_store.search(vector, scope=scope, k=k, max_distance=None)
 
     def _entry(self, request: StoreRequest, now: float) -> CacheEntry:
         prompt = self._prompt(request.prompt)
@@ -246,20 +258,118 @@ class SemanticCache:
         await self.start()
         batch = list(unique.values())
         vectors = await self.embedder.embed([entry.prompt for entry in batch])
-        await self.store.upsert(list(zip(batch, vectors, strict=True)))
+        await self.vector_store.upsert(list(zip(batch, vectors, strict=True)))
         return entries
+
+    # -- backup and restore (engine/backup.py) -----------------------------------------------------------
+
+    async def iter_entries(self, batch: int = 500, scope: str | None = None) -> AsyncIterator[list[CacheEntry]]:
+        """Every live entry, ``batch`` at a time, for exports. Counts nothing, needs no embedder.
+
+        Pages overlap a little and repeats of the previous page are dropped, so an entry expiring or a new
+        one arriving while we page does not shift a live entry past the cursor unseen.
+        """
+        if not 2 <= batch <= 1000:
+            raise InvalidInputError(f"batch={batch} is out of range", "use 2 to 1000")
+        await self.open_store()
+        overlap = max(1, batch // 10)
+        offset = 0
+        previous: set[str] = set()
+        while True:
+            page = await self.vector_store.list_entries(offset=offset, limit=batch, scope=scope)
+            fresh = [entry for entry in page.entries if entry.key not in previous]
+            if fresh:
+                yield fresh
+            if len(page.entries) < batch:
+                return
+            previous = {entry.key for entry in page.entries}
+            offset += batch - overlap
+
+    def prepare_restore(self, entry: CacheEntry) -> CacheEntry:
+        """Check an entry read from a backup against this cache's rules; return it under the key they
+        derive from (scope, prompt), so a restored entry lands where ``store`` would have put it."""
+        prompt = self._prompt(entry.prompt)
+        response = self._prompt(entry.response, "response")
+        scope = self._scope(entry.scope)
+        if not isinstance(entry.metadata, dict):
+            raise InvalidInputError("metadata is not an object", "metadata must be a JSON object")
+        for name, value in (("created_at", entry.created_at), ("expires_at", entry.expires_at)):
+            if value is None and name == "expires_at":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise InvalidInputError(f"{name} {value!r} is not a time", f"{name} must be Unix seconds")
+        if isinstance(entry.hit_count, bool) or not isinstance(entry.hit_count, int) or entry.hit_count < 0:
+            raise InvalidInputError(f"hit_count {entry.hit_count!r} is not allowed", "use a count, 0 or more")
+        return replace(
+            entry,
+            key=entry_key(scope, prompt),
+            scope=scope,
+            prompt=prompt,
+            response=response,
+            metadata=dict(entry.metadata),
+            created_at=float(entry.created_at),
+            expires_at=None if entry.expires_at is None else float(entry.expires_at),
+        )
+
+    async def restore_entries(
+        self,
+        entries: Sequence[CacheEntry],
+        vectors: Sequence[np.ndarray | None] | None = None,
+        *,
+        now: float | None = None,
+    ) -> RestoreResult:
+        """Upsert entries exactly as given (created_at, expires_at, metadata, hit count), for imports.
+
+        All or nothing: every entry is checked by ``prepare_restore`` before anything is written. Entries
+        already expired at ``now`` are skipped and counted. A vector is reused when it has this embedder's
+        dimension (the caller decides whether it came from the same identity); the others are embedded
+        here, in one batch.
+        """
+        if vectors is not None and len(vectors) != len(entries):
+            raise InvalidInputError(f"{len(entries)} entries but {len(vectors)} vectors")
+        given = list(vectors) if vectors is not None else [None] * len(entries)
+        prepared = [self.prepare_restore(entry) for entry in entries]
+        now = time.time() if now is None else now
+        result = RestoreResult()
+        unique: dict[str, tuple[CacheEntry, np.ndarray | None]] = {}
+        for entry, vector in zip(prepared, given, strict=True):
+            if entry.is_expired(now):
+                result.expired += 1
+                continue
+            unique[entry.key] = (entry, vector)
+        if not unique:
+            return result
+        identity = await self.start()
+        batch = list(unique.values())
+        missing = [
+            i
+            for i, (_, vector) in enumerate(batch)
+            if vector is None or np.asarray(vector).shape != (identity.dimension,)
+        ]
+        computed = await self.embedder.embed([batch[i][0].prompt for i in missing]) if missing else None
+        fresh = dict(zip(missing, computed if computed is not None else [], strict=True))
+        items: list[tuple[CacheEntry, np.ndarray]] = []
+        for i, (entry, vector) in enumerate(batch):
+            if i in fresh:
+                items.append((entry, fresh[i]))
+            else:
+                items.append((entry, normalize_rows(np.asarray(vector, dtype=np.float32))[0]))
+        await self.vector_store.upsert(items)
+        result.written = len(items)
+        result.embedded = len(missing)
+        return result
 
     async def get(self, key: str) -> CacheEntry | None:
         await self.open_store()
-        return await self.store.get(key)
+        return await self.vector_store.get(key)
 
     async def delete(self, key: str) -> bool:
         await self.open_store()
-        return await self.store.delete(key)
+        return await self.vector_store.delete(key)
 
     async def clear(self) -> int:
         await self.open_store()
-        return await self.store.clear()
+        return await self.vector_store.clear()
 
     async def list_entries(
         self, offset: int = 0, limit: int = 50, scope: str | None = None, contains: str | None = None
@@ -267,13 +377,13 @@ class SemanticCache:
         if offset < 0 or not 1 <= limit <= 1000:
             raise InvalidInputError("offset must be 0 or more and limit 1 to 1000")
         await self.open_store()
-        return await self.store.list_entries(offset=offset, limit=limit, scope=scope, contains=contains)
+        return await self.vector_store.list_entries(offset=offset, limit=limit, scope=scope, contains=contains)
 
     async def stats(self) -> CacheStats:
         await self.open_store()
-        counters = await self.store.counters()
+        counters = await self.vector_store.counters()
         return CacheStats(
-            entries=await self.store.count(),
+            entries=await self.vector_store.count(),
             hits=counters.hits,
             misses=counters.misses,
             latency_p50_ms=percentile(counters.recent_latencies_ms, 50),
@@ -282,21 +392,21 @@ class SemanticCache:
 
     async def index_info(self) -> IndexInfo:
         await self.open_store()
-        return await self.store.info()
+        return await self.vector_store.info()
 
     async def purge_expired(self) -> int:
         await self.open_store()
-        return await self.store.purge_expired()
+        return await self.vector_store.purge_expired()
 
     async def health(self) -> HealthReport:
         """Store and embedder health; never computes an embedding."""
         try:
             await self.open_store()
-            store_health = await self.store.health()
+            store_health = await self.vector_store.health()
         except Exception as exc:  # a health report describes failures instead of raising them
             store_health = ComponentHealth("store", "down", str(exc))
         embedder_health = await self.embedder.health()
-        recorded = self.store.recorded_identity
+        recorded = self.vector_store.recorded_identity
         configured = self.embedder.identity
         if recorded is not None and configured is not None and recorded != configured:
             store_health = ComponentHealth(
