@@ -263,7 +263,9 @@ class SemanticCache:
 
     # -- backup and restore (engine/backup.py) -----------------------------------------------------------
 
-    async def iter_entries(self, batch: int = 500, scope: str | None = None) -> AsyncIterator[list[CacheEntry]]:
+    async def iter_entries(
+        self, batch: int = 500, scope: str | None = None
+    ) -> AsyncIterator[list[CacheEntry]]:
         """Every live entry, ``batch`` at a time, for exports. Counts nothing, needs no embedder.
 
         Pages overlap a little and repeats of the previous page are dropped, so an entry expiring or a new
@@ -377,7 +379,9 @@ class SemanticCache:
         if offset < 0 or not 1 <= limit <= 1000:
             raise InvalidInputError("offset must be 0 or more and limit 1 to 1000")
         await self.open_store()
-        return await self.vector_store.list_entries(offset=offset, limit=limit, scope=scope, contains=contains)
+        return await self.vector_store.list_entries(
+            offset=offset, limit=limit, scope=scope, contains=contains
+        )
 
     async def stats(self) -> CacheStats:
         await self.open_store()
