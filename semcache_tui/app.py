@@ -107,8 +107,9 @@ class SemcacheApp(App[None]):
     # -- life cycle ------------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.start_service()
         self.poll_now()
+        # Importing torch holds the GIL for seconds: begin only once the first frame is on screen.
+        self.call_after_refresh(self.start_service)
         if not self.is_headless:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)

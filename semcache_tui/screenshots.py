@@ -1,0 +1,201 @@
+"""Pictures of every screen, from the real app on a temporary store filled with sample questions.
+
+    python -m semcache_tui.screenshots screenshots     # writes screenshots/<screen>.svg
+
+The snapshot tests (tests/tui/test_snapshots.py) drive the same scenes, so the pictures in the repository
+and the snapshots the tests compare are made the same way. A ``FrozenProbe`` fixes the clock, the host's
+numbers and measured timings, so two runs draw the same picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from engine.cache import CachePolicy, SemanticCache, StoreRequest
+from engine.config import Settings
+from engine.samples import SAMPLE_PAIRS, SAMPLE_QUERIES
+from semcache_tui.app import SemcacheApp
+from semcache_tui.monitor import FrozenProbe
+
+SIZE = (100, 32)
+INDEX = "semantic_cache"
+SHARED_PAIRS = Path("/work/shared/data/qqp_dev.jsonl.gz")
+SWEEP_SAMPLE = 200
+
+
+def _store(data_dir: Path) -> Any:
+    from engine.stores.local import LocalStore
+
+    return LocalStore(data_dir, name=INDEX)
+
+
+def prepare(data_dir: Path, embedder: Any) -> None:
+    """A fresh store holding the sample pairs, with a few lookups (hits and a miss) on record."""
+
+    async def fill() -> None:
+        cache = SemanticCache(_store(data_dir), embedder, CachePolicy())
+        await cache.start()
+        await cache.store_many([StoreRequest(prompt, response) for prompt, response in SAMPLE_PAIRS])
+        for query in SAMPLE_QUERIES:
+            await cache.check(query)
+        await cache.close()
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    asyncio.run(fill())
+
+
+def sample_pairs(folder: Path, count: int = SWEEP_SAMPLE) -> Path | None:
+    """The first ``count`` pairs of the shared development file, when it is there."""
+    if not SHARED_PAIRS.exists():
+        return None
+    target = folder / "pairs.jsonl.gz"
+    with gzip.open(SHARED_PAIRS, "rt", encoding="utf-8") as source, gzip.open(target, "wt") as out:
+        for _, line in zip(range(count), source, strict=False):
+            out.write(line)
+    return target
+
+
+def build_app(data_dir: Path, embedder: Any, pairs: Path | None = None, **options: Any) -> SemcacheApp:
+    cache = SemanticCache(_store(data_dir), embedder, CachePolicy())
+    settings = Settings(data_dir=data_dir, index_name=INDEX)
+    options.setdefault("probe", FrozenProbe())
+    options.setdefault("refresh_interval", 3600.0)
+    return SemcacheApp(cache, settings, pairs_path=pairs, **options)
+
+
+async def _until(pilot: Any, condition: Callable[[], bool], tries: int = 3000) -> None:
+    for _ in range(tries):
+        await pilot.pause(0.02)
+        if condition():
+            return
+    raise TimeoutError("the app never reached the state for this picture")
+
+
+async def settle(pilot: Any) -> None:
+    """Started, one fresh poll in and drawn: the history is reset so every picture has the same one."""
+    app: SemcacheApp = pilot.app
+    await _until(pilot, lambda: (app.started or app.start_error is not None) and not app._polling)
+    app.history.clear()
+    app.poll_now()
+    await _until(pilot, lambda: len(app.history) == 1 and not app._polling)
+    await pilot.pause()
+
+
+async def health(pilot: Any) -> None:
+    await settle(pilot)
+
+
+async def index(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("2")
+    await pilot.pause()
+
+
+async def query_lab(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("3", "slash", *"what's the capital city of france", "enter")
+    await _until(pilot, lambda: bool(getattr(pilot.app.screen, "matches", None)))
+    await pilot.press("plus", "plus")
+    await pilot.pause()
+
+
+async def entries(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("4")
+    await _until(pilot, lambda: bool(getattr(pilot.app.screen, "entries", None)))
+    await pilot.pause()
+
+
+async def sweep(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("5")
+    screen = pilot.app.screen
+    if screen.query_one("#path").value:
+        screen.query_one("#sample").value = str(SWEEP_SAMPLE)
+        screen.query_one("#target").value = "0.9"
+        await pilot.press("r")
+        await _until(pilot, lambda: bool(screen.points) or pilot.app.status_severity == "error")
+    await pilot.pause()
+
+
+async def keys(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("3", "question_mark")
+    await pilot.pause()
+
+
+async def read_only(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("4")
+    await _until(pilot, lambda: bool(getattr(pilot.app.screen, "entries", None)))
+    await pilot.pause()
+
+
+#: name -> (what to do before the picture, options for the app)
+SCENES: dict[str, tuple[Callable[[Any], Awaitable[None]], dict[str, Any]]] = {
+    "health": (health, {}),
+    "index": (index, {}),
+    "query_lab": (query_lab, {}),
+    "entries": (entries, {}),
+    "sweep": (sweep, {}),
+    "keys": (keys, {}),
+    "read_only": (read_only, {"read_only": True}),
+}
+
+
+def take(name: str, data_dir: Path, embedder: Any, pairs: Path | None) -> str:
+    """One picture as SVG text: the app runs headless at ``SIZE`` until the scene is set."""
+    before, options = SCENES[name]
+    prepare(data_dir, embedder)
+    app = build_app(data_dir, embedder, pairs, **options)
+    pictures: list[str] = []
+
+    async def pilot_then_shoot(pilot: Any) -> None:
+        await before(pilot)
+        pictures.append(app.export_screenshot(title=f"semcache - {name.replace('_', ' ')}"))
+        app.exit()
+
+    app.run(headless=True, size=SIZE, auto_pilot=pilot_then_shoot)
+    return pictures[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", default="screenshots", help="where to write the SVGs")
+    parser.add_argument("--only", nargs="*", choices=sorted(SCENES), help="only these screens")
+    args = parser.parse_args(argv)
+    from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
+
+    class KeptEmbedder(SentenceTransformerEmbedder):
+        async def close(self) -> None:  # one model for every picture
+            return None
+
+    embedder = KeptEmbedder()
+    embedder.load_sync()
+    out = Path(args.folder)
+    out.mkdir(parents=True, exist_ok=True)
+    # A fixed folder, so the paths the pictures show do not change from one run to the next.
+    work = Path(tempfile.gettempdir()) / "semcache-screenshots"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        pairs = sample_pairs(work)
+        for name in args.only or SCENES:
+            svg = take(name, work / "data", embedder, pairs)
+            (out / f"{name}.svg").write_text(svg, encoding="utf-8")
+            print(f"wrote {out / f'{name}.svg'}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""Snapshots of every screen at 100x32, drawn by the same scenes as ``make screenshots``.
+
+Deterministic: a fixed data folder (paths show on screen), a FrozenProbe (clock, host numbers, timings),
+no cursor blink, one poll in the history.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from semcache_tui import screenshots
+
+FOLDER = Path(tempfile.gettempdir()) / "semcache-tui-snapshots"
+
+
+@pytest.fixture
+def scene_app(embedder: Any):  # type: ignore[no-untyped-def]
+    def factory(name: str) -> tuple[Any, Any]:
+        shutil.rmtree(FOLDER, ignore_errors=True)
+        FOLDER.mkdir(parents=True)
+        pairs = screenshots.sample_pairs(FOLDER, 100)
+        screenshots.prepare(FOLDER / "data", embedder)
+        before, options = screenshots.SCENES[name]
+        return screenshots.build_app(FOLDER / "data", embedder, pairs, **options), before
+
+    yield factory
+    shutil.rmtree(FOLDER, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", sorted(screenshots.SCENES))
+def test_screen_snapshot(name: str, scene_app: Any, snap_compare: Any) -> None:
+    app, before = scene_app(name)
+    assert snap_compare(app, terminal_size=screenshots.SIZE, run_before=before)
