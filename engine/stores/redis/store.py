@@ -305,10 +305,10 @@ class RedisStore:
     ) -> list[Match]:
         blob, now = self._blob(vector), time.time()
         if max_distance is None:
-            text = q.knn(self._vector_field, k, now, scope)
+            text = q.knn(self._vector_field, k, scope)
             params: list[Any] = ["vec", blob, "ef", max(self.hnsw.ef_runtime, k)]
         else:
-            text = q.in_range(self._vector_field, now, scope, hnsw=self._hnsw_index)
+            text = q.in_range(self._vector_field, scope, hnsw=self._hnsw_index)
             # A hair over the threshold so float32 rounding cannot drop an entry sitting on it.
             params = ["radius", f"{max_distance + 1e-6:.9f}", "vec", blob]
             if self._hnsw_index:
