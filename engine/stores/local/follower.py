@@ -1,0 +1,129 @@
+"""Keeps one process's HNSW graphs in step with the data file's change sequence.
+
+Other processes write to the same SQLite file; instead of rebuilding, the follower applies what changed
+after the sequence its graphs cover (rows with a newer ``seq``, tombstones), and snapshots the graphs so
+the next process to open a large cache starts from the snapshot plus a short delta. It owns its own
+SQLite connection, so a long build never holds up the store's reads or writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from engine.models import EmbedderIdentity
+from engine.stores.local import database as db
+from engine.stores.local.graphs import ScopeGraphs
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class GraphFollower:
+    """Blocking methods: call them from a worker thread."""
+
+    def __init__(
+        self, path: Path, snapshot_dir: Path, *, m: int, ef_construction: int, ef_search: int
+    ) -> None:
+        self.path = path
+        self.snapshot_dir = snapshot_dir
+        self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
+        self.graphs: ScopeGraphs | None = None
+        #: The change sequence of the last snapshot written or loaded (-1: none).
+        self.snapshot_seq = -1
+        self.from_snapshot = False
+        self._conn: sqlite3.Connection | None = None
+        self._instance = ""
+        self._lock = threading.Lock()
+
+    def attach(self, conn: sqlite3.Connection, instance: str) -> None:
+        self._conn, self._instance = conn, instance
+
+    @property
+    def dirty(self) -> bool:
+        return self.graphs is not None and self.graphs.seq != self.snapshot_seq
+
+    def build(self, identity: EmbedderIdentity) -> None:
+        """Create the graphs once: from the snapshot when it is usable, then bring them up to date."""
+        with self._lock:
+            if self.graphs is not None or self._conn is None:
+                return
+            graphs = ScopeGraphs(
+                identity.dimension, m=self.m, ef_construction=self.ef_construction, ef_search=self.ef_search
+            )
+            newest = self._translated(lambda conn: db.change_state(conn).seq)
+            self.from_snapshot = graphs.load(self.snapshot_dir, self._instance, newest)
+            if self.from_snapshot:
+                self.snapshot_seq = graphs.seq
+            self.graphs = graphs
+        self.sync()
+
+    def sync(self) -> None:
+        """Apply every change after the graphs' sequence (other processes' writes and ours)."""
+        with self._lock:
+            if self.graphs is not None and self._conn is not None:
+                graphs = self.graphs
+                self._translated(lambda conn: _apply_changes(graphs, conn))
+
+    def save_snapshot(self) -> None:
+        graphs = self.graphs
+        if graphs is None:
+            return
+        with graphs.lock:
+            try:
+                graphs.save(self.snapshot_dir, self._instance)
+            except Exception as exc:  # derived data: a failed snapshot only makes the next open slower
+                log.warning("could not write the graph snapshot in %s: %s", self.snapshot_dir, exc)
+                return
+            self.snapshot_seq = graphs.seq
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            self.graphs = None
+            self.snapshot_seq = -1
+
+    def _translated(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._conn is not None
+        try:
+            return work(self._conn)
+        except sqlite3.Error as exc:
+            raise db.translate(exc, self.path) from exc
+
+
+def _apply_changes(graphs: ScopeGraphs, conn: sqlite3.Connection) -> None:
+    with db.read_transaction(conn):
+        state = db.change_state(conn)
+        if state.seq == graphs.seq:
+            return
+        if state.seq < graphs.seq:  # the file was replaced by an older one (a restored backup)
+            with graphs.lock:
+                graphs.reset()
+        if graphs.seq < state.floor:  # tombstones we need are gone (clear, pruning): keep live ids only
+            live = db.ids_by_scope(conn)
+            with graphs.lock:
+                graphs.keep_only(live)
+        removed = db.removed_since(conn, graphs.seq)
+        with graphs.lock:
+            graphs.remove(removed)
+        for batch in db.changed_since(conn, graphs.seq):
+            with graphs.lock:  # per batch, so searches interleave with a long build
+                graphs.add(batch)
+        with graphs.lock:
+            graphs.seq = state.seq
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    with contextlib.suppress(OSError):
+        for path in folder.rglob("*"):
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size if path.is_file() else 0
+    return total

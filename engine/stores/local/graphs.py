@@ -1,0 +1,233 @@
+"""The embedded store's nearest-neighbour graphs: one HNSW graph per scope, in memory, derived from SQLite.
+
+Why usearch rather than hnswlib: it is already a dependency, it supports removing labels (updates and
+deletes stay in place instead of forcing rebuilds), it saves and loads a graph in one call, and it stores
+vectors quantized to int8 with SIMD kernels. Measured here at 100k x 384 (clustered, ef_search 64):
+int8 searches in ~0.2 ms against ~0.47 ms for float32, builds 3x faster and takes 85 MB instead of 286 MB.
+int8 alone finds the exact nearest neighbour ~90% of the time, so the store asks the graph for a few
+more candidates than it needs and re-ranks them with the exact float32 vectors kept in SQLite, which
+brings recall@1 back to ~1.0 (bench/local_store.py) and makes every reported distance exact.
+
+Why one graph per scope: usearch's Python API has no filtered search, and filtering a shared graph
+after the fact loses recall (a small scope's entries are rare among the nearest labels). Scopes are few
+(tenants, applications); an almost empty graph costs ~70 KB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from usearch.index import Index
+
+try:
+    import fcntl
+except ImportError:  # Windows: snapshots still switch atomically; only their clean-up may race
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+#: Quantization of the vectors inside the graph; the exact float32 vectors stay in SQLite for re-ranking.
+DTYPE = "i8"
+SNAPSHOT_FORMAT = 1
+_POINTER = "CURRENT"
+
+
+class ScopeGraphs:
+    """Graphs keyed by scope, labelled by the entries' SQLite ids; ``seq`` is the change they cover.
+
+    ``lock`` guards every graph: take it around each call (the store keeps the hold short)."""
+
+    def __init__(self, dimension: int, *, m: int, ef_construction: int, ef_search: int) -> None:
+        self.dimension = dimension
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.seq = 0
+        self.lock = threading.Lock()
+        self._graphs: dict[str, Index] = {}
+
+    def _new_graph(self) -> Index:
+        # Cosine on int8: usearch normalizes the quantized vectors, so its distances approximate ours.
+        return Index(
+            ndim=self.dimension,
+            metric="cos",
+            dtype=DTYPE,
+            connectivity=self.m,
+            expansion_add=self.ef_construction,
+            expansion_search=self.ef_search,
+        )
+
+    # -- changes (caller holds ``lock``) ---------------------------------------------------------------
+
+    def remove(self, pairs: Iterable[tuple[int, str]]) -> None:
+        by_scope: dict[str, list[int]] = {}
+        for id_, scope in pairs:
+            by_scope.setdefault(scope, []).append(id_)
+        for scope, ids in by_scope.items():
+            graph = self._graphs.get(scope)
+            if graph is not None:
+                graph.remove(np.asarray(ids, dtype=np.uint64))
+
+    def add(self, rows: Iterable[tuple[int, str, bytes]]) -> None:
+        """Add (or replace) labels; a label already present is removed first, since an update may move it."""
+        by_scope: dict[str, tuple[list[int], list[bytes]]] = {}
+        for id_, scope, blob in rows:
+            ids, blobs = by_scope.setdefault(scope, ([], []))
+            ids.append(id_)
+            blobs.append(blob)
+        for scope, (ids, blobs) in by_scope.items():
+            graph = self._graphs.get(scope)
+            if graph is None:
+                graph = self._graphs[scope] = self._new_graph()
+            labels = np.asarray(ids, dtype=np.uint64)
+            present = np.asarray(graph.contains(labels), dtype=bool).reshape(-1)
+            if present.any():
+                graph.remove(labels[present])
+            vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), self.dimension)
+            graph.add(labels, vectors)
+
+    def keep_only(self, live: dict[str, np.ndarray]) -> None:
+        """Drop every label not in ``live`` (after ``clear`` or when tombstones were pruned)."""
+        for scope in list(self._graphs):
+            graph = self._graphs[scope]
+            wanted = live.get(scope)
+            if wanted is None or wanted.size == 0:
+                del self._graphs[scope]
+                continue
+            labels = np.asarray(graph.keys, dtype=np.uint64)
+            stale = np.setdiff1d(labels, wanted, assume_unique=True)
+            if stale.size:
+                graph.remove(stale)
+
+    def reset(self) -> None:
+        self._graphs.clear()
+        self.seq = 0
+
+    # -- reading (caller holds ``lock``) ---------------------------------------------------------------
+
+    def search(self, scope: str, vector: np.ndarray, count: int) -> tuple[np.ndarray, int]:
+        """Up to ``count`` candidate labels, nearest first, and how many labels the scope holds."""
+        graph = self._graphs.get(scope)
+        if graph is None or len(graph) == 0:
+            return np.empty(0, dtype=np.uint64), 0
+        found = graph.search(vector, min(count, len(graph)))
+        return np.asarray(found.keys, dtype=np.uint64), len(graph)
+
+    @property
+    def size(self) -> int:
+        return sum(len(graph) for graph in self._graphs.values())
+
+    @property
+    def scopes(self) -> int:
+        return len(self._graphs)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(int(graph.memory_usage) for graph in self._graphs.values())
+
+    # -- snapshots -------------------------------------------------------------------------------------
+
+    def _signature(self, instance: str) -> dict[str, object]:
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "instance": instance,
+            "dimension": self.dimension,
+            "dtype": DTYPE,
+            "m": self.m,
+            "ef_construction": self.ef_construction,
+        }
+
+    def save(self, folder: Path, instance: str) -> bool:
+        """Write every graph into a new sub-folder, then switch the pointer file to it in one rename, so a
+        reader (another process) sees the old snapshot or the new one, never half of one. Caller holds
+        ``lock``, so the graphs and ``seq`` agree. False when another process had saved a newer one."""
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{self.seq:012d}-{uuid.uuid4().hex[:8]}"
+        target = folder / name
+        target.mkdir()
+        files: dict[str, str] = {}
+        for number, (scope, graph) in enumerate(sorted(self._graphs.items())):
+            if len(graph):
+                files[scope] = f"{number}.usearch"
+                graph.save(str(target / files[scope]))
+        pointer = {**self._signature(instance), "seq": self.seq, "folder": name, "scopes": files}
+        temporary = folder / f"{_POINTER}.{name}.tmp"
+        temporary.write_text(json.dumps(pointer))
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        # Switching the pointer and deleting old snapshots is exclusive; loading holds the shared lock,
+        # so a snapshot is never deleted while another process reads it.
+        with _snapshot_lock(folder, exclusive=True):
+            current = _read_pointer(folder)
+            if current is not None and int(current.get("seq", -1)) > self.seq:
+                temporary.unlink()
+                shutil.rmtree(target, ignore_errors=True)
+                return False
+            os.replace(temporary, folder / _POINTER)
+            for old in folder.iterdir():
+                # Older ones only (left by earlier saves, or by a process killed while saving): a
+                # concurrent saver still writing a newer one keeps its files.
+                stem = old.name.removeprefix(f"{_POINTER}.")
+                if stem[:12].isdigit() and stem[:12] < name[:12]:
+                    if old.is_dir():
+                        shutil.rmtree(old, ignore_errors=True)
+                    else:
+                        old.unlink(missing_ok=True)
+        return True
+
+    def load(self, folder: Path, instance: str, newest_seq: int) -> bool:
+        """Replace the graphs with the snapshot in ``folder`` when it is usable; False otherwise (missing,
+        from other settings or another data file, or damaged: the graphs are derived data, rebuilt from
+        SQLite, so a bad snapshot costs time, never entries)."""
+        if not (folder / _POINTER).exists():
+            return False
+        try:
+            with _snapshot_lock(folder, exclusive=False):
+                pointer = _read_pointer(folder)
+                signature = self._signature(instance)
+                if (
+                    pointer is None
+                    or any(pointer.get(key) != value for key, value in signature.items())
+                    or int(pointer["seq"]) > newest_seq
+                ):
+                    return False
+                graphs: dict[str, Index] = {}
+                for scope, filename in dict(pointer["scopes"]).items():
+                    graph = self._new_graph()  # ``load`` keeps the ef values given here
+                    graph.load(str(folder / str(pointer["folder"]) / str(filename)))
+                    if graph.ndim != self.dimension:
+                        return False
+                    graphs[str(scope)] = graph
+        except Exception as exc:  # usearch raises plain RuntimeError/ValueError for damaged files
+            log.warning("ignoring the graph snapshot in %s (%s); rebuilding from the data file", folder, exc)
+            return False
+        self._graphs = graphs
+        self.seq = int(pointer["seq"])
+        return True
+
+
+def _read_pointer(folder: Path) -> dict[str, Any] | None:
+    try:
+        pointer = json.loads((folder / _POINTER).read_text())
+    except FileNotFoundError:
+        return None
+    return pointer if isinstance(pointer, dict) else None
+
+
+@contextlib.contextmanager
+def _snapshot_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """An advisory lock between processes sharing the folder (a no-op where ``fcntl`` is missing)."""
+    with open(folder / ".lock", "a+b") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield

@@ -1,0 +1,443 @@
+"""The embedded store on a real folder: real SQLite, real usearch graphs, real child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMissingError, InvalidInputError
+from engine.models import CacheEntry, EmbedderIdentity
+from engine.stores.base import LATENCY_WINDOW, VectorStore
+from engine.stores.local import LocalStore
+from tests.support.local_store_child import IDENTITY as CHILD_IDENTITY
+from tests.support.local_store_child import SCOPE as CHILD_SCOPE
+from tests.support.local_store_child import child_key, child_vector
+
+REPO = Path(__file__).resolve().parent.parent
+DIM = 16
+IDENTITY = EmbedderIdentity("test", "random-unit", DIM)
+OpenStore = Callable[..., Awaitable[LocalStore]]
+
+
+def unit(rng: np.random.Generator, n: int = 1, dim: int = DIM) -> np.ndarray:
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def entry(
+    key: str, scope: str = "default", *, expires_at: float | None = None, response: str = ""
+) -> CacheEntry:
+    return CacheEntry(
+        key=key,
+        scope=scope,
+        prompt=f"prompt of {key}",
+        response=response or f"response of {key}",
+        metadata={"key": key},
+        created_at=time.time(),
+        expires_at=expires_at,
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def open_store(data_dir: Path) -> AsyncIterator[OpenStore]:
+    """Opens bound stores on ``data_dir`` (several share it, like two replicas) and closes them after."""
+    stores: list[LocalStore] = []
+
+    async def factory(identity: EmbedderIdentity = IDENTITY, name: str = "idx") -> LocalStore:
+        store = LocalStore(data_dir, name=name)
+        stores.append(store)
+        await store.open()
+        await store.bind(identity)
+        return store
+
+    yield factory
+    for store in stores:
+        await store.close()
+
+
+def spawn_child(
+    data_dir: Path, start: int, count: int, batch: int = 1, hold: float = 0.0
+) -> subprocess.Popen[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "tests.support.local_store_child",
+        str(data_dir),
+        "idx",
+        str(start),
+        str(count),
+    ]
+    return subprocess.Popen(
+        [*command, str(batch), str(hold)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def read_line(child: subprocess.Popen[str]) -> str:
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line:
+        assert child.stderr is not None
+        raise AssertionError(f"child ended early: {child.stderr.read()[-2000:]}")
+    return line.strip()
+
+
+async def test_satisfies_the_protocol(data_dir: Path) -> None:
+    store = LocalStore(data_dir, name="idx")
+    assert isinstance(store, VectorStore)
+    assert store.kind == "local" and store.name == "idx"
+    assert await store.open() is None
+    assert store.recorded_identity is None
+    await store.close()
+
+
+async def test_round_trip(open_store: OpenStore) -> None:
+    store = await open_store()
+    vectors = unit(np.random.default_rng(1), 20)
+    await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(20)])
+
+    got = await store.get("k7")
+    assert got is not None and got.response == "response of k7" and got.metadata == {"key": "k7"}
+    assert await store.get("missing") is None
+    assert await store.count() == 20
+    matches = await store.search(vectors[7], scope="default", k=3)
+    assert matches[0].entry.key == "k7"
+    assert matches[0].distance == pytest.approx(0.0, abs=1e-5)
+    assert [m.distance for m in matches] == sorted(m.distance for m in matches)
+    expected = sorted(1.0 - float(vectors[i] @ vectors[7]) for i in range(20))[:3]
+    assert [m.distance for m in matches] == pytest.approx(expected, abs=1e-5)
+    page = await store.list_entries(offset=0, limit=5)
+    assert page.total == 20 and len(page.entries) == 5
+    assert (await store.list_entries(contains="OF K13")).total == 1
+    assert await store.delete("k7") is True
+    assert await store.delete("k7") is False
+    assert await store.get("k7") is None
+    assert "k7" not in [m.entry.key for m in await store.search(vectors[7], scope="default", k=5)]
+
+
+async def test_upsert_same_key_updates_in_place(open_store: OpenStore) -> None:
+    store = await open_store()
+    old, new = unit(np.random.default_rng(2), 2)
+    await store.upsert([(entry("same", response="first"), old)])
+    await store.upsert([(entry("same", response="second"), new)])
+    assert await store.count() == 1
+    got = await store.get("same")
+    assert got is not None and got.response == "second"
+    matches = await store.search(new, scope="default", k=5)
+    assert len(matches) == 1 and matches[0].distance == pytest.approx(0.0, abs=1e-5)
+    assert (await store.search(old, scope="default", k=5))[0].distance > 0.01
+
+
+async def test_scopes_are_isolated(open_store: OpenStore) -> None:
+    store = await open_store()
+    vector = unit(np.random.default_rng(3))[0]
+    others = unit(np.random.default_rng(4), 10)
+    await store.upsert(
+        [(entry("in-a", "a"), vector)] + [(entry(f"b{i}", "b"), v) for i, v in enumerate(others)]
+    )
+    assert {m.entry.scope for m in await store.search(vector, scope="b", k=20)} == {"b"}
+    assert [m.entry.key for m in await store.search(vector, scope="a", k=20)] == ["in-a"]
+    assert await store.search(vector, scope="nowhere", k=5) == []
+    # The same key stored under another scope leaves the first scope.
+    await store.upsert([(entry("in-a", "b"), vector)])
+    assert await store.search(vector, scope="a", k=5) == []
+    assert (await store.search(vector, scope="b", k=1))[0].entry.key == "in-a"
+
+
+async def test_max_distance_filters(open_store: OpenStore) -> None:
+    store = await open_store()
+    vectors = unit(np.random.default_rng(5), 30)
+    await store.upsert([(entry(f"k{i}"), v) for i, v in enumerate(vectors)])
+    query = vectors[0]
+    limit = 0.9
+    within = sorted(d for d in (1.0 - vectors @ query) if d <= limit)
+    matches = await store.search(query, scope="default", k=30, max_distance=limit)
+    assert 1 < len(matches) < 30
+    assert [m.distance for m in matches] == pytest.approx(within, abs=1e-5)
+    exact_only = await store.search(query, scope="default", k=5, max_distance=0.0)
+    assert [m.entry.key for m in exact_only] == ["k0"]
+
+
+async def test_expired_entries_are_never_served_and_are_purged(open_store: OpenStore) -> None:
+    store = await open_store()
+    rng = np.random.default_rng(6)
+    query = unit(rng)[0]
+    past = time.time() - 1.0
+    # Thirty expired entries right next to the query, three live ones further away: the live ones must
+    # still come back, although the graph's nearest labels are all expired.
+    near = [query + 0.01 * unit(rng)[0] for _ in range(30)]
+    await store.upsert(
+        [(entry(f"old{i}", expires_at=past), v / np.linalg.norm(v)) for i, v in enumerate(near)]
+    )
+    await store.upsert(
+        [(entry(f"live{i}", expires_at=time.time() + 3600), v) for i, v in enumerate(unit(rng, 3))]
+    )
+    await store.upsert([(entry("soon", expires_at=time.time() + 0.3), query)])
+    assert await store.get("soon") is not None
+    await asyncio.sleep(0.4)
+
+    assert await store.get("old0") is None and await store.get("soon") is None
+    matches = await store.search(query, scope="default", k=3)
+    assert sorted(m.entry.key for m in matches) == ["live0", "live1", "live2"]
+    assert await store.count() == 3
+    assert {e.key for e in (await store.list_entries(limit=100)).entries} == {"live0", "live1", "live2"}
+    assert await store.purge_expired() == 31
+    assert await store.purge_expired() == 0
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 3
+
+
+async def test_identity_mismatch_names_both_and_never_recreates(
+    open_store: OpenStore, data_dir: Path
+) -> None:
+    store = await open_store()
+    await store.upsert([(entry("kept"), unit(np.random.default_rng(7))[0])])
+    await store.close()
+
+    for other in (
+        EmbedderIdentity("test", "another-model", DIM),
+        EmbedderIdentity("test", "random-unit", DIM * 2),
+    ):
+        reopened = LocalStore(data_dir, name="idx")
+        assert await reopened.open() == IDENTITY
+        with pytest.raises(IndexMismatchError) as raised:
+            await reopened.bind(other)
+        text = str(raised.value)
+        assert IDENTITY.describe() in text and other.describe() in text and "migrate" in text
+        assert await reopened.count() == 1
+        await reopened.close()
+
+
+async def test_clear_keeps_the_binding(open_store: OpenStore, data_dir: Path) -> None:
+    store = await open_store()
+    vectors = unit(np.random.default_rng(8), 5)
+    await store.upsert([(entry(f"k{i}"), v) for i, v in enumerate(vectors)])
+    assert await store.clear() == 5
+    assert await store.count() == 0
+    assert await store.search(vectors[0], scope="default", k=5) == []
+    await store.close()
+
+    reopened = LocalStore(data_dir, name="idx")
+    assert await reopened.open() == IDENTITY
+    with pytest.raises(IndexMismatchError):
+        await reopened.bind(EmbedderIdentity("test", "another-model", DIM))
+    await reopened.bind(IDENTITY)
+    await reopened.upsert([(entry("after"), vectors[0])])
+    assert [m.entry.key for m in await reopened.search(vectors[0], scope="default", k=5)] == ["after"]
+    await reopened.close()
+
+
+async def test_counters_are_shared_by_stores_on_one_folder(open_store: OpenStore) -> None:
+    first = await open_store()
+    second = await open_store()
+    await first.upsert([(entry("hit-me", expires_at=time.time() + 60), unit(np.random.default_rng(9))[0])])
+    extend_to = time.time() + 7200
+    await first.record_lookup(hit_key="hit-me", latency_ms=2.0, extend_to=extend_to)
+    await first.record_lookup(hit_key=None, latency_ms=4.0)
+    await first.record_lookup(hit_key=None, latency_ms=6.0)
+
+    deadline = time.monotonic() + 3.0
+    while (await second.counters()).hits == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    counters = await second.counters()
+    assert (counters.hits, counters.misses) == (1, 2)
+    assert counters.recent_latencies_ms == [2.0, 4.0, 6.0]
+    seen = await second.get("hit-me")
+    assert seen is not None and seen.hit_count == 1 and seen.expires_at == pytest.approx(extend_to)
+
+    for i in range(LATENCY_WINDOW + 5):
+        await second.record_lookup(hit_key=None, latency_ms=float(i))
+    counters = await second.counters()
+    assert len(counters.recent_latencies_ms) == LATENCY_WINDOW
+    assert counters.recent_latencies_ms[-1] == float(LATENCY_WINDOW + 4)
+    assert (await first.counters()).misses == 2 + LATENCY_WINDOW + 5
+
+
+async def test_acknowledged_writes_survive_kill_9(data_dir: Path) -> None:
+    child = spawn_child(data_dir, start=0, count=100_000, batch=3)
+    acknowledged: list[str] = []
+    try:
+        assert read_line(child) == "bound"
+        while len(acknowledged) < 60:
+            line = read_line(child)
+            assert line.startswith("ok ")
+            acknowledged.append(line[3:])
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+
+    store = LocalStore(data_dir, name="idx")
+    assert await store.open() == CHILD_IDENTITY
+    await store.bind(CHILD_IDENTITY)
+    for key in acknowledged:
+        assert await store.get(key) is not None, key
+    number = int(acknowledged[-1].split("-")[1])
+    found = await store.search(child_vector(number), scope=CHILD_SCOPE, k=1)
+    assert found[0].entry.key == acknowledged[-1]
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    await store.close()
+
+
+async def test_another_process_sees_writes_within_a_second(open_store: OpenStore, data_dir: Path) -> None:
+    store = await open_store(CHILD_IDENTITY)
+    assert await store.search(child_vector(500), scope=CHILD_SCOPE, k=1) == []
+    child = spawn_child(data_dir, start=500, count=1, hold=30.0)
+    try:
+        assert read_line(child) == "bound"
+        assert read_line(child) == f"ok {child_key(500)}"
+        acknowledged = time.monotonic()
+        found_get = found_search = None
+        while time.monotonic() - acknowledged < 1.0 and not (found_get and found_search):
+            found_get = found_get or await store.get(child_key(500))
+            found_search = found_search or await store.search(child_vector(500), scope=CHILD_SCOPE, k=1)
+            await asyncio.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    assert found_get is not None
+    assert found_search and found_search[0].entry.key == child_key(500)
+
+
+async def test_concurrent_writers_in_two_processes(open_store: OpenStore, data_dir: Path) -> None:
+    reader = await open_store(CHILD_IDENTITY)
+    # Overlapping ranges: both processes write entries 150..199.
+    children = [spawn_child(data_dir, 0, 200, batch=7), spawn_child(data_dir, 150, 200, batch=5)]
+    for child in children:
+        _, errors = child.communicate(timeout=120)
+        assert child.returncode == 0, errors[-2000:]
+
+    assert await reader.count() == 350
+    with sqlite3.connect(reader.path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT COUNT(DISTINCT key) FROM entries").fetchone()[0] == 350
+    await asyncio.sleep(0.3)  # past the refresh interval, so the reader applies both processes' writes
+    for number in range(0, 350, 7):
+        found = await reader.search(child_vector(number), scope=CHILD_SCOPE, k=1)
+        assert found and found[0].entry.key == child_key(number)
+        assert found[0].distance == pytest.approx(0.0, abs=1e-5)
+
+
+async def test_reopen_uses_the_snapshot_and_later_changes(open_store: OpenStore, data_dir: Path) -> None:
+    vectors = unit(np.random.default_rng(10), 60)
+    writer = await open_store()
+    await writer.upsert([(entry(f"k{i}"), vectors[i]) for i in range(50)])
+    await writer.close()  # writes the snapshot, covering k0..k49
+    assert (data_dir / "idx.hnsw" / "CURRENT").exists()
+
+    other = await open_store()
+    await other.upsert([(entry(f"k{i}"), vectors[i]) for i in range(50, 60)])
+    assert await other.delete("k3")
+    await other.upsert([(entry("k4", response="moved"), vectors[59])])
+    # ``other`` stays open: its changes are not in any snapshot, only in SQLite.
+
+    third = await open_store()
+    assert (await third.info()).extra["graph_from_snapshot"] is True
+    assert [m.entry.key for m in await third.search(vectors[55], scope="default", k=1)] == ["k55"]
+    assert "k3" not in [m.entry.key for m in await third.search(vectors[3], scope="default", k=5)]
+    assert (await third.search(vectors[4], scope="default", k=1))[0].distance > 0.01
+    assert {m.entry.key for m in await third.search(vectors[59], scope="default", k=2)} == {"k4", "k59"}
+
+
+async def test_damaged_snapshot_is_rebuilt_from_the_data_file(open_store: OpenStore, data_dir: Path) -> None:
+    vectors = unit(np.random.default_rng(11), 20)
+    store = await open_store()
+    await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(20)])
+    await store.close()
+    for path in (data_dir / "idx.hnsw").rglob("*.usearch"):
+        path.write_bytes(b"not a graph")
+    reopened = await open_store()
+    assert [m.entry.key for m in await reopened.search(vectors[12], scope="default", k=1)] == ["k12"]
+
+
+async def test_corrupted_data_file_is_named(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    (data_dir / "idx.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    store = LocalStore(data_dir, name="idx")
+    with pytest.raises(BackendUnavailableError) as raised:
+        await store.open()
+    assert "idx.sqlite3" in raised.value.message and "corrupted" in raised.value.message
+    assert raised.value.hint and "backup" in raised.value.hint
+    health = await store.health()
+    assert health.status == "down" and "corrupted" in health.detail
+
+
+async def test_unusable_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    store = LocalStore(blocker / "data", name="idx")
+    with pytest.raises(BackendUnavailableError) as raised:
+        await store.open()
+    assert raised.value.hint and "SEMCACHE_DATA_DIR" in raised.value.hint
+    health = await store.health()
+    assert health.status == "down" and str(blocker / "data") in health.detail
+
+
+async def test_bad_input_is_refused(open_store: OpenStore, data_dir: Path) -> None:
+    unbound = LocalStore(data_dir, name="fresh")
+    with pytest.raises(IndexMissingError):
+        await unbound.upsert([(entry("k"), unit(np.random.default_rng(12))[0])])
+    await unbound.close()
+    store = await open_store()
+    with pytest.raises(InvalidInputError) as raised:
+        await store.upsert([(entry("k"), np.ones(DIM + 1, dtype=np.float32))])
+    assert str(DIM + 1) in raised.value.message
+    with pytest.raises(InvalidInputError):
+        await store.search(np.zeros(DIM, dtype=np.float32), scope="default", k=1)
+
+
+async def test_info_and_health(open_store: OpenStore, data_dir: Path) -> None:
+    store = await open_store()
+    await store.upsert([(entry(f"k{i}"), v) for i, v in enumerate(unit(np.random.default_rng(13), 4))])
+    info = await store.info()
+    assert (info.name, info.store, info.documents, info.identity) == ("idx", "local", 4, IDENTITY)
+    assert (info.algorithm, info.metric) == ("HNSW", "COSINE")
+    assert info.parameters["M"] == 16 and info.parameters["ef_construction"] == 200
+    assert info.memory_bytes and info.extra["path"] == str(data_dir / "idx.sqlite3")
+    assert info.extra["size_on_disk_bytes"] > 0
+    health = await store.health()
+    assert health.status == "ok"
+    assert health.facts["entries"] == 4 and health.facts["size_on_disk_bytes"] > 0
+
+
+async def test_a_new_snapshot_replaces_older_ones(open_store: OpenStore, data_dir: Path) -> None:
+    snapshots = data_dir / "idx.hnsw"
+    vectors = unit(np.random.default_rng(14), 10)
+    store = await open_store()
+    await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(5)])
+    # Left behind by a process killed while it was saving.
+    (snapshots / "000000000000-deadbeef").mkdir(parents=True)
+    (snapshots / "CURRENT.000000000000-deadbeef.tmp").write_text("{")
+    await store.close()
+    first = {p.name for p in snapshots.iterdir() if p.is_dir()}
+    assert len(first) == 1 and not list(snapshots.glob("*.tmp"))
+
+    store = await open_store()
+    await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(5, 10)])
+    await store.close()
+    second = {p.name for p in snapshots.iterdir() if p.is_dir()}
+    assert len(second) == 1 and second != first
+
+    reopened = await open_store()
+    info = await reopened.info()
+    assert info.extra["graph_from_snapshot"] is True and info.extra["graph_labels"] == 10
