@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
-    redis_password: str | None = Field(None, validation_alias=_env("REDIS_PASSWORD", "redis_password"), repr=False)
+    redis_password: str | None = Field(
+        None, validation_alias=_env("REDIS_PASSWORD", "redis_password"), repr=False
+    )
     distance_threshold: float = Field(
         0.15, validation_alias=_env("CACHE_DISTANCE_THRESHOLD", "distance_threshold"), ge=0.0, le=2.0
     )
@@ -83,7 +85,9 @@ class Settings(BaseSettings):
     hf_token: str | None = Field(None, validation_alias=_env("HF_TOKEN", "hf_token"), repr=False)
     store: Literal["local", "redis"] | None = Field(None, validation_alias=_env("SEMCACHE_STORE", "store"))
     data_dir: Path | None = Field(None, validation_alias=_env("SEMCACHE_DATA_DIR", "data_dir"))
-    extend_ttl_on_hit: bool = Field(False, validation_alias=_env("SEMCACHE_EXTEND_TTL_ON_HIT", "extend_ttl_on_hit"))
+    extend_ttl_on_hit: bool = Field(
+        False, validation_alias=_env("SEMCACHE_EXTEND_TTL_ON_HIT", "extend_ttl_on_hit")
+    )
     verify_candidates: bool = Field(True, validation_alias=_env("SEMCACHE_VERIFY", "verify_candidates"))
     api_key: str | None = Field(None, validation_alias=_env("SEMCACHE_API_KEY", "api_key"), repr=False)
     hnsw_m: int = Field(16, validation_alias=_env("SEMCACHE_HNSW_M", "hnsw_m"), ge=2, le=512)
@@ -197,7 +201,11 @@ def _config_error(exc: ValidationError, given: dict[str, Any]) -> ConfigError:
     first = exc.errors()[0]
     loc = str(first["loc"][0]) if first["loc"] else ""
     field_name = next(
-        (name for name in Settings.model_fields if loc in (name, _variable_for(name), _variable_for(name).lower())),
+        (
+            name
+            for name in Settings.model_fields
+            if loc in (name, _variable_for(name), _variable_for(name).lower())
+        ),
         loc,
     )
     variable = _variable_for(field_name) if field_name in Settings.model_fields else loc.upper()
