@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from engine.cache import CachePolicy, SemanticCache
 from engine.errors import (
@@ -39,6 +37,10 @@ from engine.models import (
     Match,
 )
 from engine.redact import redact_url
+
+if TYPE_CHECKING:
+    # httpx imports its command line, and with it rich, when imported: keep it off the headless path.
+    import httpx
 
 _ERRORS_BY_CODE: dict[str, type[SemcacheError]] = {
     "invalid_input": InvalidInputError,
@@ -71,6 +73,8 @@ class RemoteCache:
         self._identity: EmbedderIdentity | None = None
         self._ready = False
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        import httpx
+
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -78,6 +82,8 @@ class RemoteCache:
     # -- plumbing ----------------------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         try:
             return await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
