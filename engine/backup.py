@@ -47,7 +47,6 @@ FORMAT = "semcache-backup"
 VERSION = 1
 EXPORT_SUFFIX = ".jsonl.gz"
 RDB_SUFFIX = ".rdb"
-BACKUP_DIR_ENV = "SEMCACHE_BACKUP_DIR"
 #: Entries read from the store, or written to it, per batch (one embedding call per batch on import).
 BATCH = 256
 
@@ -114,12 +113,6 @@ class SnapshotResult:
 
 
 # -- names and folders ------------------------------------------------------------------------------------
-
-
-def default_backup_dir(data_dir: Path) -> Path:
-    """``SEMCACHE_BACKUP_DIR`` when set, else ``<data dir>/backups``."""
-    configured = os.environ.get(BACKUP_DIR_ENV, "").strip()
-    return Path(configured).expanduser() if configured else Path(data_dir) / "backups"
 
 
 def backup_name(index_name: str, when: float, suffix: str = EXPORT_SUFFIX) -> str:

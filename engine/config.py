@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     hf_token: str | None = Field(None, validation_alias=_env("HF_TOKEN", "hf_token"), repr=False)
     store: Literal["local", "redis"] | None = Field(None, validation_alias=_env("SEMCACHE_STORE", "store"))
     data_dir: Path | None = Field(None, validation_alias=_env("SEMCACHE_DATA_DIR", "data_dir"))
+    backup_dir: Path | None = Field(None, validation_alias=_env("SEMCACHE_BACKUP_DIR", "backup_dir"))
     extend_ttl_on_hit: bool = Field(
         False, validation_alias=_env("SEMCACHE_EXTEND_TTL_ON_HIT", "extend_ttl_on_hit")
     )
@@ -153,6 +154,11 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir or Path(platformdirs.user_data_dir("semcache", appauthor=False))
+
+    @property
+    def resolved_backup_dir(self) -> Path:
+        """``SEMCACHE_BACKUP_DIR``, else ``backups`` inside the data folder."""
+        return (self.backup_dir or self.resolved_data_dir / "backups").expanduser()
 
     @property
     def cors_origin_list(self) -> list[str]:

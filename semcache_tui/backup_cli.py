@@ -74,10 +74,8 @@ def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
 
 
 def _backup_dir(args: argparse.Namespace, settings: Any) -> Path:
-    from engine.backup import default_backup_dir
-
     given = getattr(args, "backup_dir", None)
-    return Path(given).expanduser() if given else default_backup_dir(settings.resolved_data_dir)
+    return Path(given).expanduser() if given else settings.resolved_backup_dir
 
 
 def _say(printer: Printer, args: argparse.Namespace, line: str) -> None:
