@@ -28,9 +28,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check engine semcache_tui tests bench
 	$(VENV)/bin/mypy engine
 
+## Benchmarks print figures (they assert nothing). Each takes a few minutes on 2 cores.
 bench: $(STAMP)
 	$(PIP) install --quiet -e '.[dev,bench]'
 	$(PY) bench/local_store.py
+	$(PY) bench/redis_store.py
+	$(PY) -m bench.server
+	$(PY) bench/startup.py
 
 screenshots: $(STAMP)
 	$(PY) -m semcache_tui.screenshots screenshots
