@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from semcache_tui import __version__, backup_cli
+from semcache_tui import __version__, backup_cli, migrate_cli
 from semcache_tui.output import Printer
 
 EXIT_MISS = 1
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("index", "the index: documents, dimension, algorithm, recorded embedder")
     command("demo", "store sample answers, look up paraphrases, print what happened")
     backup_cli.register(sub, _global_options)
+    migrate_cli.register(sub, _global_options)
     return parser
 
 
@@ -312,6 +313,7 @@ COMMANDS: dict[str, Callable[..., Coroutine[Any, Any, int]]] = {
     "index": cmd_index,
     "demo": cmd_demo,
     "backup": backup_cli.cmd_backup,
+    "migrate": migrate_cli.cmd_migrate,
 }
 
 

@@ -12,8 +12,11 @@ if TYPE_CHECKING:
 __all__ = ["VectorStore", "create_store"]
 
 
-def create_store(settings: Settings) -> VectorStore:
-    """The store the settings name; nothing is opened here."""
+def create_store(settings: Settings, name: str | None = None) -> VectorStore:
+    """The store the settings name; nothing is opened here. ``name`` is a physical index name (a
+    migration's ``{index}__v2``) to open instead of ``settings.index_name``."""
+    if name is not None and name != settings.index_name:
+        settings = settings.model_copy(update={"index_name": name})
     if settings.store_kind == "redis":
         from engine.stores.redis_store import RedisStore
 

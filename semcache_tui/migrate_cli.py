@@ -1,0 +1,279 @@
+"""`semcache-tui migrate ...`: move the cache to another embedder (provider, model or dimension).
+
+    semcache-tui migrate plan [--to-model M] [--to-dimension D] [--to-provider P]   what would change; changes nothing
+    semcache-tui migrate run [--strategy reembed|recreate] [--to-...] [--yes]        migrate (run again to resume)
+    semcache-tui migrate status                                                      the active index and progress
+    semcache-tui migrate finalize [--yes]                                            delete the old index's entries
+    semcache-tui migrate rollback                                                    serve from the old index again
+
+The target defaults to the configured embedder (EMBEDDING_PROVIDER / EMBEDDING_MODEL /
+EMBEDDING_OUTPUT_DIMENSION), so after changing the configuration `migrate plan` is enough. Errors are one
+line with the exit codes of ``semcache_tui.cli``; everything but ``plan`` and ``status`` is refused with
+``--read-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from semcache_tui.output import Printer
+
+AddGlobalOptions = Callable[..., None]
+
+
+def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
+    """Add the ``migrate`` command and its actions to the main parser's subcommands."""
+    migrate = subparsers.add_parser(
+        "migrate", help="move the cache to another embedder", description=__doc__.splitlines()[0]
+    )
+    actions = migrate.add_subparsers(dest="migrate_command", metavar="ACTION", required=True)
+
+    def action(name: str, help_text: str, *, target: bool = False) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
+        add_global_options(p, suppress=True)
+        if target:
+            p.add_argument("--to-model", default=None, help="target model (default: EMBEDDING_MODEL)")
+            p.add_argument("--to-dimension", type=int, default=None, help="target output dimension")
+            p.add_argument("--to-provider", default=None, help="sentence-transformers or ollama")
+        return p
+
+    action("plan", "what a migration would change, how long it would take; changes nothing", target=True)
+    p = action(
+        "run", "migrate (reembed keeps the cache; recreate empties it); run again to resume", target=True
+    )
+    p.add_argument("--strategy", choices=("reembed", "recreate"), default="reembed")
+    p.add_argument("--batch", type=int, default=64, help="prompts embedded per batch (default 64)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (recreate)")
+    action("status", "the active index and the last migration's progress")
+    p = action("finalize", "delete the old index's entries after a switch (asks unless --yes)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    action("rollback", "serve from the old index again (before finalize)")
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _cache(service: Any) -> Any:
+    from engine.cache import SemanticCache
+    from engine.errors import InvalidInputError
+
+    if not isinstance(service, SemanticCache):
+        raise InvalidInputError(
+            "migrations work on the store itself, not through --server",
+            "drop --server and pass --store/--redis-url",
+        )
+    return service
+
+
+def _refuse_if_read_only(args: argparse.Namespace, action: str) -> None:
+    if getattr(args, "read_only", False):
+        from engine.errors import ReadOnlyError
+
+        raise ReadOnlyError(
+            f"migrate {action} refused: --read-only is set", "run without --read-only to change the cache"
+        )
+
+
+def _confirm(args: argparse.Namespace, question: str, word: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        from engine.errors import InvalidInputError
+
+        raise InvalidInputError("this needs confirmation", "pass --yes to confirm without a terminal")
+    return input(f"{question} Type '{word}' to confirm: ").strip() == word
+
+
+def _target(args: argparse.Namespace, settings: Any) -> Any:
+    from engine.migration import MigrationTarget
+
+    model = args.to_model or settings.model_name
+    dimension = args.to_dimension
+    if dimension is None and args.to_model is None:
+        dimension = settings.embedding_output_dimension
+    return MigrationTarget(
+        model=model,
+        dimension=dimension,
+        provider=args.to_provider or settings.embedding_provider,
+        ollama_base_url=settings.ollama_base_url,
+    )
+
+
+def _stores(settings: Any) -> Callable[[str], Any]:
+    from engine.stores import create_store
+
+    return lambda name: create_store(settings, name)
+
+
+def _emit(printer: Printer, data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _progress(printer: Printer) -> Any:
+    if printer.quiet or printer.json_mode:
+        return None
+
+    def report(p: Any) -> None:
+        print(f"{p.phase} {p.done}/{p.total} eta {_duration(p.eta_seconds)}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _state_line(state: Any) -> str:
+    return (
+        f"{state.strategy} {state.source_index} -> {state.target_index} "
+        f"({_describe(state.target)}): {state.phase.replace('_', ' ')}, "
+        f"{state.done}/{state.total} entries"
+    )
+
+
+def _describe(data: dict[str, Any]) -> str:
+    from engine.models import EmbedderIdentity
+
+    return EmbedderIdentity.from_dict(data).describe()
+
+
+# -- actions -----------------------------------------------------------------------------------------------
+
+
+async def _plan(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+    from engine.migration import plan_migration
+
+    plan = await plan_migration(cache, _target(args, settings))
+    if printer.json_mode:
+        _emit(printer, plan.to_dict())
+        return 0
+    source = plan.source.describe() if plan.source else "nothing yet (an empty, unbound index)"
+    lines = [
+        f"index {plan.index} (physical {plan.source_index}): {plan.entries} entries",
+        f"  from {source}",
+        f"  to   {plan.target.describe()}",
+    ]
+    if not plan.needed:
+        lines.append("  nothing changes: the index already matches the target")
+    else:
+        lines += [
+            f"  changes: {'; '.join(plan.changes)}",
+            f"  re-embedding: about {_duration(plan.estimated_seconds)} at {plan.embed_rate:.0f} prompts/s "
+            f"into {plan.target_index}",
+            f"  storage: {_size(plan.bytes_before)} -> {_size(plan.bytes_after)} (vectors + text, estimated)",
+            "  run `semcache-tui migrate run` (keeps the cache) or `--strategy recreate` (empties it)",
+        ]
+    for line in lines:
+        print(line)
+    return 0
+
+
+async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+    from engine.migration import MigrationTarget, migration_status, run_migration
+
+    _refuse_if_read_only(args, "run")
+    _, state = await migration_status(cache)
+    target = _target(args, settings)
+    if state is not None and state.in_progress and args.to_model is None and args.to_dimension is None:
+        identity = state.target_identity  # resuming: the recorded target, whatever the configuration says
+        target = MigrationTarget(
+            identity.model, identity.dimension, identity.provider, settings.ollama_base_url
+        )
+    if args.strategy == "recreate" and not _confirm(
+        args,
+        f"Delete every entry of index {settings.index_name} and rebind it to {target.model}?",
+        settings.index_name,
+    ):
+        printer.info("nothing changed")
+        return 1
+    result = await run_migration(
+        cache,
+        target,
+        _stores(settings),
+        strategy=args.strategy,
+        progress=_progress(printer),
+        batch=args.batch,
+    )
+    if printer.json_mode:
+        _emit(printer, result.to_dict())
+    else:
+        printer.info(_state_line(result))
+        if result.phase == "switched":
+            printer.info(
+                "now serving from the new index; restart running servers, then "
+                "`semcache-tui migrate finalize` (or `rollback`)"
+            )
+    return 0
+
+
+async def _status(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+    from engine.migration import migration_status
+
+    active, state = await migration_status(cache)
+    if printer.json_mode:
+        _emit(
+            printer, {"index": settings.index_name, "active": active, "migration": state and state.to_dict()}
+        )
+        return 0
+    print(f"index {settings.index_name}: serving from {active}")
+    print(f"  {_state_line(state)}" if state else "  no migration")
+    return 0
+
+
+async def _finalize(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+    from engine.migration import finalize_migration, migration_status
+
+    _refuse_if_read_only(args, "finalize")
+    _, state = await migration_status(cache)
+    if state is not None and state.phase == "switched":
+        question = f"Delete every entry of the old index {state.source_index}? No rollback after this."
+        if not _confirm(args, question, "finalize"):
+            printer.info("nothing changed")
+            return 1
+    deleted = await finalize_migration(cache, _stores(settings))
+    printer.info(f"deleted {deleted} entries of the old index")
+    if printer.json_mode:
+        _emit(printer, {"deleted": deleted})
+    return 0
+
+
+async def _rollback(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+    from engine.migration import rollback_migration
+
+    _refuse_if_read_only(args, "rollback")
+    state = await rollback_migration(cache)
+    printer.info(f"serving from {state.source_index} again; restart running servers")
+    if printer.json_mode:
+        _emit(printer, state.to_dict())
+    return 0
+
+
+ACTIONS: dict[str, Callable[..., Coroutine[Any, Any, int]]] = {
+    "plan": _plan,
+    "run": _run,
+    "status": _status,
+    "finalize": _finalize,
+    "rollback": _rollback,
+}
+
+
+async def cmd_migrate(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+    return await ACTIONS[args.migrate_command](_cache(service), args, printer, settings)

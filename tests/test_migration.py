@@ -1,0 +1,335 @@
+"""Migrations against both stores (``store_kind``) and the real bundled model: 384 -> 256 dimensions by
+re-embedding into a new versioned index, the catch-up of writes made meanwhile, interruption and resume,
+rollback, finalize, recreate, the plan, ``build_cache`` following the pointer, and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engine.cache import CachePolicy, SemanticCache, StoreRequest
+from engine.config import Settings
+from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
+from engine.errors import IndexMismatchError, InvalidInputError
+from engine.factory import build_cache
+from engine.index_pointer import logical_name, next_physical_name
+from engine.migration import (
+    MigrationProgress,
+    MigrationTarget,
+    finalize_migration,
+    migration_status,
+    plan_migration,
+    rollback_migration,
+    run_migration,
+)
+from engine.models import CacheEntry
+from engine.stores.base import VectorStore
+from tests.conftest import SharedEmbedder
+
+CLI = Path(sys.executable).with_name("semcache-tui")
+MODEL = "all-MiniLM-L6-v2"
+TARGET = MigrationTarget(model=MODEL, dimension=256)
+REQUESTS = [
+    StoreRequest("What is the capital of France?", "Paris.", "geo", {"model": "gpt-x"}, 3600),
+    StoreRequest("How many legs does a spider have?", "Eight.", "default", {}, 0),
+    StoreRequest("Who wrote Hamlet?", "Shakespeare.", "books", {"tags": ["lit"]}, 600),
+    *[
+        StoreRequest(f"What is the square of {n}?", f"{n * n}.", "math", {"n": n}, 900 + n)
+        for n in range(2, 14)
+    ],
+]
+
+
+class SharedTarget(SentenceTransformerEmbedder):
+    async def close(self) -> None:
+        return None
+
+
+_TARGET: SharedTarget | None = None
+
+
+@pytest.fixture
+def target_embedder() -> SharedTarget:
+    """The bundled model truncated to 256 dimensions, loaded once per session."""
+    global _TARGET
+    if _TARGET is None:
+        _TARGET = SharedTarget(model=MODEL, output_dimension=256)
+        _TARGET.load_sync()
+    return _TARGET
+
+
+StoreMaker = Callable[..., VectorStore]
+
+
+async def filled(make_store: StoreMaker, embedder: SharedEmbedder) -> SemanticCache:
+    cache = SemanticCache(make_store(), embedder, CachePolicy())
+    await cache.start()
+    await cache.store_many(REQUESTS)
+    return cache
+
+
+async def entries_of(cache: SemanticCache) -> dict[str, CacheEntry]:
+    return {entry.key: entry async for batch in cache.iter_entries(1000) for entry in batch}
+
+
+async def test_reembed_switch_keeps_every_entry_and_old_index_until_finalize(
+    make_store: StoreMaker, embedder: SharedEmbedder, target_embedder: SharedTarget
+) -> None:
+    cache = await filled(make_store, embedder)
+    before = await entries_of(cache)
+    seen: list[MigrationProgress] = []
+    late = StoreRequest("Which planet is the largest?", "Jupiter.", "space", {"late": True}, 1200)
+
+    state = await run_migration(
+        cache, TARGET, make_store, embedder=target_embedder, progress=seen.append, batch=4
+    )
+    assert state.phase == "switched" and state.total == len(before)
+    assert seen and seen[-1].done == seen[-1].total == len(before)
+    assert any(p.eta_seconds is not None for p in seen)
+
+    active, status = await migration_status(cache)
+    assert active == next_physical_name(cache.vector_store.name) == state.target_index
+    assert status is not None and status.phase == "switched"
+
+    new = SemanticCache(make_store(active), target_embedder, CachePolicy())
+    assert (await new.start()).dimension == 256
+    after = await entries_of(new)
+    assert after.keys() == before.keys()
+    for key, entry in before.items():
+        copy = after[key]
+        assert (copy.scope, copy.prompt, copy.response, copy.metadata) == (
+            entry.scope,
+            entry.prompt,
+            entry.response,
+            entry.metadata,
+        )
+        assert copy.created_at == pytest.approx(entry.created_at)
+        assert (copy.expires_at is None) == (entry.expires_at is None)
+        if entry.expires_at is not None:
+            assert copy.expires_at == pytest.approx(entry.expires_at)
+    # A paraphrase is found by its 256-dimension vector, not by the exact-repeat path.
+    nearest = await new.nearest("What's the capital city of France?", scope="geo", k=1)
+    assert nearest[0].entry.response == "Paris."
+    result = await new.check("What is the square of 7?", scope="math")
+    assert result.is_hit and result.best is not None and result.best.entry.response == "49."
+
+    # The old index is untouched until finalize; a late write there is still possible.
+    assert await cache.vector_store.count() == len(before)
+    await cache.store_many([late])
+    deleted = await finalize_migration(cache, make_store)
+    assert deleted == len(before) + 1
+    assert await cache.vector_store.count() == 0
+    _, status = await migration_status(cache)
+    assert status is not None and status.phase == "finalized"
+    with pytest.raises(InvalidInputError):
+        await rollback_migration(cache)
+    await new.close()
+    await cache.close()
+
+
+async def test_writes_during_the_migration_are_caught_up(
+    make_store: StoreMaker, embedder: SharedEmbedder, target_embedder: SharedTarget
+) -> None:
+    cache = await filled(make_store, embedder)
+    late = [
+        StoreRequest("Which planet is the largest?", "Jupiter.", "space", {"late": True}, 1200),
+        StoreRequest("What is the boiling point of water?", "100 C.", "default", {}, 0),
+    ]
+    pending: list[StoreRequest] = list(late)
+    calls = 0
+
+    async def write_meanwhile() -> None:
+        await cache.store_many([pending.pop()])
+
+    tasks = []
+
+    def progress(p: MigrationProgress) -> None:
+        nonlocal calls
+        calls += 1
+        if pending and p.phase == "copying":
+            tasks.append(asyncio.get_running_loop().create_task(write_meanwhile()))
+
+    # Writes land between batches (the tasks run while the migration awaits the store).
+    state = await run_migration(
+        cache, TARGET, make_store, embedder=target_embedder, progress=progress, batch=3
+    )
+    await asyncio.gather(*tasks)
+    assert not pending and calls >= 2
+    new = SemanticCache(make_store(state.target_index), target_embedder, CachePolicy())
+    after = await entries_of(new)
+    assert {r.prompt for r in late} <= {e.prompt for e in after.values()}
+    assert len(after) == len(REQUESTS) + len(late)
+    await new.close()
+    await cache.close()
+
+
+async def test_interrupted_migration_resumes_without_duplicates(
+    make_store: StoreMaker, embedder: SharedEmbedder, target_embedder: SharedTarget
+) -> None:
+    cache = await filled(make_store, embedder)
+    calls = 0
+
+    def explode(p: MigrationProgress) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt  # the operator pressed Ctrl-C midway
+
+    with pytest.raises(KeyboardInterrupt):
+        await run_migration(cache, TARGET, make_store, embedder=target_embedder, progress=explode, batch=4)
+    active, status = await migration_status(cache)
+    assert active == cache.vector_store.name  # still serving from the old index
+    assert status is not None and status.phase == "copying" and 0 < status.done < len(REQUESTS)
+    # A migration in progress to another target is refused instead of mixed.
+    with pytest.raises(InvalidInputError, match="in progress"):
+        await run_migration(cache, None, make_store, embedder=embedder, strategy="reembed")
+
+    resumed: list[MigrationProgress] = []
+    state = await run_migration(
+        cache, TARGET, make_store, embedder=target_embedder, progress=resumed.append, batch=4
+    )
+    assert state.phase == "switched" and resumed[0].done > 4
+    new = SemanticCache(make_store(state.target_index), target_embedder, CachePolicy())
+    assert await new.vector_store.count() == len(REQUESTS)
+    assert len(await entries_of(new)) == len(REQUESTS)
+    await new.close()
+    await cache.close()
+
+
+async def test_rollback_serves_the_old_index_with_the_old_embedder(
+    make_store: StoreMaker, embedder: SharedEmbedder, target_embedder: SharedTarget
+) -> None:
+    cache = await filled(make_store, embedder)
+    state = await run_migration(cache, TARGET, make_store, embedder=target_embedder)
+    back = await rollback_migration(cache)
+    assert back.phase == "rolled_back"
+    active, _ = await migration_status(cache)
+    assert active == cache.vector_store.name == state.source_index
+    old = SemanticCache(make_store(active), embedder, CachePolicy())
+    result = await old.check("What's the capital city of France?", scope="geo", threshold=0.3)
+    assert result.is_hit and not result.exact
+    assert await old.vector_store.count() == len(REQUESTS)
+    # The old embedder cannot open the new index: identities never mix.
+    with pytest.raises(IndexMismatchError):
+        await SemanticCache(make_store(state.target_index), embedder).start()
+    await old.close()
+    await cache.close()
+
+
+async def test_recreate_empties_and_rebinds(
+    make_store: StoreMaker, embedder: SharedEmbedder, target_embedder: SharedTarget
+) -> None:
+    cache = await filled(make_store, embedder)
+    state = await run_migration(cache, TARGET, make_store, strategy="recreate", embedder=target_embedder)
+    assert state.phase == "finalized" and state.total == len(REQUESTS)
+    active, _ = await migration_status(cache)
+    assert active == state.target_index
+    new = SemanticCache(make_store(active), target_embedder, CachePolicy())
+    assert (await new.start()).dimension == 256
+    assert await new.vector_store.count() == 0
+    assert await cache.vector_store.count() == 0
+    await new.store("Who painted the Mona Lisa?", "Leonardo.")
+    assert (await new.check("Who painted the Mona Lisa?")).is_hit
+    await new.close()
+    await cache.close()
+
+
+async def test_plan_counts_and_changes_nothing(
+    make_store: StoreMaker, embedder: SharedEmbedder, target_embedder: SharedTarget
+) -> None:
+    cache = await filled(make_store, embedder)
+    plan = await plan_migration(cache, TARGET, embedder=target_embedder)
+    assert plan.entries == len(REQUESTS)
+    assert plan.source is not None and plan.source.dimension == 384 and plan.target.dimension == 256
+    assert plan.changes == ["dimension: 384 -> 256"]
+    assert plan.embed_rate > 0 and plan.estimated_seconds >= 0
+    assert plan.bytes_before - plan.bytes_after == len(REQUESTS) * 128 * 4
+    assert plan.target_index == f"{cache.vector_store.name}__v2"
+    assert json.dumps(plan.to_dict())
+    active, status = await migration_status(cache)
+    assert active == cache.vector_store.name and status is None
+    assert await cache.vector_store.count() == len(REQUESTS)
+    with pytest.raises(InvalidInputError, match="already"):
+        await run_migration(cache, MigrationTarget(model=MODEL), make_store, embedder=embedder)
+    await cache.close()
+
+
+def test_physical_names() -> None:
+    assert next_physical_name("cache") == "cache__v2"
+    assert next_physical_name("cache__v2") == "cache__v3"
+    assert logical_name("cache__v12") == logical_name("cache") == "cache"
+
+
+async def test_build_cache_follows_the_pointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: SharedEmbedder, target_embedder: SharedTarget
+) -> None:
+    monkeypatch.setenv("SEMCACHE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CACHE_INDEX_NAME", "idx")
+    settings = Settings.load()
+    from engine.stores import create_store
+
+    cache = build_cache(settings)
+    assert cache.vector_store.name == "idx"
+    cache.embedder = embedder
+    await cache.start()
+    await cache.store_many(REQUESTS[:4])
+    await run_migration(cache, TARGET, lambda name: create_store(settings, name), embedder=target_embedder)
+    await cache.close()
+
+    moved = build_cache(settings)
+    assert moved.vector_store.name == "idx__v2"
+    assert (await moved.open_store()) == target_embedder.identity
+    assert await moved.vector_store.count() == 4
+    await rollback_migration(moved)
+    await moved.close()
+    assert build_cache(settings).vector_store.name == "idx"
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ) | {
+        "SEMCACHE_DATA_DIR": str(tmp_path / "data"),
+        "CACHE_INDEX_NAME": "idx",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    return subprocess.run(
+        [str(CLI), "migrate", *args],
+        cwd=tmp_path,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+async def test_cli_plan_and_status(tmp_path: Path, embedder: SharedEmbedder) -> None:
+    from engine.stores.local import LocalStore
+
+    cache = SemanticCache(LocalStore(tmp_path / "data", name="idx"), embedder, CachePolicy())
+    await cache.start()
+    await cache.store_many(REQUESTS)
+    await cache.close()
+
+    done = run_cli(tmp_path, "plan", "--to-model", MODEL, "--to-dimension", "256", "--json")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["entries"] == len(REQUESTS) and plan["target"]["dimension"] == 256
+    assert plan["changes"] == ["dimension: 384 -> 256"]
+
+    done = run_cli(tmp_path, "status")
+    assert done.returncode == 0, done.stderr
+    assert "idx" in done.stdout and "no migration" in done.stdout
+
+    done = run_cli(tmp_path, "finalize", "--yes")
+    assert done.returncode == 3 and done.stderr.count("\n") == 1 and done.stderr.startswith("semcache-tui: ")
+
+    done = run_cli(tmp_path, "run", "--to-model", MODEL, "--to-dimension", "256", "--yes", "--read-only")
+    assert done.returncode == 7 and done.stderr.startswith("semcache-tui: ")
