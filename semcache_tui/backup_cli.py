@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -399,8 +398,4 @@ ACTIONS: dict[str, Callable[..., Coroutine[Any, Any, int]]] = {
 
 
 async def cmd_backup(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
-    if not args.verbose:
-        # Cron mails whatever reaches stderr: keep the model loader's progress bars out of it. Read when
-        # transformers is first imported, which happens later, when an import loads the model.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     return await ACTIONS[args.backup_command](service, args, printer, settings)

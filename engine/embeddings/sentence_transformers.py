@@ -84,7 +84,12 @@ class SentenceTransformerEmbedder:
             return self._identity
 
     def _load_model(self) -> EmbedderIdentity:
+        # Progress bars would land on the panel's terminal, in server logs and in cron mail.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
         path = bundled_model_path(self.model)
         try:
