@@ -24,7 +24,6 @@ import binascii
 import contextlib
 import gzip
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -38,6 +37,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.cache import SemanticCache
 from engine.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from engine.models import CacheEntry, EmbedderIdentity
@@ -265,21 +265,15 @@ async def export_entries(
 
 
 def _write_gzip(path: Path, header: dict[str, Any], body: IO[str]) -> None:
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0) as gz:
-                gz.write((json.dumps(header, separators=(",", ":")) + "\n").encode("utf-8"))
-                body.seek(0)
-                while chunk := body.read(1 << 20):
-                    gz.write(chunk.encode("utf-8"))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
+    with (
+        atomic_path(path) as partial,
+        partial.open("wb") as raw,
+        gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0) as gz,
+    ):
+        gz.write((json.dumps(header, separators=(",", ":")) + "\n").encode("utf-8"))
+        body.seek(0)
+        while chunk := body.read(1 << 20):
+            gz.write(chunk.encode("utf-8"))
 
 
 async def create_backup(
@@ -627,15 +621,8 @@ def _is_this_snapshot(path: Path, saved_at: float) -> bool:
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as partial:
         shutil.copyfile(source, partial)
-        os.replace(partial, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
 
 
 def is_rdb_file(path: Path) -> bool:
