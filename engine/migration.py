@@ -352,7 +352,7 @@ async def _recreate(
     state.total = await source.vector_store.count()
     await _save(records, state)
     await _switch(records, state.target_index)
-    await source.clear()
+    await source.vector_store.drop()
     state.phase = "finalized"
     await _save(records, state)
     return state
@@ -435,12 +435,13 @@ async def _last(cache: SemanticCache, *phases: str) -> tuple[PointerRecords, Mig
 
 
 async def finalize_migration(cache: SemanticCache, stores: StoreFactory) -> int:
-    """Delete the old index's entries after a switch; returns how many. No rollback after this."""
+    """Drop the old index (entries, vectors, bookkeeping) after a switch; returns how many entries it held.
+    No rollback after this."""
     records, state = await _last(cache, "switched")
     old = stores(state.source_index)
     try:
         await old.open()
-        deleted = await old.clear()
+        deleted = await old.drop()
     finally:
         await old.close()
     state.phase = "finalized"

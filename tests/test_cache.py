@@ -212,3 +212,14 @@ async def test_another_embedder_identity_is_refused_with_both_named(make_store, 
     assert "384" in message and "256" in message and "semcache-tui migrate" in message
     # Nothing was dropped or mixed: the entry is still there for the right embedder.
     assert await other.count() == 1
+
+
+async def test_drop_removes_the_index_and_its_entries(make_store, embedder) -> None:  # type: ignore[no-untyped-def]
+    first = SemanticCache(make_store(), embedder, CachePolicy())
+    await first.start()
+    await first.store_many([StoreRequest(f"retired question {i}?", "a") for i in range(4)])
+    assert await first.vector_store.drop() == 4
+    reopened = make_store()
+    assert await reopened.open() is None  # nothing recorded: the index is gone, not merely empty
+    await reopened.bind(EmbedderIdentity("sentence-transformers", "all-MiniLM-L6-v2", 256))
+    assert await reopened.count() == 0

@@ -17,7 +17,7 @@ import pytest
 from engine.cache import CachePolicy, SemanticCache, StoreRequest
 from engine.config import Settings
 from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
-from engine.errors import IndexMismatchError, InvalidInputError
+from engine.errors import IndexMismatchError, IndexMissingError, InvalidInputError
 from engine.factory import build_cache
 from engine.index_pointer import logical_name, next_physical_name
 from engine.migration import (
@@ -125,7 +125,7 @@ async def test_reembed_switch_keeps_every_entry_and_old_index_until_finalize(
     await cache.store_many([late])
     deleted = await finalize_migration(cache, make_store)
     assert deleted == len(before) + 1
-    assert await cache.vector_store.count() == 0
+    await assert_dropped(make_store, cache.vector_store.name)
     _, status = await migration_status(cache)
     assert status is not None and status.phase == "finalized"
     with pytest.raises(InvalidInputError):
@@ -223,6 +223,17 @@ async def test_rollback_serves_the_old_index_with_the_old_embedder(
     await cache.close()
 
 
+async def assert_dropped(make_store: StoreMaker, name: str) -> None:
+    """The retired index is gone, not merely emptied: opening its name finds nothing recorded."""
+    reopened = make_store(name)
+    assert await reopened.open() is None
+    if reopened.kind == "redis":
+        with pytest.raises(IndexMissingError):
+            await reopened.count()
+    else:
+        assert await reopened.count() == 0
+
+
 async def test_recreate_empties_and_rebinds(
     make_store: StoreMaker, embedder: SharedEmbedder, target_embedder: SharedTarget
 ) -> None:
@@ -234,7 +245,7 @@ async def test_recreate_empties_and_rebinds(
     new = SemanticCache(make_store(active), target_embedder, CachePolicy())
     assert (await new.start()).dimension == 256
     assert await new.vector_store.count() == 0
-    assert await cache.vector_store.count() == 0
+    await assert_dropped(make_store, cache.vector_store.name)
     await new.store("Who painted the Mona Lisa?", "Leonardo.")
     assert (await new.check("Who painted the Mona Lisa?")).is_hit
     await new.close()

@@ -62,6 +62,10 @@ class VectorStore(Protocol):
     async def clear(self) -> int:
         """Delete every entry; return how many. The index stays, bound to the same identity."""
 
+    async def drop(self) -> int:
+        """Delete the index, its entries and its bookkeeping, and close the store; return how many entries
+        it held. For a retired index (after a migration), never for the one being served."""
+
     async def count(self) -> int: ...
 
     async def list_entries(

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -324,6 +325,19 @@ class LocalStore:
         cleared = await self._thread(self._write_lock, db.clear, self._wconn, time.time())
         await self._sync()
         return cleared
+
+    async def drop(self) -> int:
+        held = await self.count()
+        await self.close()
+
+        def remove_files() -> None:
+            # The database with its WAL and shared-memory files, then the graph snapshots.
+            for path in self.data_dir.glob(f"{self.path.name}*"):
+                path.unlink(missing_ok=True)
+            shutil.rmtree(self.snapshot_dir, ignore_errors=True)
+
+        await asyncio.to_thread(remove_files)
+        return held
 
     async def count(self) -> int:
         await self.open()

@@ -380,6 +380,19 @@ class RedisStore:
         await self._run(lambda: self.client.delete(self.keys.hits))
         return deleted
 
+    async def drop(self) -> int:
+        facts = await self._facts()
+        documents = facts.documents if facts is not None else 0
+        # Unbind first: a dropped index must not be recreated by the "index went away" recovery in _run.
+        self._bound = self._recorded = None
+        if facts is not None:
+            await self._command("FT.DROPINDEX", self.name, "DD")
+        # Only our own bookkeeping keys: the migration pointer also lives under @semcache:{name}: and stays.
+        keys = self.keys
+        await self._run(lambda: self.client.delete(keys.meta, keys.stats, keys.latencies, keys.hits))
+        await self.close()
+        return documents
+
     async def purge_expired(self) -> int:
         purged = await self._delete_matching(q.expired(time.time()))
         # Redis drops expired keys by itself; their hit counts are the only thing left behind.
