@@ -394,8 +394,9 @@ async def _reembed(
     await _switch(records, state.target_index)
     state.phase = "switched"
     await _save(records, state)
-    # Writes that reached the old index between the last pass and the switch.
-    state.caught_up += await _catch_up(source, target, present, batch)
+    # Writes that reached the old index between the last pass and the switch. Nothing is deleted now: the
+    # new index takes writes of its own from here on.
+    state.caught_up += await _catch_up(source, target, present, batch, remove_deleted=False)
     state.total = state.done = await target.vector_store.count()
     await _save(records, state)
     eta.report("switched", state.done, state.total)
@@ -403,13 +404,20 @@ async def _reembed(
 
 
 async def _catch_up(
-    source: SemanticCache, target: SemanticCache, present: dict[str, float], batch: int
+    source: SemanticCache,
+    target: SemanticCache,
+    present: dict[str, float],
+    batch: int,
+    *,
+    remove_deleted: bool = True,
 ) -> int:
-    """Entries written to (or deleted from) the old index since they were copied."""
+    """Entries written to (or, with ``remove_deleted``, deleted from) the old index since they were copied."""
     fresh = await _key_times(target)
     present.clear()
     present.update(fresh)
     copied = await _copy_missing(source, target, present, batch=batch)
+    if not remove_deleted:
+        return copied
     live = await _key_times(source)
     gone = [key for key in present if key not in live]
     for key in gone:
@@ -434,19 +442,41 @@ async def _last(cache: SemanticCache, *phases: str) -> tuple[PointerRecords, Mig
     return records, state
 
 
-async def finalize_migration(cache: SemanticCache, stores: StoreFactory) -> int:
+async def finalize_migration(
+    cache: SemanticCache, stores: StoreFactory, embedder: Embedder | None = None
+) -> int:
     """Drop the old index (entries, vectors, bookkeeping) after a switch; returns how many entries it held.
-    No rollback after this."""
+    No rollback after this.
+
+    Replicas still running with the old configuration keep writing to the old index after the switch; those
+    entries are carried over first (re-embedded by ``embedder``, or one built for the target identity), so
+    finalizing loses nothing that was acknowledged.
+    """
     records, state = await _last(cache, "switched")
-    old = stores(state.source_index)
+    old = SemanticCache(stores(state.source_index), cache.embedder, cache.policy)
+    new = SemanticCache(stores(state.target_index), embedder or _target_embedder(cache, state), cache.policy)
     try:
-        await old.open()
-        deleted = await old.drop()
+        await old.open_store()
+        await new.open_store()
+        state.caught_up += await _copy_missing(old, new, await _key_times(new), batch=BATCH)
+        deleted = await old.vector_store.drop()
     finally:
-        await old.close()
+        await old.vector_store.close()
+        await new.vector_store.close()
     state.phase = "finalized"
     await _save(records, state)
     return deleted
+
+
+def _target_embedder(cache: SemanticCache, state: MigrationState) -> Embedder:
+    target = state.target_identity
+    if cache.embedder.identity == target:
+        return cache.embedder
+    base_url = getattr(cache.embedder, "base_url", None)
+    extra = {"ollama_base_url": base_url} if target.provider == "ollama" and base_url else {}
+    return MigrationTarget(
+        model=target.model, dimension=target.dimension, provider=target.provider, **extra
+    ).create_embedder()
 
 
 async def rollback_migration(cache: SemanticCache) -> MigrationState:

@@ -20,6 +20,7 @@ from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
 from engine.errors import IndexMismatchError, IndexMissingError, InvalidInputError
 from engine.factory import build_cache
 from engine.index_pointer import logical_name, next_physical_name
+from engine.keys import entry_key
 from engine.migration import (
     MigrationProgress,
     MigrationTarget,
@@ -120,11 +121,15 @@ async def test_reembed_switch_keeps_every_entry_and_old_index_until_finalize(
     result = await new.check("What is the square of 7?", scope="math")
     assert result.is_hit and result.best is not None and result.best.entry.response == "49."
 
-    # The old index is untouched until finalize; a late write there is still possible.
+    # The old index is untouched until finalize; a replica still on the old configuration may write there,
+    # and finalize carries that write over before dropping the old index.
     assert await cache.vector_store.count() == len(before)
     await cache.store_many([late])
-    deleted = await finalize_migration(cache, make_store)
+    deleted = await finalize_migration(cache, make_store, embedder=target_embedder)
     assert deleted == len(before) + 1
+    carried = await new.get(entry_key("space", late.prompt))
+    assert carried is not None and carried.response == "Jupiter." and carried.metadata == {"late": True}
+    assert await new.vector_store.count() == len(before) + 1
     await assert_dropped(make_store, cache.vector_store.name)
     _, status = await migration_status(cache)
     assert status is not None and status.phase == "finalized"
