@@ -67,7 +67,7 @@ def load_pairs(path: str | Path, limit: int | None = DEFAULT_SAMPLE, seed: int =
         with path.open("rb") as probe:
             gzipped = probe.read(2) == b"\x1f\x8b"
         opener = gzip.open if gzipped else open
-        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as handle:
             lines = [line for line in handle if line.strip()]
     except FileNotFoundError:
         raise InvalidInputError(
