@@ -126,6 +126,20 @@ async def sweep(pilot: Any) -> None:
     await pilot.pause()
 
 
+async def migration(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("6")
+    await _until(pilot, lambda: getattr(pilot.app.screen, "active", None) is not None)
+    await pilot.pause()
+
+
+async def backup(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("7")
+    await _until(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+    await pilot.pause()
+
+
 async def keys(pilot: Any) -> None:
     await settle(pilot)
     await pilot.press("3", "question_mark")
@@ -146,6 +160,8 @@ SCENES: dict[str, tuple[Callable[[Any], Awaitable[None]], dict[str, Any]]] = {
     "query_lab": (query_lab, {}),
     "entries": (entries, {}),
     "sweep": (sweep, {}),
+    "migration": (migration, {}),
+    "backup": (backup, {}),
     "keys": (keys, {}),
     "read_only": (read_only, {"read_only": True}),
 }

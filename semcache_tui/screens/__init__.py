@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from semcache_tui.screens.backup import BackupScreen
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.screens.entries import EntriesScreen
 from semcache_tui.screens.health import HealthScreen
 from semcache_tui.screens.index import IndexScreen
+from semcache_tui.screens.migration import MigrationScreen
 from semcache_tui.screens.query_lab import QueryLabScreen
 from semcache_tui.screens.sweep import SweepScreen
 
@@ -30,6 +32,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("lab", "3", "Query lab", QueryLabScreen),
     NavItem("entries", "4", "Entries", EntriesScreen),
     NavItem("sweep", "5", "Sweep", SweepScreen),
+    NavItem("migration", "6", "Migration", MigrationScreen),
+    NavItem("backup", "7", "Backup", BackupScreen),
 )
 
 __all__ = ["NAV", "NavItem", "PanelScreen"]

@@ -23,19 +23,35 @@ class NavBar(Static):
 
     def refresh_bar(self) -> None:
         app: SemcacheApp = self.app  # type: ignore[assignment]
+        text = self.build(compact=False)
+        if text.cell_len > app.size.width:
+            text = self.build(compact=True)  # the state (read-only, loading) must stay in sight
+        self.update(text)
+
+    def build(self, *, compact: bool) -> Text:
+        app: SemcacheApp = self.app  # type: ignore[assignment]
         text = Text(" semcache ", style="bold reverse")
         text.append(" ")
         for item in app.nav:
             style = "bold reverse" if item.mode == self.current else ""
-            text.append(f" {item.key} ", style="bold" if item.mode != self.current else style)
+            key = f"{item.key} " if compact else f" {item.key} "
+            text.append(key, style="bold" if item.mode != self.current else style)
             text.append(f"{item.label} ", style=style)
+        if compact:
+            if app.read_only:
+                text.append(" READ-ONLY", style="bold")
+            if not app.started:
+                text.append(" model loading…" if app.start_error is None else " not started", style="italic")
+            text.append("  ")
+            text.append(app.target_label, style="dim")
+            return text
         text.append("  ")
         text.append(app.target_label, style="dim")
         if app.read_only:
             text.append("  READ-ONLY", style="bold")
         if not app.started:
             text.append("  model loading…" if app.start_error is None else "  not started", style="italic")
-        self.update(text)
+        return text
 
 
 class StatusLine(Static):
