@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from semcache_tui.output import Printer
+from semcache_tui.output import Printer, duration
 
 AddGlobalOptions = Callable[..., None]
 
@@ -113,16 +113,6 @@ def _emit(printer: Printer, data: Any) -> None:
     print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -136,7 +126,7 @@ def _progress(printer: Printer) -> Any:
         return None
 
     def report(p: Any) -> None:
-        print(f"{p.phase} {p.done}/{p.total} eta {_duration(p.eta_seconds)}", file=sys.stderr, flush=True)
+        print(f"{p.phase} {p.done}/{p.total} eta {duration(p.eta_seconds)}", file=sys.stderr, flush=True)
 
     return report
 
@@ -176,7 +166,7 @@ async def _plan(cache: Any, args: argparse.Namespace, printer: Printer, settings
     else:
         lines += [
             f"  changes: {'; '.join(plan.changes)}",
-            f"  re-embedding: about {_duration(plan.estimated_seconds)} at {plan.embed_rate:.0f} prompts/s "
+            f"  re-embedding: about {duration(plan.estimated_seconds)} at {plan.embed_rate:.0f} prompts/s "
             f"into {plan.target_index}",
             f"  storage: {_size(plan.bytes_before)} -> {_size(plan.bytes_after)} (vectors + text, estimated)",
             "  run `semcache-tui migrate run` (keeps the cache) or `--strategy recreate` (empties it)",

@@ -37,6 +37,7 @@ from engine.migration import (
 )
 from engine.stores import create_store
 from semcache_tui.monitor import human_bytes
+from semcache_tui.output import duration
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.screens.dialogs import ConfirmDialog, TypedConfirmDialog
 from semcache_tui.screens.index import configured_identity
@@ -48,16 +49,6 @@ REMOTE_NOTE = (
     "Migrations work on the store itself: this panel is attached to a server (RemoteCache).\n"
     "Run the panel (or `semcache-tui migrate`) with --store/--redis-url on the cache's own store."
 )
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def local_cache(service: Any) -> SemanticCache | None:
