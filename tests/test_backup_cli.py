@@ -7,7 +7,6 @@ import gzip
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +14,9 @@ from pathlib import Path
 from engine.backup import export_entries
 from engine.cache import CachePolicy, SemanticCache, StoreRequest
 from tests.conftest import SharedEmbedder
+from tests.support.cli import run_cli
 from tests.support.redis_server import RedisServer
 
-CLI = Path(sys.executable).with_name("semcache-tui")
 REQUESTS = [
     StoreRequest("What is the capital of France?", "Paris.", "geo", {"model": "gpt-x"}, 3600),
     StoreRequest("How many legs does a spider have?", "Eight.", "default", {}, 0),
@@ -27,21 +26,7 @@ REQUESTS = [
 
 def run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The command as cron runs it: no terminal on stdin, stdout or stderr."""
-    environment = dict(os.environ) | {
-        "SEMCACHE_DATA_DIR": str(tmp_path / "data"),
-        "CACHE_INDEX_NAME": "idx",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    return subprocess.run(
-        [str(CLI), "backup", *args],
-        cwd=tmp_path,
-        env=environment | (env or {}),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return run_cli(tmp_path / "data", "backup", *args, env={"CACHE_INDEX_NAME": "idx"} | (env or {}))
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:

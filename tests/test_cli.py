@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.cli import run_cli
 
 
 def run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SEMCACHE_", "CACHE_", "EMBEDDING_", "REDIS_"))
-    }
-    environment |= {"SEMCACHE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "semcache_tui.cli", *args],
-        cwd=data_dir.parent,
-        env=environment,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=180,
-    )
+    return run_cli(data_dir, *args, env=env)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,8 +31,8 @@ from engine.migration import (
 from engine.models import CacheEntry
 from engine.stores.base import VectorStore
 from tests.conftest import SharedEmbedder
+from tests.support.cli import run_cli
 
-CLI = Path(sys.executable).with_name("semcache-tui")
 MODEL = "all-MiniLM-L6-v2"
 TARGET = MigrationTarget(model=MODEL, dimension=256)
 REQUESTS = [
@@ -308,22 +306,8 @@ async def test_build_cache_follows_the_pointer(
     assert build_cache(settings).vector_store.name == "idx"
 
 
-def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ) | {
-        "SEMCACHE_DATA_DIR": str(tmp_path / "data"),
-        "CACHE_INDEX_NAME": "idx",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    return subprocess.run(
-        [str(CLI), "migrate", *args],
-        cwd=tmp_path,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+def run_migrate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(tmp_path / "data", "migrate", *args, env={"CACHE_INDEX_NAME": "idx"})
 
 
 async def test_cli_plan_and_status(tmp_path: Path, embedder: SharedEmbedder) -> None:
@@ -334,18 +318,18 @@ async def test_cli_plan_and_status(tmp_path: Path, embedder: SharedEmbedder) -> 
     await cache.store_many(REQUESTS)
     await cache.close()
 
-    done = run_cli(tmp_path, "plan", "--to-model", MODEL, "--to-dimension", "256", "--json")
+    done = run_migrate(tmp_path, "plan", "--to-model", MODEL, "--to-dimension", "256", "--json")
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert plan["entries"] == len(REQUESTS) and plan["target"]["dimension"] == 256
     assert plan["changes"] == ["dimension: 384 -> 256"]
 
-    done = run_cli(tmp_path, "status")
+    done = run_migrate(tmp_path, "status")
     assert done.returncode == 0, done.stderr
     assert "idx" in done.stdout and "no migration" in done.stdout
 
-    done = run_cli(tmp_path, "finalize", "--yes")
+    done = run_migrate(tmp_path, "finalize", "--yes")
     assert done.returncode == 3 and done.stderr.count("\n") == 1 and done.stderr.startswith("semcache-tui: ")
 
-    done = run_cli(tmp_path, "run", "--to-model", MODEL, "--to-dimension", "256", "--yes", "--read-only")
+    done = run_migrate(tmp_path, "run", "--to-model", MODEL, "--to-dimension", "256", "--yes", "--read-only")
     assert done.returncode == 7 and done.stderr.startswith("semcache-tui: ")
