@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     embedding_output_dimension: int | None = Field(
         None, validation_alias=_env("EMBEDDING_OUTPUT_DIMENSION", "embedding_output_dimension"), ge=1
     )
+    embedding_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", validation_alias=_env("EMBEDDING_BACKEND", "embedding_backend")
+    )
+    model_cache_dir: Path | None = Field(
+        None, validation_alias=_env("SEMCACHE_MODEL_CACHE_DIR", "model_cache_dir")
+    )
     ollama_base_url: str = Field(
         "http://localhost:11434", validation_alias=_env("OLLAMA_BASE_URL", "ollama_base_url")
     )
@@ -154,6 +160,13 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir or Path(platformdirs.user_data_dir("semcache", appauthor=False))
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        """``SEMCACHE_MODEL_CACHE_DIR``, else the user's cache folder: models exported for ONNX Runtime."""
+        from engine.embeddings.onnx_runtime import default_cache_dir
+
+        return (self.model_cache_dir or default_cache_dir()).expanduser()
 
     @property
     def resolved_backup_dir(self) -> Path:

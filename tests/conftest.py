@@ -4,8 +4,11 @@ Redis Stack server started for the session (tests/support/redis_fixtures.py), re
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +24,10 @@ pytest_plugins = ["tests.support.redis_fixtures", "tests.support.ollama_fixtures
 # Tests must never download anything: the bundled model is the one they use.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One ONNX export of the bundled model per test session, shared by every test and server process it starts,
+# and never the developer's own cache.
+MODEL_CACHE = tempfile.mkdtemp(prefix="semcache-test-models-")
+atexit.register(shutil.rmtree, MODEL_CACHE, True)
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +39,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
             "REDIS_PASSWORD",
         ):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SEMCACHE_MODEL_CACHE_DIR", MODEL_CACHE)
     monkeypatch.chdir(tmp_path)
 
 

@@ -46,3 +46,44 @@ async def test_large_requests_are_split_and_an_empty_one_is_refused(embedder: Sh
     with pytest.raises(ValueError):
         await batching.embed([])
     await batching.close()
+
+
+class OverlapRecorder:
+    """The shared model, with a record of the calls it gets and how many of them overlap."""
+
+    def __init__(self, inner: SharedEmbedder) -> None:
+        self.inner = inner
+        self.provider, self.model = inner.provider, inner.model
+        self.identity, self.loaded = inner.identity, inner.loaded
+        self.sizes: list[int] = []
+        self.active = self.peak = 0
+
+    async def load(self):  # type: ignore[no-untyped-def]
+        return await self.inner.load()
+
+    async def health(self):  # type: ignore[no-untyped-def]
+        return await self.inner.health()
+
+    async def close(self) -> None:
+        return None
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        self.sizes.append(len(texts))
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return await self.inner.embed(texts)
+        finally:
+            self.active -= 1
+
+
+async def test_two_lanes_split_the_queue_and_compute_side_by_side(embedder: SharedEmbedder) -> None:
+    recorder = OverlapRecorder(embedder)
+    batching = BatchingEmbedder(recorder, lanes=2)  # type: ignore[arg-type]
+    texts = [f"Which river flows through city number {i}?" for i in range(32)]
+    results = await asyncio.gather(*(batching.embed([t]) for t in texts))
+    assert recorder.sizes == [16, 16] and recorder.peak == 2
+    np.testing.assert_allclose(np.vstack(results), await embedder.embed(texts), atol=1e-5)
+    with pytest.raises(ValueError):
+        BatchingEmbedder(embedder, lanes=0)
+    await batching.close()

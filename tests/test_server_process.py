@@ -29,8 +29,14 @@ MATCH_FIELDS = {"prompt", "response", "vector_distance", "cosine_similarity", "c
 
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, int]]:
-    """The embedded store with an API key; also yields /health/ready's status seen as soon as it was live."""
-    server = ServerProcess(tmp_path_factory.mktemp("api"), {"SEMCACHE_API_KEY": API_KEY}).start()
+    """The embedded store with an API key; also yields /health/ready's status seen as soon as it was live.
+
+    It runs the model on torch: a model already exported for ONNX Runtime loads in a fraction of a second,
+    too fast to catch the server live but not ready; torch takes seconds (and is covered here too).
+    """
+    server = ServerProcess(
+        tmp_path_factory.mktemp("api"), {"SEMCACHE_API_KEY": API_KEY, "EMBEDDING_BACKEND": "torch"}
+    ).start()
     try:
         server.wait_live()
         first_ready = httpx.get(server.url + "/health/ready").status_code

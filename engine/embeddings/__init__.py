@@ -29,4 +29,6 @@ def create_embedder(settings: Settings) -> Embedder:
         model=settings.model_name,
         output_dimension=settings.embedding_output_dimension,
         hf_token=settings.hf_token,
+        backend=settings.embedding_backend,
+        cache_dir=settings.resolved_model_cache_dir,
     )

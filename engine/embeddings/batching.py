@@ -2,8 +2,9 @@
 
 A model computes 32 prompts in one call far faster than in 32 calls, and on a small machine running the
 calls side by side only makes them fight for the same cores. So one worker per event loop runs the inner
-embedder, one call at a time; whatever arrives while a call is running waits and goes into the next call
-together. A lone request on an idle embedder is sent at once: batching never adds more than
+embedder, at most ``lanes`` calls at a time; whatever arrives while the lanes are busy waits and goes into
+the next call together. Two lanes keep the model busy while the requests of the call that just finished do
+their search and answer; when requests are queued, they are split evenly over the free lanes. A lone request on an idle embedder is sent at once: batching never adds more than
 ``max_wait_ms``, and that wait is only spent when recent traffic shows other requests are likely to join.
 """
 
@@ -41,9 +42,12 @@ class BatchingEmbedder:
         max_batch: int = 64,
         max_wait_ms: float = 2.0,
         observer: BatchObserver | None = None,
+        lanes: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be 1 or more")
+        if lanes < 1:
+            raise ValueError("lanes must be 1 or more")
         if max_wait_ms < 0:
             raise ValueError("max_wait_ms must be 0 or more")
         self.inner = inner
@@ -52,6 +56,8 @@ class BatchingEmbedder:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.observer = observer
+        self.lanes = lanes
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._queue: deque[_Request] = deque()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -83,6 +89,11 @@ class BatchingEmbedder:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker
+        in_flight, self._in_flight = set(self._in_flight), set()
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)
         self._fail_all(RuntimeError("embedder closed"))
         await self.inner.close()
 
@@ -118,12 +129,16 @@ class BatchingEmbedder:
     def _take_batch(self) -> list[_Request]:
         batch: list[_Request] = []
         size = 0
+        # Share the queue evenly among the free lanes, so they finish together rather than one by one.
+        free = max(1, self.lanes - len(self._in_flight))
+        queued = sum(len(r.texts) for r in self._queue)
+        limit = min(self.max_batch, max(1, -(-queued // free)))
         while self._queue:
             request = self._queue[0]
             if request.future.done():  # the caller went away (cancelled): nothing to compute
                 self._queue.popleft()
                 continue
-            if batch and size + len(request.texts) > self.max_batch:
+            if batch and size + len(request.texts) > limit:
                 break
             batch.append(self._queue.popleft())
             size += len(request.texts)
@@ -149,10 +164,14 @@ class BatchingEmbedder:
                 await self._wakeup.wait()
                 continue
             await self._gather_window()
+            while len(self._in_flight) >= self.lanes:
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             batch = self._take_batch()
             if not batch:
                 continue
-            await self._compute(batch)
+            task = asyncio.get_running_loop().create_task(self._compute(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
     async def _compute(self, batch: list[_Request]) -> None:
         # Identical texts from concurrent requests are computed once.

@@ -38,6 +38,10 @@ log = logging.getLogger("semcache.server")
 SETTINGS_ENV = "SEMCACHE_SERVER_SETTINGS_JSON"
 
 _RETRY_START_MAX_S = 30.0
+#: Embedding calls in flight at once: while one computes, the requests of the last one search and answer,
+#: so the model never waits on the event loop. Measured on 2 cores (bench/server.py), two lanes serve about
+#: 10% more unique prompts than one and three no more than two.
+EMBED_LANES = 2
 
 
 def instrument(cache: CacheService, metrics: ServerMetrics) -> CacheService:
@@ -47,7 +51,9 @@ def instrument(cache: CacheService, metrics: ServerMetrics) -> CacheService:
     """
     if isinstance(cache, SemanticCache):
         if not isinstance(cache.embedder, BatchingEmbedder):
-            cache.embedder = BatchingEmbedder(cache.embedder, observer=metrics.observe_embed_batch)
+            cache.embedder = BatchingEmbedder(
+                cache.embedder, lanes=EMBED_LANES, observer=metrics.observe_embed_batch
+            )
         elif cache.embedder.observer is None:
             cache.embedder.observer = metrics.observe_embed_batch
         name = "vector_store" if hasattr(cache, "vector_store") else "store"

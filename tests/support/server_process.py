@@ -53,6 +53,8 @@ class ServerProcess:
                 "SEMCACHE_DATA_DIR": str(workdir / "data"),
             }
         )
+        if os.environ.get("SEMCACHE_MODEL_CACHE_DIR"):  # the test session's one ONNX export of the model
+            base["SEMCACHE_MODEL_CACHE_DIR"] = os.environ["SEMCACHE_MODEL_CACHE_DIR"]
         base.update(env or {})
         self.env = base
         self.process: subprocess.Popen[bytes] | None = None

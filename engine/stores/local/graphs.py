@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from usearch.index import Index
+
+from engine.stores.local.native import load_cxx_runtime_first
+
+load_cxx_runtime_first()  # before usearch: see native.py
+
+from usearch.index import Index  # noqa: E402
 
 try:
     import fcntl
