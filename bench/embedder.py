@@ -89,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, embedder in runtimes.items():
             started = time.perf_counter()
             embedder.load_sync()
-            print(
-                f"{name}: first load (with the export for onnxruntime) {time.perf_counter() - started:.1f} s"
-            )
+            what = "first load, export included" if name == "onnxruntime" else "load"
+            print(f"{name}: {what} {time.perf_counter() - started:.1f} s")
         print(f"\n{'runtime':<12} {'per call':>8} {'1 caller q/s':>13} {'2 callers q/s':>14}")
         for name, embedder in runtimes.items():
             for size in (1, 8, 32, 64):
