@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PIP) install --quiet -e '.[dev,bench]'
 	$(PY) bench/local_store.py
 	$(PY) bench/redis_store.py
+	$(PY) -m bench.embedder
 	$(PY) -m bench.server
 	$(PY) bench/startup.py
 
