@@ -6,6 +6,7 @@ no cursor blink, one poll in the history.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,11 @@ FOLDER = Path(tempfile.gettempdir()) / "semcache-tui-snapshots"
 
 @pytest.fixture
 def scene_app(embedder: Any):  # type: ignore[no-untyped-def]
+    # The folder's path is drawn on screen, so it cannot be unique per run; two test runs on one machine
+    # take turns with it instead of overwriting each other's data.
+    lock = (FOLDER.parent / f"{FOLDER.name}.lock").open("a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+
     def factory(name: str) -> tuple[Any, Any]:
         shutil.rmtree(FOLDER, ignore_errors=True)
         FOLDER.mkdir(parents=True)
@@ -28,8 +34,12 @@ def scene_app(embedder: Any):  # type: ignore[no-untyped-def]
         before, options = screenshots.SCENES[name]
         return screenshots.build_app(FOLDER / "data", embedder, pairs, **options), before
 
-    yield factory
-    shutil.rmtree(FOLDER, ignore_errors=True)
+    try:
+        yield factory
+    finally:
+        shutil.rmtree(FOLDER, ignore_errors=True)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 @pytest.mark.parametrize("name", sorted(screenshots.SCENES))
