@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         4 * 1024 * 1024, validation_alias=_env("SEMCACHE_MAX_BODY_BYTES", "max_body_bytes"), ge=1024
     )
+    follow_interval: float = Field(
+        5.0, validation_alias=_env("SEMCACHE_FOLLOW_INTERVAL", "follow_interval"), ge=0
+    )
     purge_interval: float = Field(
         60.0, validation_alias=_env("SEMCACHE_PURGE_INTERVAL", "purge_interval"), gt=0
     )

@@ -208,7 +208,8 @@ async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings:
         printer.info(_state_line(result))
         if result.phase == "switched":
             printer.info(
-                "now serving from the new index; restart running servers, then "
+                "now serving from the new index; running servers follow within SEMCACHE_FOLLOW_INTERVAL "
+                "(5 s by default), open panels need a restart; set EMBEDDING_* to the new embedder, then "
                 "`semcache-tui migrate finalize` (or `rollback`)"
             )
     return 0
@@ -250,7 +251,10 @@ async def _rollback(cache: Any, args: argparse.Namespace, printer: Printer, sett
 
     _refuse_if_read_only(args, "rollback")
     state = await rollback_migration(cache)
-    printer.info(f"serving from {state.source_index} again; restart running servers")
+    printer.info(
+        f"serving from {state.source_index} again; running servers follow within SEMCACHE_FOLLOW_INTERVAL, "
+        "open panels need a restart"
+    )
     if printer.json_mode:
         _emit(printer, state.to_dict())
     return 0

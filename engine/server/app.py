@@ -2,8 +2,8 @@
 
 Start-up never blocks on the model: the app answers at once (``/health/live``), ``cache.start()`` runs as a
 background task (retried with back-off while the store is down), ``/health/ready`` says 503 until it has
-finished, and a request that needs the model simply awaits the same start. A second background task
-purges expired entries periodically.
+finished, and a request that needs the model simply awaits the same start. Other background tasks purge
+expired entries periodically and follow the active-index pointer after a migration (``follow.py``).
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from engine.cache import SemanticCache
 from engine.config import Settings
-from engine.embeddings.batching import BatchingEmbedder
+from engine.errors import IndexMismatchError
 from engine.factory import build_cache
 from engine.server import errors
+from engine.server.follow import adopt_migrated_index, follow_active_index
+from engine.server.instrument import instrument
 from engine.server.limits import BodySizeLimit, RateLimit, RateLimiter
 from engine.server.logs import RequestLog
-from engine.server.metrics import InstrumentedStore, ServerMetrics
+from engine.server.metrics import ServerMetrics
 from engine.server.routes import cache_router, health_router, metrics_router
-from engine.server.state import ServerState, secrets_of, store_of
+from engine.server.state import ServerState, secrets_of
 from engine.service import CacheService
 
 log = logging.getLogger("semcache.server")
@@ -38,29 +39,6 @@ log = logging.getLogger("semcache.server")
 SETTINGS_ENV = "SEMCACHE_SERVER_SETTINGS_JSON"
 
 _RETRY_START_MAX_S = 30.0
-#: Embedding calls in flight at once: while one computes, the requests of the last one search and answer,
-#: so the model never waits on the event loop. Measured on 2 cores (bench/server.py), two lanes serve about
-#: 10% more unique prompts than one and three no more than two.
-EMBED_LANES = 2
-
-
-def instrument(cache: CacheService, metrics: ServerMetrics) -> CacheService:
-    """Give a ``SemanticCache`` the server's batching embedder and a stopwatch on its store's search.
-
-    Concurrent checks then share one embedding call. A cache that is already instrumented is left as it is.
-    """
-    if isinstance(cache, SemanticCache):
-        if not isinstance(cache.embedder, BatchingEmbedder):
-            cache.embedder = BatchingEmbedder(
-                cache.embedder, lanes=EMBED_LANES, observer=metrics.observe_embed_batch
-            )
-        elif cache.embedder.observer is None:
-            cache.embedder.observer = metrics.observe_embed_batch
-        name = "vector_store" if hasattr(cache, "vector_store") else "store"
-        store = store_of(cache)
-        if store is not None and not isinstance(store, InstrumentedStore):
-            setattr(cache, name, InstrumentedStore(store, metrics))
-    return cache
 
 
 def create_app(settings: Settings | None = None, cache: CacheService | None = None) -> FastAPI:
@@ -76,17 +54,23 @@ def create_app(settings: Settings | None = None, cache: CacheService | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.tasks.append(asyncio.create_task(_start_in_background(state), name="semcache-start"))
         state.tasks.append(asyncio.create_task(_purge_periodically(state), name="semcache-purge"))
+        if owned and settings.follow_interval > 0:  # a cache given by the caller is the caller's to move
+            state.tasks.append(
+                asyncio.create_task(
+                    follow_active_index(state, settings.follow_interval), name="semcache-follow"
+                )
+            )
         try:
             yield
         finally:
-            for task in state.tasks:
+            tasks, state.tasks = list(state.tasks), []
+            for task in tasks:
                 task.cancel()
-            for task in state.tasks:
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            state.tasks.clear()
             if owned:
-                await service.close()
+                await state.cache.close()  # the cache served last: a migration may have replaced ``service``
             log.info("server stopped")
 
     app = FastAPI(
@@ -133,6 +117,14 @@ async def _start_in_background(state: ServerState) -> None:
             identity = await state.cache.start()
         except asyncio.CancelledError:
             raise
+        except IndexMismatchError as exc:
+            if await _adopted(state):
+                return
+            state.start_error = exc
+            log.warning("start failed: %s; retrying in %.0f s", state.redact(str(exc)), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_START_MAX_S)
+            continue
         except Exception as exc:
             state.start_error = exc
             log.warning("start failed: %s; retrying in %.0f s", state.redact(str(exc)), delay)
@@ -148,6 +140,20 @@ async def _start_in_background(state: ServerState) -> None:
             time.perf_counter() - started,
         )
         return
+
+
+async def _adopted(state: ServerState) -> bool:
+    """True when the mismatch was a migrated index, now served with the embedder it records."""
+    try:
+        adopted = await adopt_migrated_index(state)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("could not serve the migrated index: %s", state.redact(str(exc)))
+        return False
+    if adopted:
+        state.start_error = None
+    return adopted
 
 
 async def _purge_periodically(state: ServerState) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,16 @@ class ServerState:
     #: The last failure of the background start (the store down, the model missing), until it succeeds.
     start_error: Exception | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def retire(self, closing: Coroutine[Any, Any, None]) -> None:
+        """Run ``closing`` (the clean-up of a cache no longer served) as a task the server cancels at stop."""
+        task = asyncio.create_task(closing, name="semcache-retire")
+        self.tasks.append(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        if task in self.tasks:
+            self.tasks.remove(task)
 
     def redact(self, text: str) -> str:
         return redact_secret(text, *secrets_of(self.settings))

@@ -173,7 +173,7 @@ class MigrationScreen(PanelScreen):
             elif state.phase == "switched":
                 lines.append(
                     "switched: [b]v[/b] verifies, [b]f[/b] finalizes, [b]b[/b] rolls back; "
-                    "restart running servers (and this panel) to serve from the new index"
+                    "running servers follow by themselves; restart this panel to serve from the new index"
                 )
         widget.update("\n".join(lines))
 
