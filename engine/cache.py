@@ -266,26 +266,19 @@ class SemanticCache:
     async def iter_entries(
         self, batch: int = 500, scope: str | None = None
     ) -> AsyncIterator[list[CacheEntry]]:
-        """Every live entry, ``batch`` at a time, for exports. Counts nothing, needs no embedder.
+        """Every live entry exactly once, ``batch`` at a time, for exports and migrations. Counts nothing,
+        needs no embedder.
 
-        Pages overlap a little and repeats of the previous page are dropped, so an entry expiring or a new
-        one arriving while we page does not shift a live entry past the cursor unseen.
+        The store walks a cursor rather than offsets (``VectorStore.iter_entries``): Redis caps offsets at
+        MAXSEARCHRESULTS, and an entry expiring or a new one arriving meanwhile does not shift a live entry
+        past the cursor unseen.
         """
         if not 2 <= batch <= 1000:
             raise InvalidInputError(f"batch={batch} is out of range", "use 2 to 1000")
         await self.open_store()
-        overlap = max(1, batch // 10)
-        offset = 0
-        previous: set[str] = set()
-        while True:
-            page = await self.vector_store.list_entries(offset=offset, limit=batch, scope=scope)
-            fresh = [entry for entry in page.entries if entry.key not in previous]
-            if fresh:
-                yield fresh
-            if len(page.entries) < batch:
-                return
-            previous = {entry.key for entry in page.entries}
-            offset += batch - overlap
+        async for page in self.vector_store.iter_entries(batch=batch, scope=scope):
+            if page:
+                yield page
 
     def prepare_restore(self, entry: CacheEntry) -> CacheEntry:
         """Check an entry read from a backup against this cache's rules; return it under the key they

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 
 from engine.cache import CachePolicy, SemanticCache, StoreRequest
 from engine.errors import IndexMismatchError, InvalidInputError
 from engine.keys import entry_key
-from engine.models import EmbedderIdentity
+from engine.models import CacheEntry, EmbedderIdentity
 
 
 async def test_paraphrase_is_a_hit_and_unrelated_is_a_miss(cache: SemanticCache) -> None:
@@ -223,3 +224,42 @@ async def test_drop_removes_the_index_and_its_entries(make_store, embedder) -> N
     assert await reopened.open() is None  # nothing recorded: the index is gone, not merely empty
     await reopened.bind(EmbedderIdentity("sentence-transformers", "all-MiniLM-L6-v2", 256))
     assert await reopened.count() == 0
+
+
+def _restorable(n: int, dimension: int, hit_count: int = 0) -> tuple[list[CacheEntry], list[np.ndarray]]:
+    """``n`` entries as a backup would carry them, with random unit vectors (no embedding needed)."""
+    rng = np.random.default_rng(n)
+    vectors = rng.standard_normal((n, dimension)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    now = time.time()
+    entries = [
+        CacheEntry(
+            key="",
+            scope="walk" if i % 3 else "default",
+            prompt=f"walked prompt number {i}?",
+            response=f"answer {i}",
+            created_at=now - i,
+            hit_count=hit_count,
+        )
+        for i in range(n)
+    ]
+    return entries, list(vectors)
+
+
+async def test_iter_entries_yields_every_entry_once_in_batches(make_store, embedder) -> None:  # type: ignore[no-untyped-def]
+    cache = SemanticCache(make_store(), embedder, CachePolicy())
+    try:
+        identity = await cache.start()
+        entries, vectors = _restorable(61, identity.dimension)
+        assert (await cache.restore_entries(entries, vectors)).written == 61
+        batches = [batch async for batch in cache.iter_entries(7)]
+        prompts = [e.prompt for batch in batches for e in batch]
+        assert len(prompts) == len(set(prompts)) == 61
+        assert set(prompts) == {e.prompt for e in entries}
+        assert all(1 <= len(batch) <= 7 for batch in batches)
+        walk = [e async for batch in cache.iter_entries(10, scope="walk") for e in batch]
+        assert {e.scope for e in walk} == {"walk"} and len(walk) == 40
+        with pytest.raises(InvalidInputError, match="batch=1"):
+            await anext(cache.iter_entries(1))
+    finally:
+        await cache.close()

@@ -441,3 +441,43 @@ async def test_a_new_snapshot_replaces_older_ones(open_store: OpenStore, data_di
     reopened = await open_store()
     info = await reopened.info()
     assert info.extra["graph_from_snapshot"] is True and info.extra["graph_labels"] == 10
+
+
+async def test_iter_entries_walks_every_live_entry_once(open_store: OpenStore) -> None:
+    store = await open_store()
+    rng = np.random.default_rng(11)
+    keys = [f"k{i:04d}" for i in range(1234)]
+    await store.upsert([(entry(key), v) for key, v in zip(keys, unit(rng, len(keys)), strict=True)])
+    await store.upsert([(entry(f"t{i}", "tenant"), v) for i, v in enumerate(unit(rng, 7))])
+    await store.upsert([(entry("gone", expires_at=time.time() - 1.0), unit(rng)[0])])
+    # A lookup still buffered in this process counts, as it does in list_entries.
+    await store.record_lookup(hit_key="k0500", latency_ms=1.0)
+
+    batches = [batch async for batch in store.iter_entries(batch=100)]
+    walked = [e.key for batch in batches for e in batch]
+    assert len(walked) == len(set(walked)) == len(keys) + 7
+    assert set(walked) == {*keys, *(f"t{i}" for i in range(7))}
+    assert all(1 <= len(batch) <= 100 for batch in batches)
+    by_key = {e.key: e for batch in batches for e in batch}
+    assert by_key["k0500"].hit_count == 1 and by_key["k0501"].hit_count == 0
+    assert by_key["k0007"].response == "response of k0007" and by_key["k0007"].metadata == {"key": "k0007"}
+    tenant = [e.key async for batch in store.iter_entries(batch=3, scope="tenant") for e in batch]
+    assert sorted(tenant) == [f"t{i}" for i in range(7)]
+
+
+async def test_iter_entries_is_not_shifted_by_writes_during_the_walk(open_store: OpenStore) -> None:
+    store = await open_store()
+    rng = np.random.default_rng(12)
+    keys = [f"m{i:03d}" for i in range(300)]
+    await store.upsert([(entry(key), v) for key, v in zip(keys, unit(rng, len(keys)), strict=True)])
+    walked: list[str] = []
+    async for batch in store.iter_entries(batch=50):
+        if not walked:
+            # Entries removed behind and ahead of the walk, and new ones before it: with offsets, each
+            # would shift later entries and one would be skipped or repeated.
+            await store.delete("m010")
+            await store.delete("m250")
+            await store.upsert([(entry(f"a{i}"), v) for i, v in enumerate(unit(rng, 5))])
+        walked.extend(e.key for e in batch)
+    assert len(walked) == len(set(walked))
+    assert set(walked) == set(keys) - {"m250"}  # m010 was already handed out when it was deleted

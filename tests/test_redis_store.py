@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from engine.config import Settings
-from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMissingError
+from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMissingError, SemcacheError
 from engine.keys import entry_key
 from engine.models import CacheEntry, EmbedderIdentity
 from engine.stores.redis_store import RedisStore
@@ -427,3 +427,94 @@ async def test_from_settings_reads_url_name_and_hnsw(redis_url: str) -> None:
     assert "pw" not in repr(tls)
     await made.close()
     await tls.close()
+
+
+# -- walking every entry ---------------------------------------------------------------------------------
+
+#: The offset cap the walk must get past; lowered from Redis Stack's 10000 so the test stays small.
+CAP = 100
+
+
+@pytest.fixture
+async def capped_store(redis_server_factory: Callable[..., RedisServer]) -> AsyncIterator[RedisStore]:
+    """A bound store on a private Redis whose FT.SEARCH offsets stop at ``CAP`` (MAXSEARCHRESULTS)."""
+    server = redis_server_factory()
+    client = server.client()
+    reply = client.execute_command("FT.CONFIG", "GET", "MAXSEARCHRESULTS")
+    # redis-py parses the reply into {name: value}; older clients leave RediSearch's [[name, value]].
+    old = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    client.execute_command("FT.CONFIG", "SET", "MAXSEARCHRESULTS", CAP)
+    opened = RedisStore(server.url, name=name())
+    try:
+        await opened.open()
+        await opened.bind(IDENTITY)
+        yield opened
+    finally:
+        await _drop(opened)
+        client.execute_command("FT.CONFIG", "SET", "MAXSEARCHRESULTS", old)
+        client.close()
+
+
+def random_units(rng: np.random.Generator, n: int) -> np.ndarray:
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+async def fill(store: RedisStore, n: int, scope: str = "default", seed: int = 7) -> list[CacheEntry]:
+    items = [entry(f"walked question {scope} {i}?", scope=scope) for i in range(n)]
+    vectors = random_units(np.random.default_rng(seed), n)
+    for start in range(0, n, 500):
+        await store.upsert(list(zip(items[start : start + 500], vectors[start : start + 500], strict=True)))
+    return items
+
+
+async def test_the_cap_stops_offset_paging(capped_store: RedisStore) -> None:
+    """The premise of the next tests: past CAP, FT.SEARCH paging no longer reaches the entries."""
+    await fill(capped_store, 3 * CAP)
+    reached: set[str] = set()
+    for offset in range(0, 3 * CAP, 50):
+        try:
+            page = await capped_store.list_entries(offset=offset, limit=50)
+        except SemcacheError:  # some versions refuse the offset instead of returning nothing
+            break
+        reached |= {e.key for e in page.entries}
+    assert len(reached) <= CAP < 3 * CAP
+
+
+async def test_iter_entries_returns_every_entry_once_past_the_offset_cap(capped_store: RedisStore) -> None:
+    items = await fill(capped_store, 3 * CAP + 50)
+    others = await fill(capped_store, 20, scope="other", seed=8)
+    hit = items[-1].key
+    await capped_store.record_lookup(hit_key=hit, latency_ms=1.0)
+    await capped_store.record_lookup(hit_key=hit, latency_ms=1.0)
+
+    batches = [batch async for batch in capped_store.iter_entries(batch=64)]
+    keys = [e.key for batch in batches for e in batch]
+    assert len(keys) == len(set(keys)) == len(items) + len(others)
+    assert set(keys) == {e.key for e in items + others}
+    assert all(1 <= len(batch) <= 64 for batch in batches)
+    walked = {e.key: e for batch in batches for e in batch}
+    assert walked[hit].hit_count == 2 and walked[items[0].key].hit_count == 0
+    assert (
+        walked[items[0].key].prompt == items[0].prompt and walked[items[0].key].response == items[0].response
+    )
+
+    scoped = [e async for batch in capped_store.iter_entries(batch=500, scope="other") for e in batch]
+    assert sorted(e.key for e in scoped) == sorted(e.key for e in others)
+
+
+async def test_iter_entries_skips_expired_entries(store: RedisStore) -> None:
+    lasting, short = entry("lasting"), entry("short-lived", ttl=0.3)
+    await store.upsert([(lasting, unit(1)), (short, unit(0, 1))])
+    await asyncio.sleep(0.5)
+    walked = [e.key async for batch in store.iter_entries(batch=10) for e in batch]
+    assert walked == [lasting.key]
+
+
+async def test_cache_iter_entries_goes_past_the_offset_cap(capped_store: RedisStore, embedder) -> None:  # type: ignore[no-untyped-def]
+    from engine.cache import SemanticCache
+
+    items = await fill(capped_store, 2 * CAP + 30)
+    cache = SemanticCache(capped_store, embedder)  # listing needs the store only, never the embedder
+    keys = [e.key async for batch in cache.iter_entries(50) for e in batch]
+    assert len(keys) == len(set(keys)) == len(items)

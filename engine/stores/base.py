@@ -3,7 +3,7 @@
 Rules every store keeps, so ``engine/cache.py`` can rely on them:
 - vectors are unit-normalized float32 of the bound identity's dimension; distance = 1 - dot, clamped
   to [0, 2];
-- expired entries are never returned (by ``get``, ``search`` or ``list_entries``);
+- expired entries are never returned (by ``get``, ``search``, ``list_entries`` or ``iter_entries``);
 - ``search`` only returns entries of the given scope, closest first, at most ``k``, and when
   ``max_distance`` is given only those at or under it;
 - ``upsert`` is durable when it returns (an acknowledged write survives the process being killed);
@@ -12,7 +12,7 @@ Rules every store keeps, so ``engine/cache.py`` can rely on them:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -71,6 +71,13 @@ class VectorStore(Protocol):
     async def list_entries(
         self, *, offset: int = 0, limit: int = 50, scope: str | None = None, contains: str | None = None
     ) -> EntryPage: ...
+
+    def iter_entries(self, *, batch: int = 500, scope: str | None = None) -> AsyncIterator[list[CacheEntry]]:
+        """Every live entry (hit counts included) exactly once, in batches of at most ``batch``, in no
+        particular order, for exports and migrations. Walks a cursor, never an offset: Redis caps offsets
+        at MAXSEARCHRESULTS (10000 on Redis Stack), and an entry written or expiring meanwhile must not shift
+        another past the page boundary unseen."""
+        ...
 
     async def record_lookup(
         self, *, hit_key: str | None, latency_ms: float, extend_to: float | None = None

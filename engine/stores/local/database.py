@@ -382,6 +382,27 @@ def list_entries(
     return [entry_from_row(row) for row in rows], total
 
 
+def entries_after(
+    conn: sqlite3.Connection, after: str | None, limit: int, scope: str | None, now: float
+) -> list[CacheEntry]:
+    """Up to ``limit`` live entries whose key sorts after ``after``, in key order: keyset pagination over
+    the unique key index, so a walk sees every entry once however many are written or expire meanwhile
+    (an OFFSET would shift under it)."""
+    where = [_LIVE]
+    args: list[object] = [now]
+    if after is not None:
+        where.append("key > ?")
+        args.append(after)
+    if scope is not None:
+        where.append("scope = ?")
+        args.append(scope)
+    rows = conn.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {' AND '.join(where)} ORDER BY key LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [entry_from_row(row) for row in rows]
+
+
 def record_lookups(
     conn: sqlite3.Connection,
     *,

@@ -20,7 +20,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -354,6 +354,25 @@ class LocalStore:
             ),
         )
         return EntryPage([self._pending.overlay(e) for e in entries], total, offset, limit)
+
+    async def iter_entries(
+        self, *, batch: int = 500, scope: str | None = None
+    ) -> AsyncIterator[list[CacheEntry]]:
+        await self.open()
+        batch = max(1, batch)
+        after: str | None = None
+        while True:
+            # One short read per batch, so a long export never holds the read lock between batches.
+            entries = await self._thread(
+                self._read_lock, db.entries_after, self._conn, after, batch, scope, time.time()
+            )
+            if not entries:
+                return
+            after = entries[-1].key
+            # This process's lookups not yet written count, as in list_entries.
+            yield [self._pending.overlay(entry) for entry in entries]
+            if len(entries) < batch:
+                return
 
     async def purge_expired(self) -> int:
         await self.open()

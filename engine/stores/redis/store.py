@@ -203,20 +203,30 @@ class RedisStore:
         await self._run(lambda: self.client.hset(self.keys.meta, mapping=meta))
         return True
 
-    async def _scan(self, query: str, fields: Sequence[str]) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every match of ``query`` in batches, through an aggregate cursor: FT.SEARCH's LIMIT offset is
-        capped by MAXSEARCHRESULTS (10000 in Redis Stack's own configuration)."""
+    async def _scan(
+        self, query: str, fields: Sequence[str], count: int = _BATCH
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every match of ``query`` in batches of up to ``count``, through an aggregate cursor: FT.SEARCH's
+        LIMIT offset is capped by MAXSEARCHRESULTS (10000 in Redis Stack's own configuration)."""
         load = ["@__key", *(f"@{name}" for name in fields)]
         args = ["FT.AGGREGATE", self.name, query, "LOAD", len(load), *load]
-        reply = await self._command(*args, "WITHCURSOR", "COUNT", _BATCH, "DIALECT", 2)
-        while True:
-            page, cursor = reply[0], int(reply[1])
-            rows = [{q.text(k): v for k, v in values.items()} for _, values in q.results(page)[1]]
-            if rows:
-                yield rows
-            if cursor == 0:
-                return
-            reply = await self._command("FT.CURSOR", "READ", self.name, cursor)
+        reply = await self._command(*args, "WITHCURSOR", "COUNT", count, "DIALECT", 2)
+        cursor = int(reply[1])
+        try:
+            while True:
+                page, cursor = reply[0], int(reply[1])
+                rows = [{q.text(k): v for k, v in values.items()} for _, values in q.results(page)[1]]
+                if rows:
+                    yield rows
+                if cursor == 0:
+                    return
+                reply = await self._command("FT.CURSOR", "READ", self.name, cursor)
+        finally:
+            if cursor != 0:
+                # A consumer that stopped early (an export that failed) would otherwise leave the cursor
+                # holding server memory until Redis's idle timeout; failing to free it changes nothing.
+                with contextlib.suppress(RedisError, OSError):
+                    await self.client.execute_command("FT.CURSOR", "DEL", self.name, cursor)
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -451,6 +461,31 @@ class RedisStore:
             if values
         ]
         return EntryPage(await self._with_hits(entries), len(found), offset, limit)
+
+    async def iter_entries(
+        self, *, batch: int = 500, scope: str | None = None
+    ) -> AsyncIterator[list[CacheEntry]]:
+        # An aggregate cursor, not FT.SEARCH paging: LIMIT offsets stop at MAXSEARCHRESULTS.
+        batch = max(1, batch)
+        seen: set[str] = set()
+        pending: list[CacheEntry] = []
+        async for rows in self._scan(q.filters(time.time(), scope), s.ENTRY_FIELDS, batch):
+            now = time.time()
+            for row in rows:
+                key = self.keys.entry_key(q.text(row.pop("__key")))
+                # A document re-indexed during the walk (stored again) may be met twice: once is the promise.
+                if key in seen:
+                    continue
+                entry = q.entry_from_hash(key, row)
+                if entry.is_expired(now):
+                    continue
+                seen.add(key)
+                pending.append(entry)
+            while len(pending) >= batch:
+                page, pending = pending[:batch], pending[batch:]
+                yield await self._with_hits(page)
+        if pending:
+            yield await self._with_hits(pending)
 
     # -- counters --------------------------------------------------------------------------------------
 
