@@ -1,7 +1,7 @@
 """The server as clients meet it: a real process, real HTTP, the bundled model, real stores.
 
-Three server processes in all (each loads the model): one on the embedded store with an API key, and two
-replicas on the session's Redis Stack.
+Four servers in all (each loads the model): one on the embedded store with an API key, two replicas on the
+session's Redis Stack, and one with two workers whose metrics must add up.
 """
 
 from __future__ import annotations
@@ -261,3 +261,31 @@ def test_redis_down_answers_503_naming_the_store(replicas: list[ServerProcess], 
         assert time.monotonic() < deadline, "the server did not recover when Redis came back"
         time.sleep(0.2)
     assert httpx.post(url + "/cache/check", json={"prompt": "Is Redis up?"}).status_code == 200
+
+
+def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
+    """With --workers 2 a scrape lands on either worker; each must report the total of both."""
+    import re
+
+    server = ServerProcess(tmp_path / "workers", {"CACHE_INDEX_NAME": "workers"}, workers=2).start()
+    try:
+        server.wait_ready()
+        stored = 0
+        pids: set[str] = set()
+        # New connections until both workers have answered (the kernel decides which one accepts).
+        while len(pids) < 2 and stored < 400:
+            for _ in range(10):
+                answer = httpx.post(
+                    server.url + "/cache/store", json={"prompt": f"question {stored}", "response": "answer"}
+                )
+                assert answer.status_code == 200, answer.text
+                stored += 1
+            pids = set(re.findall(r"\[(\d+)\]: \S+ POST /cache/store", server.log()))
+        assert len(pids) == 2, server.log()[-2000:]
+        for _ in range(6):  # whichever worker answers the scrape
+            text = httpx.get(server.url + "/metrics").text
+            found = re.search(r"^semcache_cache_stored_total (\S+)$", text, re.MULTILINE)
+            assert found is not None, text[:2000]
+            assert float(found.group(1)) == stored
+    finally:
+        server.stop()

@@ -31,6 +31,7 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which worker, with --workers above 1
             "message": record.getMessage(),
         }
         body.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
@@ -44,7 +45,10 @@ def log_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": JsonFormatter}
         if json_logs
-        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s", "datefmt": "%Y-%m-%dT%H:%M:%S"}
+        else {
+            "format": "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+            "datefmt": "%Y-%m-%dT%H:%M:%S",
+        }
     )
     handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
     return {

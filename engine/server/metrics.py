@@ -1,24 +1,30 @@
-"""Prometheus metrics of one server process: requests, hits and misses, and the embed and search stages.
+"""Prometheus metrics of a server: requests, hits and misses, and the embed and search stages.
 
-Each app has its own registry (two apps in one process, as in tests, do not collide). With several
-workers each process exposes its own numbers; the shared figures (entries, hits and misses of every
-replica) are in ``/cache/stats``, which reads them from the store.
+Each app has its own registry (two apps in one process, as in tests, do not collide). With ``--workers``
+above 1, a scrape reaches one worker at random, so every worker writes its numbers to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up by ``serve``) and ``/metrics``
+answers with the sum over all of them. Several servers (replicas) are scraped one by one, as usual; the
+figures they share through the store (entries, hits and misses of every replica) are in ``/cache/stats``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from engine.models import Match
 
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: prometheus_client's own variable: set, every process of the server shares its numbers through that folder.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ServerMetrics:
@@ -71,6 +77,10 @@ class ServerMetrics:
         self.embed_batch_size.observe(texts)
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROCESS_ENV):
+            combined = CollectorRegistry()
+            MultiProcessCollector(combined)
+            return generate_latest(combined)
         return generate_latest(self.registry)
 
 

@@ -8,15 +8,20 @@ command-line flags included, travel to them in one environment variable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.config
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 
 import uvicorn
 
 from engine.config import Settings
 from engine.server.app import SETTINGS_ENV, create_app
 from engine.server.logs import log_config
+from engine.server.metrics import MULTIPROCESS_ENV
 
 log = logging.getLogger("semcache.server")
 
@@ -52,7 +57,31 @@ def serve(
     }
     if workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
-        uvicorn.run("engine.server.app:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        with _shared_metrics_dir():
+            uvicorn.run("engine.server.app:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
         return
     config = uvicorn.Config(create_app(settings), **options)  # type: ignore[arg-type]
     uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir() -> Iterator[None]:
+    """A folder where the workers' metrics meet (see metrics.py), empty at start so no old run is counted.
+
+    An operator's own PROMETHEUS_MULTIPROC_DIR is used (its old files removed, as prometheus_client asks);
+    otherwise a temporary folder is made and removed at exit.
+    """
+    configured = os.environ.get(MULTIPROCESS_ENV)
+    folder = configured or tempfile.mkdtemp(prefix="semcache-metrics-")
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+    os.environ[MULTIPROCESS_ENV] = folder
+    try:
+        yield
+    finally:
+        if not configured:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.environ.pop(MULTIPROCESS_ENV, None)
