@@ -26,6 +26,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine semcache_tui tests bench
+	$(VENV)/bin/ruff format --check engine semcache_tui tests bench
 	$(VENV)/bin/mypy engine
 
 ## Benchmarks print figures (they assert nothing). Each takes a few minutes on 2 cores.
