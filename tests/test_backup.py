@@ -113,9 +113,11 @@ async def test_round_trip_keeps_every_entry(
         else:
             assert new.remaining_ttl(now) == pytest.approx(old.remaining_ttl(now), abs=1.0)
             assert 0 < new.remaining_ttl(now) <= old.remaining_ttl(exported_at)  # type: ignore[operator]
-    # The file carries hit counts; whether upsert keeps them is the store's rule (Redis starts them again).
+        # A restore keeps the hit counts the file carries, on every store.
+        assert new.hit_count == old.hit_count
     _, lines = read_backup(summary.path)
     assert {line["key"]: line["hit_count"] for line in lines}[entry_key("geo", REQUESTS[0].prompt)] == 1
+    assert after[entry_key("geo", REQUESTS[0].prompt)].hit_count == 1
     # Restored entries are searchable, not just listed.
     assert (await cache.check("what's the capital city of france", scope="geo", threshold=0.3)).is_hit
 

@@ -263,3 +263,23 @@ async def test_iter_entries_yields_every_entry_once_in_batches(make_store, embed
             await anext(cache.iter_entries(1))
     finally:
         await cache.close()
+
+
+async def test_a_restore_keeps_hit_counts_and_storing_again_starts_them_over(make_store, embedder) -> None:  # type: ignore[no-untyped-def]
+    cache = SemanticCache(make_store(), embedder, CachePolicy())
+    try:
+        identity = await cache.start()
+        entries, vectors = _restorable(3, identity.dimension, hit_count=4)
+        await cache.restore_entries(entries, vectors)
+        key = entry_key("default", entries[0].prompt)
+        restored = await cache.get(key)
+        assert restored is not None and restored.hit_count == 4
+        walked = {e.key: e async for batch in cache.iter_entries(10) for e in batch}
+        assert {e.hit_count for e in walked.values()} == {4}
+        await cache.store(entries[0].prompt, "a new answer")
+        stored = await cache.get(key)
+        assert stored is not None and stored.hit_count == 0 and stored.response == "a new answer"
+        assert (await cache.check(entries[0].prompt)).exact
+        assert (await cache.get(key)).hit_count == 1  # type: ignore[union-attr]
+    finally:
+        await cache.close()

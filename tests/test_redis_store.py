@@ -518,3 +518,19 @@ async def test_cache_iter_entries_goes_past_the_offset_cap(capped_store: RedisSt
     cache = SemanticCache(capped_store, embedder)  # listing needs the store only, never the embedder
     keys = [e.key async for batch in cache.iter_entries(50) for e in batch]
     assert len(keys) == len(set(keys)) == len(items)
+
+
+async def test_upsert_keeps_a_carried_hit_count_and_a_new_store_starts_at_zero(store: RedisStore) -> None:
+    restored = entry("restored")
+    restored.hit_count = 5
+    fresh = entry("fresh")
+    await store.record_lookup(hit_key=None, latency_ms=1.0)
+    await store.upsert([(restored, unit(1)), (fresh, unit(0, 1))])
+    got = await store.get(restored.key)
+    assert got is not None and got.hit_count == 5
+    await store.record_lookup(hit_key=restored.key, latency_ms=1.0)
+    assert (await store.get(restored.key)).hit_count == 6  # type: ignore[union-attr]
+    assert (await store.get(fresh.key)).hit_count == 0  # type: ignore[union-attr]
+    # Storing the prompt again (an entry with no count) starts its count again.
+    await store.upsert([(entry("restored"), unit(1))])
+    assert (await store.get(restored.key)).hit_count == 0  # type: ignore[union-attr]

@@ -6,7 +6,9 @@ Rules every store keeps, so ``engine/cache.py`` can rely on them:
 - expired entries are never returned (by ``get``, ``search``, ``list_entries`` or ``iter_entries``);
 - ``search`` only returns entries of the given scope, closest first, at most ``k``, and when
   ``max_distance`` is given only those at or under it;
-- ``upsert`` is durable when it returns (an acknowledged write survives the process being killed);
+- ``upsert`` is durable when it returns (an acknowledged write survives the process being killed), and
+  stores each entry's ``hit_count`` as given: 0 for a prompt stored again (its count starts again), the
+  carried count for a restore or a migration;
 - hit/miss counters and recent latencies live in the store, so every process sharing it sees them.
 """
 

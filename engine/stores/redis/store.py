@@ -352,8 +352,15 @@ class RedisStore:
                 pipe.pexpireat(redis_key, int(entry.expires_at * 1000))
             else:
                 pipe.persist(redis_key)
-        # Storing a prompt again starts a new entry: its hit count starts again too.
-        pipe.hdel(self.keys.hits, *[entry.key for entry, _ in items])
+        # The entry carries its hit count, as in the local store: 0 for a prompt stored again (a new entry,
+        # whose count starts again), the carried count for a restore or a migration. Last one wins.
+        counts = {entry.key: int(entry.hit_count) for entry, _ in items}
+        kept: dict[Any, Any] = {key: n for key, n in counts.items() if n > 0}
+        reset = [key for key, n in counts.items() if n <= 0]
+        if reset:
+            pipe.hdel(self.keys.hits, *reset)
+        if kept:
+            pipe.hset(self.keys.hits, mapping=kept)
         await self._run(pipe.execute)
 
     async def delete(self, key: str) -> bool:
