@@ -61,8 +61,8 @@ _DAMAGED_HINT = "the file was truncated or altered; pick another one with `semca
 
 @runtime_checkable
 class VectorReader(Protocol):
-    """The store capability an export needs to carry vectors. Neither store offers it yet; until one
-    does, exports are written without vectors (the header says so) and imports embed the prompts."""
+    """The store capability an export needs to carry vectors (both stores have it). A store without it
+    gets an export without vectors (the header says so), and its import embeds the prompts again."""
 
     async def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]: ...
 
@@ -228,7 +228,7 @@ async def export_entries(
     reader = store if include_vectors and isinstance(store, VectorReader) else None
     note = None
     if include_vectors and reader is None:
-        note = f"the {store.kind} store cannot return stored vectors yet; the import will embed the prompts"
+        note = f"the {store.kind} store cannot return stored vectors; the import will embed the prompts"
     total = await store.count()
     now = time.time()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,10 +239,7 @@ async def export_entries(
             vectors: dict[str, np.ndarray] = {}
             if reader is not None:
                 vectors = await reader.get_vectors([entry.key for entry in batch])
-                if any(entry.key not in vectors for entry in batch):
-                    raise BackendUnavailableError(
-                        "the store returned entries without their vectors", "run the export without vectors"
-                    )
+                batch = await _still_present(cache, batch, vectors)
             lines = [_entry_line(entry, now, vectors.get(entry.key)) for entry in batch]
             await asyncio.to_thread(body.writelines, lines)
             count += len(batch)
@@ -262,6 +259,20 @@ async def export_entries(
             header["source"] = redact_url(source)
         await asyncio.to_thread(_write_gzip, path, header, body)
     return ExportSummary(path, count, reader is not None, path.stat().st_size, identity, note)
+
+
+async def _still_present(
+    cache: SemanticCache, batch: list[CacheEntry], vectors: dict[str, np.ndarray]
+) -> list[CacheEntry]:
+    """``batch`` without the entries that expired or were deleted between listing them and reading their
+    vectors (a live cache changes during a long export); an entry still there without a vector is an error."""
+    missing = [entry for entry in batch if entry.key not in vectors]
+    for entry in missing:
+        if await cache.vector_store.get(entry.key) is not None:
+            raise BackendUnavailableError(
+                f"the store returned entry {entry.key} without its vector", "run the export without vectors"
+            )
+    return [entry for entry in batch if entry.key in vectors] if missing else batch
 
 
 def _write_gzip(path: Path, header: dict[str, Any], body: IO[str]) -> None:

@@ -144,17 +144,67 @@ async def test_replace_clears_first(cache: SemanticCache, tmp_path: Path) -> Non
     assert {e.prompt for e in await all_entries(cache)} == {r.prompt for r in REQUESTS[:3]}
 
 
-async def test_vectors_are_exported_only_when_the_store_can_return_them(
+def counting_embeds(cache: SemanticCache) -> list[int]:
+    """Record the size of every embedding call the cache makes from now on (undone by ``del``)."""
+    calls: list[int] = []
+    original = cache.embedder.embed
+
+    async def counting(texts):  # type: ignore[no-untyped-def]
+        calls.append(len(texts))
+        return await original(texts)
+
+    cache.embedder.embed = counting  # type: ignore[method-assign]
+    return calls
+
+
+async def test_both_stores_export_their_vectors_and_the_import_reuses_them(
     cache: SemanticCache, tmp_path: Path
 ) -> None:
-    await cache.store_many(REQUESTS[:2])
+    await cache.store_many(REQUESTS[:6])
+    assert isinstance(cache.vector_store, VectorReader)
     summary = await export_entries(cache, tmp_path / "v.jsonl.gz", include_vectors=True)
     header, entries = read_backup(summary.path)
-    can = isinstance(cache.vector_store, VectorReader)
-    assert header["vectors"] is summary.vectors is can
-    assert (summary.note is None) is can
-    assert all(("vector" in e) is can for e in entries)
+    assert header["vectors"] is summary.vectors is True and summary.note is None
     assert header["embedder"] == cache.embedder.identity.to_dict()  # type: ignore[union-attr]
+    assert len(entries) == summary.count == 6
+    # The stored vectors, not recomputed ones: each is the model's vector of its prompt.
+    expected = await cache.embedder.embed([e["prompt"] for e in entries])
+    for line, vector in zip(entries, expected, strict=True):
+        written = np.frombuffer(base64.b64decode(line["vector"]), dtype="<f4")
+        np.testing.assert_allclose(written, vector, atol=1e-5)
+
+    await cache.clear()
+    calls = counting_embeds(cache)
+    try:
+        result = await import_entries(cache, summary.path)
+    finally:
+        del cache.embedder.embed
+    assert result.reused_vectors and (result.written, result.embedded) == (6, 0)
+    assert calls == []
+    assert {e.prompt for e in await all_entries(cache)} == {r.prompt for r in REQUESTS[:6]}
+    hit = await cache.check("what's the capital city of france", scope="geo", threshold=0.3)
+    assert hit.is_hit and not hit.exact
+
+
+async def test_an_entry_deleted_during_an_export_is_left_out(cache: SemanticCache, tmp_path: Path) -> None:
+    await cache.store_many(REQUESTS[:5])
+    doomed = entry_key(REQUESTS[1].scope, REQUESTS[1].prompt)
+    store = cache.vector_store
+    assert isinstance(store, VectorReader)
+    original = store.get_vectors
+
+    async def delete_first(keys: list[str]) -> dict[str, np.ndarray]:
+        await cache.delete(doomed)  # between listing the batch and reading its vectors
+        return await original(keys)
+
+    store.get_vectors = delete_first  # type: ignore[method-assign]
+    try:
+        summary = await export_entries(cache, tmp_path / "d.jsonl.gz", include_vectors=True)
+    finally:
+        del store.get_vectors
+    _, entries = read_backup(summary.path)
+    assert summary.count == len(entries) == 4
+    assert doomed not in {e["key"] for e in entries} and all("vector" in e for e in entries)
 
 
 async def _with_vectors(cache: SemanticCache, source: Path, target: Path) -> Path:
@@ -394,3 +444,53 @@ async def test_rdb_restore_plan_and_file_step(
     not_rdb.write_bytes(b"hello")
     with pytest.raises(InvalidInputError, match="not an RDB file"):
         await plan_rdb_restore(not_rdb, server.url)
+
+
+async def test_redis_export_and_import_go_past_the_search_result_cap(
+    redis_server_factory: Callable[..., RedisServer], embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """FT.SEARCH offsets stop at MAXSEARCHRESULTS (10000 on Redis Stack; 100 here, to stay small): an export
+    that paged by offset lost every entry past it."""
+    from engine.stores.redis_store import RedisStore
+
+    cap, n = 100, 260
+    server = redis_server_factory()
+    client = server.client()
+    reply = client.execute_command("FT.CONFIG", "GET", "MAXSEARCHRESULTS")
+    old = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    client.execute_command("FT.CONFIG", "SET", "MAXSEARCHRESULTS", cap)
+    cache = SemanticCache(RedisStore(server.url, name="capped"), embedder, CachePolicy())
+    try:
+        identity = await cache.start()
+        rng = np.random.default_rng(5)
+        vectors = rng.standard_normal((n, identity.dimension)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        now = time.time()
+        entries = [
+            CacheEntry("", "bulk", f"bulk prompt {i}?", f"answer {i}", {"i": i}, now, None, i % 4)
+            for i in range(n)
+        ]
+        assert (await cache.restore_entries(entries, list(vectors))).written == n
+        summary = await export_entries(cache, tmp_path / "big.jsonl.gz", include_vectors=True)
+        header, lines = read_backup(summary.path)
+        assert summary.count == header["count"] == len(lines) == n and header["vectors"] is True
+        assert len({line["key"] for line in lines}) == n
+
+        # Into an empty index beside it (clear() deletes FT.SEARCH pages of 1000, over this tiny cap).
+        empty = SemanticCache(RedisStore(server.url, name="restored"), embedder, CachePolicy())
+        try:
+            result = await import_entries(empty, summary.path)
+            assert (result.written, result.embedded, result.reused_vectors) == (n, 0, True)
+            restored = by_key(await all_entries(empty))
+            assert restored.keys() == by_key(await all_entries(cache)).keys() and len(restored) == n
+            assert {e.hit_count for e in restored.values()} == {0, 1, 2, 3}
+            nearest = await empty.vector_store.search(vectors[200], scope="bulk", k=1)
+            assert nearest[0].entry.prompt == "bulk prompt 200?" and nearest[0].distance < 1e-4
+        finally:
+            await empty.vector_store.drop()
+            await empty.close()
+    finally:
+        await cache.vector_store.drop()
+        await cache.close()
+        client.execute_command("FT.CONFIG", "SET", "MAXSEARCHRESULTS", old)
+        client.close()

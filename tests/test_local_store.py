@@ -481,3 +481,15 @@ async def test_iter_entries_is_not_shifted_by_writes_during_the_walk(open_store:
         walked.extend(e.key for e in batch)
     assert len(walked) == len(set(walked))
     assert set(walked) == set(keys) - {"m250"}  # m010 was already handed out when it was deleted
+
+
+async def test_get_vectors_returns_the_stored_vectors(open_store: OpenStore) -> None:
+    store = await open_store()
+    vectors = unit(np.random.default_rng(13), 3)
+    await store.upsert([(entry(f"v{i}"), v) for i, v in enumerate(vectors)])
+    got = await store.get_vectors(["v2", "missing", "v0"])
+    assert set(got) == {"v0", "v2"}
+    assert got["v0"].dtype == np.float32 and got["v0"].shape == (DIM,)
+    np.testing.assert_allclose(got["v0"], vectors[0], atol=1e-6)
+    np.testing.assert_allclose(got["v2"], vectors[2], atol=1e-6)
+    assert await store.get_vectors([]) == {}

@@ -520,6 +520,17 @@ async def test_cache_iter_entries_goes_past_the_offset_cap(capped_store: RedisSt
     assert len(keys) == len(set(keys)) == len(items)
 
 
+async def test_get_vectors_returns_the_stored_vectors(store: RedisStore) -> None:
+    first, second = entry("first"), entry("second")
+    await store.upsert([(first, unit(1, 2)), (second, at_distance(0.3))])
+    vectors = await store.get_vectors([first.key, "no-such-key", second.key])
+    assert set(vectors) == {first.key, second.key}
+    assert vectors[first.key].dtype == np.float32 and vectors[first.key].shape == (DIM,)
+    np.testing.assert_allclose(vectors[first.key], unit(1, 2), atol=1e-7)
+    np.testing.assert_allclose(vectors[second.key], at_distance(0.3), atol=1e-7)
+    assert await store.get_vectors([]) == {}
+
+
 async def test_upsert_keeps_a_carried_hit_count_and_a_new_store_starts_at_zero(store: RedisStore) -> None:
     restored = entry("restored")
     restored.hit_count = 5

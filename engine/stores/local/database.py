@@ -403,6 +403,17 @@ def entries_after(
     return [entry_from_row(row) for row in rows]
 
 
+def vectors(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The stored float32 vector of each key present (expired or not: the caller listed it live)."""
+    found: dict[str, np.ndarray] = {}
+    for start in range(0, len(keys), 500):
+        chunk = list(keys[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for key, blob in conn.execute(f"SELECT key, vector FROM entries WHERE key IN ({marks})", chunk):
+            found[str(key)] = np.frombuffer(bytes(blob), dtype=np.float32).copy()
+    return found
+
+
 def record_lookups(
     conn: sqlite3.Connection,
     *,

@@ -374,6 +374,13 @@ class LocalStore:
             if len(entries) < batch:
                 return
 
+    async def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The stored float32 vector of each key present (for exports); absent keys are left out."""
+        await self.open()
+        if not keys:
+            return {}
+        return await self._thread(self._read_lock, db.vectors, self._conn, keys)
+
     async def purge_expired(self) -> int:
         await self.open()
         purged = await self._thread(self._write_lock, db.purge_expired, self._wconn, time.time())

@@ -494,6 +494,21 @@ class RedisStore:
         if pending:
             yield await self._with_hits(pending)
 
+    async def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The stored float32 vector of each key that still exists (for exports); absent keys are left out."""
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), _BATCH):
+            chunk = keys[start : start + _BATCH]
+            pipe = self.client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.hget(self.keys.entry(key), self._vector_field)
+            blobs = await self._run(pipe.execute)
+            for key, blob in zip(chunk, blobs, strict=True):
+                # Not a whole number of float32s: written by another tool, so not a vector we can vouch for.
+                if isinstance(blob, bytes) and blob and len(blob) % 4 == 0:
+                    found[key] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        return found
+
     # -- counters --------------------------------------------------------------------------------------
 
     async def record_lookup(
