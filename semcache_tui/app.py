@@ -24,6 +24,8 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from engine.active_index import active_physical_name, close_retired, open_index
+from engine.cache import SemanticCache
 from engine.config import Settings
 from engine.embeddings.base import Embedder
 from engine.errors import SemcacheError
@@ -79,6 +81,7 @@ class SemcacheApp(App[None]):
     ) -> None:
         super().__init__()
         self.service = service
+        self._first_service: CacheService | None = service
         self.settings = settings
         self.read_only = read_only
         self.refresh_interval = refresh_interval
@@ -98,6 +101,9 @@ class SemcacheApp(App[None]):
         #: The threshold the query lab marks results with; applied to the service only on request.
         self.lab_threshold = float(service.policy.threshold)
         self._poll_timer: Timer | None = None
+        #: Caches this panel opened itself by following the active index, each with whether it shares the
+        #: embedder of the cache before it (then that embedder is not this cache's to close).
+        self._followed: list[tuple[SemanticCache, bool]] = []
         self._polling = False
         self._repoll = False
         self._closed = False
@@ -119,11 +125,15 @@ class SemcacheApp(App[None]):
         await self.close_service_once()
 
     async def close_service_once(self) -> None:
-        if self._closed or not self.close_service:
+        if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.service.close(), timeout=5.0)
+        for cache, shared in self._followed:  # opened here, so closed here whoever owns the first one
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(close_retired(cache, keep_embedder=shared), timeout=5.0)
+        if self.close_service and self._first_service is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._first_service.close(), timeout=5.0)
 
     def _terminal_gone(self) -> None:
         self.exit(return_code=129)
@@ -177,12 +187,35 @@ class SemcacheApp(App[None]):
     @work(group="poll", exit_on_error=False, name="poll")
     async def _poll(self) -> None:
         try:
+            await self.follow_active_index()
             sample = await self.take_sample()
             self.history.add(sample)
             self.show_data()
         finally:
             self._polling = False
             self._arm_poll()
+
+    async def follow_active_index(self) -> None:
+        """After a migration switched the active index (from this panel or anywhere else), serve the index
+        it names, with the embedder that index records (engine/active_index.py)."""
+        service = self.service
+        if not self.started or not isinstance(service, SemanticCache):
+            return  # not started yet, or attached to a server (which follows by itself)
+        try:
+            physical = await asyncio.wait_for(active_physical_name(service.vector_store), POLL_TIMEOUT)
+            if physical == service.vector_store.name:
+                return
+            cache, shared = await open_index(self.settings, physical, service)
+        except Exception as exc:  # keep serving the current index; the next poll tries again
+            self.set_status(
+                f"Could not follow the active index: {self.redact(describe_error(exc))}", "warning"
+            )
+            return
+        self._followed.append((cache, shared))
+        self.service = cache
+        self.identity = cache.embedder.identity
+        described = self.identity.describe() if self.identity else "its embedder"
+        self.set_status(f"The active index is now {physical}: serving it with {described}")
 
     async def take_sample(self) -> Sample:
         """Health, stats and index information at once; each failure is kept, none stops the others."""

@@ -209,7 +209,7 @@ async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings:
         if result.phase == "switched":
             printer.info(
                 "now serving from the new index; running servers follow within SEMCACHE_FOLLOW_INTERVAL "
-                "(5 s by default), open panels need a restart; set EMBEDDING_* to the new embedder, then "
+                "(5 s by default) and open panels at their next refresh; set EMBEDDING_* to the new embedder, then "
                 "`semcache-tui migrate finalize` (or `rollback`)"
             )
     return 0
@@ -253,7 +253,7 @@ async def _rollback(cache: Any, args: argparse.Namespace, printer: Printer, sett
     state = await rollback_migration(cache)
     printer.info(
         f"serving from {state.source_index} again; running servers follow within SEMCACHE_FOLLOW_INTERVAL, "
-        "open panels need a restart"
+        "open panels at their next refresh"
     )
     if printer.json_mode:
         _emit(printer, state.to_dict())

@@ -173,7 +173,7 @@ class MigrationScreen(PanelScreen):
             elif state.phase == "switched":
                 lines.append(
                     "switched: [b]v[/b] verifies, [b]f[/b] finalizes, [b]b[/b] rolls back; "
-                    "running servers follow by themselves; restart this panel to serve from the new index"
+                    "running servers and this panel follow by themselves"
                 )
         widget.update("\n".join(lines))
 

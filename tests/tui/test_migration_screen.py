@@ -75,6 +75,10 @@ async def test_reembed_384_to_256_then_verify_and_rollback(small_cache: Semantic
         assert screen.last_progress is not None and screen.last_progress.total == 8
         assert screen.active == "panel__v2"
         assert "8/8" in text_of(app, "#migration-eta")
+        # The panel itself moves to the new index, with the 256-dimension embedder it records: no restart.
+        await wait_for(pilot, lambda: app.service.vector_store.name == "panel__v2")
+        assert app.identity is not None and app.identity.dimension == 256
+        assert (await app.service.check(SAMPLE_PAIRS[0][0])).is_hit
 
         await pilot.press("v")
         await wait_for(pilot, lambda: screen.verified is not None)
@@ -88,6 +92,9 @@ async def test_reembed_384_to_256_then_verify_and_rollback(small_cache: Semantic
         await idle(pilot)
         assert screen.active == "panel"
         assert "Rolled back" in app.status_message
+        app.poll_now()
+        await wait_for(pilot, lambda: app.service.vector_store.name == "panel")
+        assert app.identity is not None and app.identity.dimension == 384
 
 
 async def test_read_only_refuses_every_migration_action(small_cache: SemanticCache, make_app: Any) -> None:
