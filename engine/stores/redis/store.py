@@ -209,7 +209,9 @@ class RedisStore:
         """Every match of ``query`` in batches of up to ``count``, through an aggregate cursor: FT.SEARCH's
         LIMIT offset is capped by MAXSEARCHRESULTS (10000 in Redis Stack's own configuration)."""
         load = ["@__key", *(f"@{name}" for name in fields)]
-        args = ["FT.AGGREGATE", self.name, query, "LOAD", len(load), *load]
+        # TIMEOUT 0: no time limit. Under the default (500 ms, ON_TIMEOUT RETURN) a slow walk on a busy
+        # server ends early with partial results and no error: an export would miss entries silently.
+        args = ["FT.AGGREGATE", self.name, query, "LOAD", len(load), *load, "TIMEOUT", 0]
         reply = await self._command(*args, "WITHCURSOR", "COUNT", count, "DIALECT", 2)
         cursor = int(reply[1])
         try:
