@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine import backup
 from engine.backup import (
     VectorReader,
     create_backup,
@@ -29,6 +28,7 @@ from engine.backup import (
     replace_rdb,
     snapshot_rdb,
 )
+from engine.backup import format as backup_format
 from engine.cache import CachePolicy, SemanticCache, StoreRequest
 from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
 from engine.errors import InvalidInputError, NotFoundError
@@ -71,7 +71,8 @@ async def all_entries(cache: SemanticCache) -> list[CacheEntry]:
 async def test_round_trip_keeps_every_entry(
     cache: SemanticCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backup, "BATCH", 7)  # several pages on the way out, several batches on the way in
+    # Several pages on the way out, several batches on the way in (export and import both read format.BATCH).
+    monkeypatch.setattr(backup_format, "BATCH", 7)
     await cache.store_many(REQUESTS)
     await cache.check("What is the capital of France?", scope="geo")  # a hit: hit counts travel too
     # stats() flushes the embedded store's buffered hit counts; a hit still buffered during clear() would be

@@ -1,0 +1,103 @@
+"""Logical imports: a backup file checked whole, then loaded into a cache.
+
+Imports read the whole file once to validate it (header, every line, the count, gzip's checksum) before
+writing anything, so a damaged file changes nothing; then they write in batches through
+``SemanticCache.restore_entries``, which derives keys from (scope, prompt): importing twice updates, never
+duplicates. Vectors are reused only when the file's embedder identity is the cache's; otherwise prompts are
+embedded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.backup import format as backup_format
+from engine.backup.format import _DAMAGED_HINT, Progress, _entries, _Header, _open_backup, _parse_header
+from engine.cache import SemanticCache
+from engine.errors import InvalidInputError
+from engine.models import CacheEntry
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    path: Path
+    total: int
+    written: int
+    expired: int
+    embedded: int
+    #: True when the file's vectors were reused (same embedder identity as the cache's).
+    reused_vectors: bool
+
+
+def _validate(cache: SemanticCache, path: Path) -> _Header:
+    """Read the whole file once: header, every entry under the cache's rules, the count, the checksum."""
+    with _open_backup(path) as lines:
+        header = _parse_header(path, next(lines, ""))
+        seen = 0
+        for entry, _ in _entries(path, header, lines):
+            seen += 1
+            try:
+                cache.prepare_restore(entry)
+            except InvalidInputError as exc:
+                raise InvalidInputError(
+                    f"{path} is damaged: entry {seen}: {exc.message}", _DAMAGED_HINT
+                ) from None
+    if seen != header.count:
+        raise InvalidInputError(
+            f"{path} is damaged: {seen} entries, the header says {header.count}", _DAMAGED_HINT
+        )
+    return header
+
+
+async def import_entries(
+    cache: SemanticCache,
+    path: Path | str,
+    *,
+    progress: Progress | None = None,
+    replace: bool = False,
+) -> ImportSummary:
+    """Load a backup into ``cache``. Nothing is written unless the whole file is valid.
+
+    With ``replace``, the cache is cleared first (after validation), so it holds exactly the backup.
+    """
+    path = Path(path)
+    await cache.open_store()
+    header = await asyncio.to_thread(_validate, cache, path)
+    identity = await cache.start()
+    reuse = header.vectors and header.identity == identity
+    if replace:
+        await cache.clear()
+    summary = ImportSummary(path, header.count, 0, 0, 0, reuse)
+    done = 0
+    with _open_backup(path) as lines:
+        next(lines)
+        entries = _entries(path, header, lines)
+        while True:
+            batch = await asyncio.to_thread(_take, entries, backup_format.BATCH)
+            if not batch:
+                break
+            vectors = [vector if reuse else None for _, vector in batch]
+            result = await cache.restore_entries([entry for entry, _ in batch], vectors)
+            summary.written += result.written
+            summary.expired += result.expired
+            summary.embedded += result.embedded
+            done += len(batch)
+            if progress is not None:
+                progress(done, header.count)
+    return summary
+
+
+def _take(
+    entries: Iterator[tuple[CacheEntry, np.ndarray | None]], n: int
+) -> list[tuple[CacheEntry, np.ndarray | None]]:
+    batch = []
+    for item in entries:
+        batch.append(item)
+        if len(batch) == n:
+            break
+    return batch
