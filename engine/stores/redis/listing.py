@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 
@@ -55,25 +56,43 @@ class ListingMixin(CountersMixin):
     async def iter_entries(
         self, *, batch: int = 500, scope: str | None = None
     ) -> AsyncIterator[list[CacheEntry]]:
-        # An aggregate cursor, not FT.SEARCH paging: LIMIT offsets stop at MAXSEARCHRESULTS.
+        # SCAN over the entries' key prefix rather than a query of the index: Redis promises that SCAN meets
+        # every key present for the whole walk, whatever state the index is in, and no result cap (LIMIT's
+        # MAXSEARCHRESULTS) applies. A backup must not depend on the secondary index. A key can be met twice
+        # (the keyspace rehashing); the keys seen drop the repeats.
         batch = max(1, batch)
+        match = _glob_escape(self.keys.prefix) + "*"
+        fields = list(s.ENTRY_FIELDS)
         seen: set[str] = set()
         pending: list[CacheEntry] = []
-        async for rows in self._scan(q.filters(time.time(), scope), s.ENTRY_FIELDS, batch):
-            now = time.time()
-            for row in rows:
-                key = self.keys.entry_key(q.text(row.pop("__key")))
-                # A document re-indexed during the walk (stored again) may be met twice: once is the promise.
-                if key in seen:
-                    continue
-                entry = q.entry_from_hash(key, row)
-                if entry.is_expired(now):
-                    continue
-                seen.add(key)
-                pending.append(entry)
+        cursor = 0
+        while True:
+            step = functools.partial(
+                self.client.scan, cursor, match=match, count=max(batch, 100), _type="HASH"
+            )
+            cursor, found = await self._run(step)
+            keys = [key for key in dict.fromkeys(q.text(raw) for raw in found) if key not in seen]
+            seen.update(keys)
+            if keys:
+                pipe = self.client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hmget(key, fields)
+                rows = await self._run(pipe.execute)
+                now = time.time()
+                for key, values in zip(keys, rows, strict=True):
+                    if values is None or values[0] is None:  # gone meanwhile, or not an entry (no prompt)
+                        continue
+                    entry = q.entry_from_hash(
+                        self.keys.entry_key(key), dict(zip(fields, values, strict=True))
+                    )
+                    if entry.is_expired(now) or (scope is not None and entry.scope != scope):
+                        continue
+                    pending.append(entry)
             while len(pending) >= batch:
                 page, pending = pending[:batch], pending[batch:]
                 yield await self._with_hits(page)
+            if int(cursor) == 0:
+                break
         if pending:
             yield await self._with_hits(pending)
 
@@ -91,3 +110,8 @@ class ListingMixin(CountersMixin):
                 if isinstance(blob, bytes) and blob and len(blob) % 4 == 0:
                     found[key] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
         return found
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by SCAN's MATCH pattern (glob-style: * ? [ ] and \\ are special)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
