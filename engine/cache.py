@@ -261,7 +261,7 @@ class SemanticCache:
         await self.vector_store.upsert(list(zip(batch, vectors, strict=True)))
         return entries
 
-    # -- backup and restore (engine/backup.py) -----------------------------------------------------------
+    # -- backup and restore (engine/backup/) ------------------------------------------------------------
 
     async def iter_entries(
         self, batch: int = 500, scope: str | None = None

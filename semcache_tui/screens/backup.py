@@ -1,6 +1,6 @@
 """Backup: the backups folder (size and age), create, export, import, prune and restore, with progress.
 
-The engine does the work (``engine/backup.py``, the same calls as ``semcache-tui backup``); the folder is
+The engine does the work (``engine/backup/``, the same calls as ``semcache-tui backup``); the folder is
 the settings' ``resolved_backup_dir``. Every action but reading the list is refused in read-only mode.
 """
 
