@@ -134,3 +134,20 @@ def test_fingerprint_follows_the_model_files(tmp_path: Path) -> None:
     assert onnx_runtime.fingerprint(tmp_path) == first
     (tmp_path / "config.json").write_text('{"changed": true}')
     assert onnx_runtime.fingerprint(tmp_path) != first
+
+
+def test_a_cache_folder_that_cannot_be_written_leaves_the_model_on_torch(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the model cache should be")  # refused even to root, unlike chmod
+    embedder = SentenceTransformerEmbedder(cache_dir=blocked)
+    embedder.load_sync()
+    assert embedder.runtime == "torch"
+    assert (embedder.onnx_skipped or "").startswith("the ONNX export failed")
+    assert (
+        float(np.dot(embedder.embed_sync(["hello"])[0], shared_embedder().embed_sync(["hello"])[0])) > 0.9999
+    )
+
+    strict = SentenceTransformerEmbedder(cache_dir=blocked, backend="onnx")
+    with pytest.raises(EmbedderError) as caught:
+        strict.load_sync()
+    assert "cannot run on ONNX Runtime" in str(caught.value)
