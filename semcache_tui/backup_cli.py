@@ -27,6 +27,8 @@ from semcache_tui.output import Printer
 
 AddGlobalOptions = Callable[..., None]
 
+VECTORS_HELP = "include each entry's vector: an import with the same embedder then embeds nothing"
+
 
 def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
     """Add the ``backup`` command and its actions to the main parser's subcommands."""
@@ -43,7 +45,7 @@ def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
         return p
 
     p = action("create", "write a logical export into the backups folder, named with a UTC timestamp")
-    p.add_argument("--vectors", action="store_true", help="include vectors when the store can return them")
+    p.add_argument("--vectors", action="store_true", help=VECTORS_HELP)
     p.add_argument("--snapshot", action="store_true", help="Redis: also BGSAVE and copy the RDB file")
 
     action("list", "backups in the backups folder, with size and age, newest first")
@@ -53,7 +55,7 @@ def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
 
     p = action("export", "write a logical export to FILE")
     p.add_argument("file")
-    p.add_argument("--vectors", action="store_true", help="include vectors when the store can return them")
+    p.add_argument("--vectors", action="store_true", help=VECTORS_HELP)
     p.add_argument("--force", action="store_true", help="overwrite FILE when it exists")
 
     p = action("import", "load a logical export; importing twice changes nothing")
