@@ -39,6 +39,8 @@ class MigrationTarget:
     dimension: int | None = None
     provider: str = "sentence-transformers"
     ollama_base_url: str = "http://localhost:11434"
+    #: How a sentence-transformers target runs (EMBEDDING_BACKEND): the operator's choice holds here too.
+    backend: Literal["auto", "torch", "onnx"] = "auto"
 
     def create_embedder(self) -> Embedder:
         if self.provider == "ollama":
@@ -53,7 +55,9 @@ class MigrationTarget:
             )
         from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
 
-        return SentenceTransformerEmbedder(model=self.model, output_dimension=self.dimension)
+        return SentenceTransformerEmbedder(
+            model=self.model, output_dimension=self.dimension, backend=self.backend
+        )
 
 
 @dataclass(slots=True)
@@ -473,7 +477,12 @@ def _target_embedder(cache: SemanticCache, state: MigrationState) -> Embedder:
     if cache.embedder.identity == target:
         return cache.embedder
     base_url = getattr(cache.embedder, "base_url", None)
-    extra = {"ollama_base_url": base_url} if target.provider == "ollama" and base_url else {}
+    extra: dict[str, Any] = {"ollama_base_url": base_url} if target.provider == "ollama" and base_url else {}
+    # The running embedder's backend (a BatchingEmbedder in the server wraps it as ``inner``).
+    running = getattr(cache.embedder, "inner", cache.embedder)
+    backend = getattr(running, "backend", None)
+    if backend in ("auto", "torch", "onnx"):
+        extra["backend"] = backend
     return MigrationTarget(
         model=target.model, dimension=target.dimension, provider=target.provider, **extra
     ).create_embedder()

@@ -100,6 +100,7 @@ def _target(args: argparse.Namespace, settings: Any) -> Any:
         dimension=dimension,
         provider=args.to_provider or settings.embedding_provider,
         ollama_base_url=settings.ollama_base_url,
+        backend=settings.embedding_backend,
     )
 
 
@@ -185,7 +186,11 @@ async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings:
     if state is not None and state.in_progress and args.to_model is None and args.to_dimension is None:
         identity = state.target_identity  # resuming: the recorded target, whatever the configuration says
         target = MigrationTarget(
-            identity.model, identity.dimension, identity.provider, settings.ollama_base_url
+            identity.model,
+            identity.dimension,
+            identity.provider,
+            settings.ollama_base_url,
+            backend=settings.embedding_backend,
         )
     if args.strategy == "recreate" and not _confirm(
         args,

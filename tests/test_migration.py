@@ -333,3 +333,19 @@ async def test_cli_plan_and_status(tmp_path: Path, embedder: SharedEmbedder) -> 
 
     done = run_migrate(tmp_path, "run", "--to-model", MODEL, "--to-dimension", "256", "--yes", "--read-only")
     assert done.returncode == 7 and done.stderr.startswith("semcache-tui: ")
+
+
+def test_the_target_embedder_runs_where_the_operator_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EMBEDDING_BACKEND holds for the migration's target embedder too, from the command line's settings."""
+    import argparse
+
+    from engine.migration import MigrationTarget
+    from semcache_tui.migrate_cli import _target
+
+    monkeypatch.setenv("EMBEDDING_BACKEND", "torch")
+    args = argparse.Namespace(to_model=None, to_dimension=256, to_provider=None)
+    target = _target(args, Settings.load())
+    assert target.backend == "torch" and target.dimension == 256
+    embedder = target.create_embedder()
+    assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.backend == "torch"
+    assert MigrationTarget(MODEL, 256).create_embedder().backend == "auto"  # type: ignore[attr-defined]

@@ -252,6 +252,7 @@ class MigrationScreen(PanelScreen):
             dimension=dimension,
             provider=provider,
             ollama_base_url=self.panel.settings.ollama_base_url,
+            backend=self.panel.settings.embedding_backend,
         )
 
     def embedder_for(self, target: MigrationTarget) -> Embedder:
@@ -353,7 +354,11 @@ class MigrationScreen(PanelScreen):
             return
         identity = state.target_identity
         target = MigrationTarget(
-            identity.model, identity.dimension, identity.provider, self.panel.settings.ollama_base_url
+            identity.model,
+            identity.dimension,
+            identity.provider,
+            self.panel.settings.ollama_base_url,
+            backend=self.panel.settings.embedding_backend,
         )
         self.migrate(target, state.strategy)
 
@@ -423,7 +428,11 @@ class MigrationScreen(PanelScreen):
         assert cache is not None
         identity = state.target_identity
         target = MigrationTarget(
-            identity.model, identity.dimension, identity.provider, self.panel.settings.ollama_base_url
+            identity.model,
+            identity.dimension,
+            identity.provider,
+            self.panel.settings.ollama_base_url,
+            backend=self.panel.settings.embedding_backend,
         )
         self.panel.set_status(f"Verifying {state.target_index}…")
         old = SemanticCache(self.stores(state.source_index), cache.embedder, cache.policy)
