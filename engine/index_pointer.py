@@ -110,15 +110,35 @@ def records_for(store: VectorStore) -> PointerRecords:
     return LocalRecords(store.data_dir, name)  # type: ignore[attr-defined]
 
 
-def resolve_physical_name(settings: Settings) -> str:
-    """The physical index serving ``settings.index_name`` now (synchronous: ``build_cache`` is)."""
+def resolve_active(settings: Settings) -> tuple[str, dict[str, Any] | None]:
+    """The physical index serving ``settings.index_name`` now, and the embedder identity the last migration
+    recorded for that index (its target, or its source after a rollback); None when no migration named it.
+
+    Synchronous, because ``build_cache`` is. One client and two reads at most.
+    """
     name = settings.index_name
     if settings.store_kind == "redis":
-        data = _read_redis_sync(settings, redis_key(name, ACTIVE))
+        active = _read_redis_sync(settings, redis_key(name, ACTIVE))
+        migration = _read_redis_sync(settings, redis_key(name, MIGRATION)) if active else None
     else:
-        data = _read_json(local_path(settings.resolved_data_dir, name, ACTIVE))
-    physical = (data or {}).get("physical")
-    return physical if isinstance(physical, str) and physical else name
+        folder = settings.resolved_data_dir
+        active = _read_json(local_path(folder, name, ACTIVE))
+        migration = _read_json(local_path(folder, name, MIGRATION)) if active else None
+    physical = (active or {}).get("physical")
+    if not isinstance(physical, str) or not physical:
+        return name, None
+    identity = None
+    if migration is not None:
+        if physical == migration.get("target_index"):
+            identity = migration.get("target")
+        elif physical == migration.get("source_index"):
+            identity = migration.get("source")
+    return physical, identity if isinstance(identity, dict) else None
+
+
+def resolve_physical_name(settings: Settings) -> str:
+    """The physical index serving ``settings.index_name`` now (see ``resolve_active``)."""
+    return resolve_active(settings)[0]
 
 
 def _read_redis_sync(settings: Settings, key: str) -> dict[str, Any] | None:

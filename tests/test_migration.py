@@ -349,3 +349,37 @@ def test_the_target_embedder_runs_where_the_operator_said(monkeypatch: pytest.Mo
     embedder = target.create_embedder()
     assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.backend == "torch"
     assert MigrationTarget(MODEL, 256).create_embedder().backend == "auto"  # type: ignore[attr-defined]
+
+
+async def test_commands_after_a_migration_use_the_embedder_it_filled_the_index_with(
+    tmp_path: Path, embedder: SharedEmbedder
+) -> None:
+    """After `migrate run`, scripts still configured for the old embedder keep working (no mismatch error),
+    and an explicit setting that disagrees with the migration is named in a warning."""
+    from engine.stores.local import LocalStore
+
+    cache = SemanticCache(LocalStore(tmp_path / "data", name="idx"), embedder, CachePolicy())
+    await cache.start()
+    await cache.store_many(REQUESTS)
+    await cache.close()
+    done = run_migrate(tmp_path, "run", "--to-model", MODEL, "--to-dimension", "256", "--yes")
+    assert done.returncode == 0, done.stderr
+
+    env = {"CACHE_INDEX_NAME": "idx"}
+    done = run_cli(tmp_path / "data", "check", REQUESTS[1].prompt, "--json", env=env)
+    assert done.returncode == 0, done.stderr  # a hit, served from idx__v2 by the 256-dimension embedder
+    assert "filled by a migration" not in done.stderr  # no dimension configured: the migration's is used
+    done = run_cli(tmp_path / "data", "index", "--json", env=env)
+    info = json.loads(done.stdout)
+    assert info["name"] == "idx__v2" and info["identity"]["dimension"] == 256
+
+    done = run_cli(
+        tmp_path / "data", "check", REQUESTS[1].prompt, env=env | {"EMBEDDING_OUTPUT_DIMENSION": "384"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "idx__v2 was filled by a migration with sentence-transformers" in done.stderr
+
+    done = run_migrate(tmp_path, "rollback")
+    assert done.returncode == 0, done.stderr
+    done = run_cli(tmp_path / "data", "index", "--json", env=env)
+    assert json.loads(done.stdout)["identity"]["dimension"] == 384

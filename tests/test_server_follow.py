@@ -3,7 +3,7 @@
 The operator's sequence: a server serves ``idx``; `migrate run` re-embeds into ``idx__v2`` at another
 dimension and switches the pointer; the server moves to ``idx__v2`` with the new embedder without a restart;
 `migrate finalize` drops ``idx`` and the server keeps answering. A server started afterwards with the old
-EMBEDDING_* settings serves the migrated index with the embedder it records.
+EMBEDDING_* settings serves the migrated index with the embedder the migration filled it with, and warns.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def test_a_running_server_follows_run_and_finalize(setting: dict[str, str], tmp_
         assert "now serving index" in server.log()
 
         # A replica started now, still configured for the old 384-dimension embedder.
-        second = ServerProcess(tmp_path / "two", setting | {"SEMCACHE_DATA_DIR": str(data_dir)}).start()
+        old = {"SEMCACHE_DATA_DIR": str(data_dir), "EMBEDDING_OUTPUT_DIMENSION": "384"}
+        second = ServerProcess(tmp_path / "two", setting | old).start()
         second.wait_ready()
         other = httpx.Client(base_url=second.url, timeout=60)
         assert wait_for_index(other, f"{index}__v2", 256)["documents"] == 2

@@ -21,10 +21,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from engine.config import Settings
-from engine.errors import IndexMismatchError
 from engine.factory import build_cache
 from engine.server import errors
-from engine.server.follow import adopt_migrated_index, follow_active_index
+from engine.server.follow import follow_active_index
 from engine.server.instrument import instrument
 from engine.server.limits import BodySizeLimit, RateLimit, RateLimiter
 from engine.server.logs import RequestLog
@@ -117,14 +116,6 @@ async def _start_in_background(state: ServerState) -> None:
             identity = await state.cache.start()
         except asyncio.CancelledError:
             raise
-        except IndexMismatchError as exc:
-            if await _adopted(state):
-                return
-            state.start_error = exc
-            log.warning("start failed: %s; retrying in %.0f s", state.redact(str(exc)), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_START_MAX_S)
-            continue
         except Exception as exc:
             state.start_error = exc
             log.warning("start failed: %s; retrying in %.0f s", state.redact(str(exc)), delay)
@@ -140,20 +131,6 @@ async def _start_in_background(state: ServerState) -> None:
             time.perf_counter() - started,
         )
         return
-
-
-async def _adopted(state: ServerState) -> bool:
-    """True when the mismatch was a migrated index, now served with the embedder it records."""
-    try:
-        adopted = await adopt_migrated_index(state)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.warning("could not serve the migrated index: %s", state.redact(str(exc)))
-        return False
-    if adopted:
-        state.start_error = None
-    return adopted
 
 
 async def _purge_periodically(state: ServerState) -> None:

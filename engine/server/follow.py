@@ -8,8 +8,8 @@ after the switch and fail once the old index is dropped. So each server reads th
 filled it (engine/active_index.py) while the old cache keeps answering, then swaps. The old cache is closed
 after a grace period, when requests that started on it have finished.
 
-The same rule applies at start: a migrated index (``NAME__vN``) is served with the embedder it records,
-whatever EMBEDDING_* still says, with a warning to update the configuration.
+At start, ``build_cache`` applies the same rule: a migrated index is served with the embedder the
+migration filled it with (engine/factory.py).
 """
 
 from __future__ import annotations
@@ -51,24 +51,6 @@ async def _retire(old: SemanticCache, keep_embedder: bool) -> None:
         # Closed even when the server stops first (the sleep is cancelled): nothing is left open.
         with contextlib.suppress(Exception):
             await close_retired(old, keep_embedder)
-
-
-async def adopt_migrated_index(state: ServerState) -> bool:
-    """At start, after an identity mismatch: if the index is one a migration switched to, serve it with its
-    recorded embedder and say so. Returns False when the mismatch is a real configuration error."""
-    store = store_of(state.cache)
-    name = str(getattr(store, "name", ""))
-    recorded = getattr(store, "recorded_identity", None)
-    if not name or logical_name(name) == name or recorded is None:
-        return False
-    log.warning(
-        "index %s was filled by a migration with %s, not the configured embedder; serving it with that one "
-        "(set EMBEDDING_PROVIDER, EMBEDDING_MODEL and EMBEDDING_OUTPUT_DIMENSION to match)",
-        name,
-        recorded.describe(),
-    )
-    await serve_index(state, name)
-    return True
 
 
 async def follow_active_index(state: ServerState, interval: float) -> None:
