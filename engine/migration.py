@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.cache import SemanticCache
 from engine.embeddings.base import Embedder
@@ -24,6 +24,9 @@ from engine.errors import InvalidInputError, NotFoundError
 from engine.index_pointer import ACTIVE, MIGRATION, PointerRecords, next_physical_name, records_for
 from engine.models import CacheEntry, EmbedderIdentity
 from engine.stores.base import VectorStore
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 Strategy = Literal["reembed", "recreate"]
 StoreFactory = Callable[[str], VectorStore]
@@ -41,6 +44,17 @@ class MigrationTarget:
     ollama_base_url: str = "http://localhost:11434"
     #: How a sentence-transformers target runs (EMBEDDING_BACKEND): the operator's choice holds here too.
     backend: Literal["auto", "torch", "onnx"] = "auto"
+
+    @classmethod
+    def resuming(cls, identity: EmbedderIdentity, settings: Settings) -> MigrationTarget:
+        """The target of a recorded migration (its identity), run the way ``settings`` say embedders run."""
+        return cls(
+            identity.model,
+            identity.dimension,
+            identity.provider,
+            settings.ollama_base_url,
+            backend=settings.embedding_backend,
+        )
 
     def create_embedder(self) -> Embedder:
         if self.provider == "ollama":

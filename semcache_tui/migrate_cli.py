@@ -184,14 +184,8 @@ async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings:
     _, state = await migration_status(cache)
     target = _target(args, settings)
     if state is not None and state.in_progress and args.to_model is None and args.to_dimension is None:
-        identity = state.target_identity  # resuming: the recorded target, whatever the configuration says
-        target = MigrationTarget(
-            identity.model,
-            identity.dimension,
-            identity.provider,
-            settings.ollama_base_url,
-            backend=settings.embedding_backend,
-        )
+        # Resuming: the recorded target, whatever the configuration says.
+        target = MigrationTarget.resuming(state.target_identity, settings)
     if args.strategy == "recreate" and not _confirm(
         args,
         f"Delete every entry of index {settings.index_name} and rebind it to {target.model}?",

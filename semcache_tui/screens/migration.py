@@ -352,14 +352,7 @@ class MigrationScreen(PanelScreen):
         if state is None or not state.in_progress:
             self.panel.set_status("No unfinished migration to resume", "warning")
             return
-        identity = state.target_identity
-        target = MigrationTarget(
-            identity.model,
-            identity.dimension,
-            identity.provider,
-            self.panel.settings.ollama_base_url,
-            backend=self.panel.settings.embedding_backend,
-        )
+        target = MigrationTarget.resuming(state.target_identity, self.panel.settings)
         self.migrate(target, state.strategy)
 
     def begin_progress(self) -> None:
@@ -426,14 +419,7 @@ class MigrationScreen(PanelScreen):
     async def verify(self, state: MigrationState) -> None:
         cache = self.cache
         assert cache is not None
-        identity = state.target_identity
-        target = MigrationTarget(
-            identity.model,
-            identity.dimension,
-            identity.provider,
-            self.panel.settings.ollama_base_url,
-            backend=self.panel.settings.embedding_backend,
-        )
+        target = MigrationTarget.resuming(state.target_identity, self.panel.settings)
         self.panel.set_status(f"Verifying {state.target_index}…")
         old = SemanticCache(self.stores(state.source_index), cache.embedder, cache.policy)
         new = SemanticCache(self.stores(state.target_index), self.embedder_for(target), cache.policy)
