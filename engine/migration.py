@@ -472,7 +472,9 @@ async def finalize_migration(
     """
     records, state = await _last(cache, "switched")
     old = SemanticCache(stores(state.source_index), cache.embedder, cache.policy)
-    new = SemanticCache(stores(state.target_index), embedder or _target_embedder(cache, state), cache.policy)
+    new = SemanticCache(
+        stores(state.target_index), embedder or _embedder_for(cache, state.target_identity), cache.policy
+    )
     try:
         await old.open_store()
         await new.open_store()
@@ -486,8 +488,8 @@ async def finalize_migration(
     return deleted
 
 
-def _target_embedder(cache: SemanticCache, state: MigrationState) -> Embedder:
-    target = state.target_identity
+def _embedder_for(cache: SemanticCache, target: EmbedderIdentity) -> Embedder:
+    """The cache's own embedder when it has ``target``'s identity, else a new one for ``target``."""
     if cache.embedder.identity == target:
         return cache.embedder
     base_url = getattr(cache.embedder, "base_url", None)
@@ -502,9 +504,30 @@ def _target_embedder(cache: SemanticCache, state: MigrationState) -> Embedder:
     ).create_embedder()
 
 
-async def rollback_migration(cache: SemanticCache) -> MigrationState:
-    """Serve from the old index again (its entries are untouched until ``finalize``)."""
+async def rollback_migration(
+    cache: SemanticCache, stores: StoreFactory, embedder: Embedder | None = None
+) -> MigrationState:
+    """Serve from the old index again (its entries are untouched until ``finalize``).
+
+    After a switch, servers wrote to the new index; those entries are carried back first (re-embedded by
+    ``embedder``, or one built for the old index's identity), so rolling back loses nothing acknowledged.
+    Deletes made in the new index are not carried back: the old index still holds those entries.
+    """
     records, state = await _last(cache, "copying", "catching_up", "switched")
+    if state.phase == "switched":
+        source_identity = EmbedderIdentity.from_dict(state.source) if state.source else None
+        back = embedder or (
+            _embedder_for(cache, source_identity) if source_identity is not None else cache.embedder
+        )
+        new = SemanticCache(stores(state.target_index), cache.embedder, cache.policy)
+        old = SemanticCache(stores(state.source_index), back, cache.policy)
+        try:
+            await new.open_store()
+            await old.open_store()
+            state.caught_up += await _copy_missing(new, old, await _key_times(old), batch=BATCH)
+        finally:
+            await new.vector_store.close()
+            await old.vector_store.close()
     await _switch(records, state.source_index)
     state.phase = "rolled_back"
     await _save(records, state)

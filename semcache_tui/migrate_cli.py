@@ -249,7 +249,7 @@ async def _rollback(cache: Any, args: argparse.Namespace, printer: Printer, sett
     from engine.migration import rollback_migration
 
     _refuse_if_read_only(args, "rollback")
-    state = await rollback_migration(cache)
+    state = await rollback_migration(cache, _stores(settings))
     printer.info(
         f"serving from {state.source_index} again; running servers follow within SEMCACHE_FOLLOW_INTERVAL, "
         "open panels at their next refresh"

@@ -132,7 +132,7 @@ async def test_reembed_switch_keeps_every_entry_and_old_index_until_finalize(
     _, status = await migration_status(cache)
     assert status is not None and status.phase == "finalized"
     with pytest.raises(InvalidInputError):
-        await rollback_migration(cache)
+        await rollback_migration(cache, make_store)
     await new.close()
     await cache.close()
 
@@ -211,14 +211,23 @@ async def test_rollback_serves_the_old_index_with_the_old_embedder(
 ) -> None:
     cache = await filled(make_store, embedder)
     state = await run_migration(cache, TARGET, make_store, embedder=target_embedder)
-    back = await rollback_migration(cache)
-    assert back.phase == "rolled_back"
+    # A server that followed the switch stores an answer in the new index before the operator rolls back.
+    new = SemanticCache(make_store(state.target_index), target_embedder, CachePolicy())
+    await new.start()
+    await new.store("Which planet is the largest?", "Jupiter.", scope="space", metadata={"after": "switch"})
+    await new.close()
+
+    back = await rollback_migration(cache, make_store, embedder=embedder)
+    assert back.phase == "rolled_back" and back.caught_up >= 1
     active, _ = await migration_status(cache)
     assert active == cache.vector_store.name == state.source_index
     old = SemanticCache(make_store(active), embedder, CachePolicy())
     result = await old.check("What's the capital city of France?", scope="geo", threshold=0.3)
     assert result.is_hit and not result.exact
-    assert await old.vector_store.count() == len(REQUESTS)
+    # The write made after the switch was carried back, re-embedded by the old embedder: nothing is lost.
+    assert await old.vector_store.count() == len(REQUESTS) + 1
+    carried = await old.check("What is the biggest planet?", scope="space", threshold=0.3)
+    assert carried.is_hit and carried.best is not None and carried.best.entry.metadata == {"after": "switch"}
     # The old embedder cannot open the new index: identities never mix.
     with pytest.raises(IndexMismatchError):
         await SemanticCache(make_store(state.target_index), embedder).start()
@@ -301,7 +310,7 @@ async def test_build_cache_follows_the_pointer(
     assert moved.vector_store.name == "idx__v2"
     assert (await moved.open_store()) == target_embedder.identity
     assert await moved.vector_store.count() == 4
-    await rollback_migration(moved)
+    await rollback_migration(moved, lambda name: create_store(settings, name), embedder=embedder)
     await moved.close()
     assert build_cache(settings).vector_store.name == "idx"
 

@@ -487,7 +487,7 @@ class MigrationScreen(PanelScreen):
     async def rollback(self) -> None:
         cache = self.cache
         assert cache is not None
-        state = await rollback_migration(cache)
+        state = await rollback_migration(cache, self.stores)
         self.verified = None
         await self.load_status().wait()
         self.render_verify()
