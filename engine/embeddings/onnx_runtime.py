@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from engine.atomic import atomic_path
+from engine.embeddings.base import MICRO_BATCH
 
 log = logging.getLogger("semcache.embeddings")
 
@@ -40,9 +41,6 @@ log = logging.getLogger("semcache.embeddings")
 FORMAT = 1
 #: Every probe's ONNX vector must be at least this close (cosine) to torch's, or the export is discarded.
 MIN_AGREEMENT = 0.9999
-#: Texts per ONNX Runtime call. Each call pads to its longest text, so calls over length-sorted texts stay
-#: small; 8 was fastest for mixed-length questions on 2 cores.
-MICRO_BATCH = 8
 _POOLING_MODES = ("mean", "cls", "max")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _PROBES = (

@@ -23,16 +23,12 @@ from typing import Any, Literal
 import numpy as np
 
 from engine.embeddings import onnx_runtime
-from engine.embeddings.base import normalize_rows
+from engine.embeddings.base import MICRO_BATCH, normalize_rows
 from engine.errors import ConfigError, EmbedderError
 from engine.models import ComponentHealth, EmbedderIdentity
 from engine.redact import redact_secret
 
 PROVIDER = "sentence-transformers"
-#: Texts per forward pass. sentence-transformers sorts a call's texts by length and pads each pass to its
-#: longest text, so small passes waste little on padding: on 2 CPU cores, 32 mixed-length questions embed
-#: about 1.4x faster in passes of 8 than in one pass of 32 (bench/embedder.py measures it).
-MICRO_BATCH = 8
 _BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 Backend = Literal["auto", "torch", "onnx"]
 log = logging.getLogger("semcache.embeddings")
@@ -183,7 +179,8 @@ class SentenceTransformerEmbedder:
             try:
                 self._onnx = onnx_runtime.export(st, self.model, model_dir, self._cache_dir)
             except Exception as exc:  # any export failure leaves the model on torch, which works
-                reason = f"the ONNX export failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = f"the ONNX export failed: {first_line}"
         if self._onnx is not None:
             self._st = None  # the torch copy is no longer used; let its memory go
             return
