@@ -545,3 +545,11 @@ async def test_upsert_keeps_a_carried_hit_count_and_a_new_store_starts_at_zero(s
     # Storing the prompt again (an entry with no count) starts its count again.
     await store.upsert([(entry("restored"), unit(1))])
     assert (await store.get(restored.key)).hit_count == 0  # type: ignore[union-attr]
+
+
+async def test_clear_removes_every_entry_past_the_offset_cap(capped_store: RedisStore) -> None:
+    items = await fill(capped_store, 3 * CAP)
+    await capped_store.record_lookup(hit_key=items[0].key, latency_ms=1.0)
+    assert await capped_store.clear() == 3 * CAP
+    assert await capped_store.count() == 0
+    assert [batch async for batch in capped_store.iter_entries()] == []

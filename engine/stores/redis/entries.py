@@ -99,20 +99,21 @@ class EntriesMixin(CountersMixin):
         return bool(removed)
 
     async def _delete_matching(self, text: str) -> int:
+        """Delete every entry matching ``text``. Through the aggregate cursor, as FT.SEARCH's LIMIT fails
+        outright when MAXSEARCHRESULTS is below a page; and in passes until one deletes nothing, because
+        a walk that deletes as it goes may step over a few documents."""
         deleted = 0
         while True:
-            reply = await self._command(
-                "FT.SEARCH", self.name, text, "NOCONTENT", "LIMIT", 0, BATCH, "DIALECT", 2
-            )
-            redis_keys = [key for key, _ in q.results(reply)[1]]
-            if not redis_keys:
-                return deleted
-            pipe = self.client.pipeline(transaction=False)
-            pipe.unlink(*redis_keys)
-            pipe.hdel(self.keys.hits, *[self.keys.entry_key(key) for key in redis_keys])
-            removed, _ = await self._run(pipe.execute)
-            deleted += int(removed)
-            if not removed:  # listed but already gone: the index catches up by itself; do not spin
+            removed_in_pass = 0
+            async for rows in self._scan(text, [], BATCH):
+                redis_keys = [q.text(row["__key"]) for row in rows]
+                pipe = self.client.pipeline(transaction=False)
+                pipe.unlink(*redis_keys)
+                pipe.hdel(self.keys.hits, *[self.keys.entry_key(key) for key in redis_keys])
+                removed, _ = await self._run(pipe.execute)
+                removed_in_pass += int(removed)
+            deleted += removed_in_pass
+            if not removed_in_pass:  # nothing left, or listed but already gone (the index catches up)
                 return deleted
 
     async def clear(self) -> int:
