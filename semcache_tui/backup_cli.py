@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from semcache_tui.output import Printer
+from semcache_tui.output import Printer, age, size
 
 AddGlobalOptions = Callable[..., None]
 
@@ -132,25 +132,6 @@ def _confirm(args: argparse.Namespace, question: str, word: str) -> bool:
     return input(f"{question} Type '{word}' to confirm: ").strip() == word
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
 def _export_dict(summary: Any) -> dict[str, Any]:
     return {
         "path": str(summary.path),
@@ -208,7 +189,7 @@ async def _create(service: Any, args: argparse.Namespace, printer: Printer, sett
         source=_redis_source(settings),
     )
     data: dict[str, Any] = {"export": _export_dict(summary)}
-    _say(printer, args, f"wrote {summary.path} ({summary.count} entries, {_size(summary.bytes)})")
+    _say(printer, args, f"wrote {summary.path} ({summary.count} entries, {size(summary.bytes)})")
     if summary.note:
         _say(printer, args, f"note: {summary.note}")
     status = 0
@@ -221,9 +202,7 @@ async def _create(service: Any, args: argparse.Namespace, printer: Printer, sett
         )
         data["snapshot"] = _snapshot_dict(result)
         if result.copied_to is not None:
-            _say(
-                printer, args, f"copied the Redis snapshot to {result.copied_to} ({_size(result.size or 0)})"
-            )
+            _say(printer, args, f"copied the Redis snapshot to {result.copied_to} ({size(result.size or 0)})")
         else:
             # Not an error for the export, but cron must notice: the RDB copy it asked for is not here.
             status = 3
@@ -261,7 +240,7 @@ async def _list(service: Any, args: argparse.Namespace, printer: Printer, settin
     if not backups:
         printer.info(f"no backups in {folder}")
     for b in backups:
-        printer.info(f"{b.path.name}  {b.kind:6}  {_size(b.size):>9}  {_age(b.age_seconds(now)):>4} old")
+        printer.info(f"{b.path.name}  {b.kind:6}  {size(b.size):>9}  {age(b.age_seconds(now)):>4} old")
     return 0
 
 
@@ -292,7 +271,7 @@ async def _export(service: Any, args: argparse.Namespace, printer: Printer, sett
         progress=_progress(printer, args, "exported"),
         source=_redis_source(settings),
     )
-    _say(printer, args, f"wrote {summary.path} ({summary.count} entries, {_size(summary.bytes)})")
+    _say(printer, args, f"wrote {summary.path} ({summary.count} entries, {size(summary.bytes)})")
     if summary.note:
         _say(printer, args, f"note: {summary.note}")
     _emit_json(printer, _export_dict(summary))

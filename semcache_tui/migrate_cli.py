@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from semcache_tui.output import Printer, duration
+from semcache_tui.output import Printer, duration, size
 
 AddGlobalOptions = Callable[..., None]
 
@@ -114,14 +114,6 @@ def _emit(printer: Printer, data: Any) -> None:
     print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def _progress(printer: Printer) -> Any:
     if printer.quiet or printer.json_mode:
         return None
@@ -169,7 +161,7 @@ async def _plan(cache: Any, args: argparse.Namespace, printer: Printer, settings
             f"  changes: {'; '.join(plan.changes)}",
             f"  re-embedding: about {duration(plan.estimated_seconds)} at {plan.embed_rate:.0f} prompts/s "
             f"into {plan.target_index}",
-            f"  storage: {_size(plan.bytes_before)} -> {_size(plan.bytes_after)} (vectors + text, estimated)",
+            f"  storage: {size(plan.bytes_before)} -> {size(plan.bytes_after)} (vectors + text, estimated)",
             "  run `semcache-tui migrate run` (keeps the cache) or `--strategy recreate` (empties it)",
         ]
     for line in lines:

@@ -28,6 +28,28 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def age(seconds: float) -> str:
+    """How old something is, at a glance: 45s, 12m, 5h, 3d (a clock skew never shows a negative age)."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def size(n: float) -> str:
+    """A file or storage size for command output: 512 B, 3.4 MB."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 

@@ -29,6 +29,7 @@ from engine.backup import (
 )
 from engine.cache import SemanticCache
 from semcache_tui.monitor import human_bytes
+from semcache_tui.output import age
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.screens.dialogs import ConfirmDialog, InputDialog, TypedConfirmDialog
 
@@ -36,17 +37,6 @@ REMOTE_NOTE = (
     "Backups work on the store itself: this panel is attached to a server (RemoteCache).\n"
     "Run the panel (or `semcache-tui backup`) with --store/--redis-url on the cache's own store."
 )
-
-
-def age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
 
 
 def check_days(text: str) -> str | None:
