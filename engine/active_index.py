@@ -12,7 +12,7 @@ from engine.cache import SemanticCache
 from engine.config import Settings
 from engine.embeddings import create_embedder
 from engine.embeddings.base import Embedder
-from engine.index_pointer import ACTIVE, records_for
+from engine.index_pointer import read_active, records_for
 from engine.models import EmbedderIdentity
 from engine.stores import create_store
 from engine.stores.base import VectorStore
@@ -31,10 +31,7 @@ def settings_for(settings: Settings, identity: EmbedderIdentity) -> Settings:
 
 async def active_physical_name(store: VectorStore) -> str:
     """The physical index the pointer names for the logical index ``store`` belongs to."""
-    records = records_for(store)
-    data = await records.read(ACTIVE)
-    physical = (data or {}).get("physical")
-    return physical if isinstance(physical, str) and physical else records.name
+    return await read_active(records_for(store))
 
 
 async def open_index(settings: Settings, physical: str, current: SemanticCache) -> tuple[SemanticCache, bool]:

@@ -102,6 +102,17 @@ class RedisRecords:
             ) from None
 
 
+def physical_of(active: dict[str, Any] | None, name: str) -> str:
+    """The physical index an active-index record names; no record (or a damaged one) means ``name`` itself."""
+    physical = (active or {}).get("physical")
+    return physical if isinstance(physical, str) and physical else name
+
+
+async def read_active(records: PointerRecords) -> str:
+    """The physical index serving ``records``' logical name now."""
+    return physical_of(await records.read(ACTIVE), records.name)
+
+
 def records_for(store: VectorStore) -> PointerRecords:
     """The records of the logical index ``store`` belongs to, kept where ``store`` keeps its data."""
     name = logical_name(store.name)
@@ -124,8 +135,8 @@ def resolve_active(settings: Settings) -> tuple[str, dict[str, Any] | None]:
         folder = settings.resolved_data_dir
         active = _read_json(local_path(folder, name, ACTIVE))
         migration = _read_json(local_path(folder, name, MIGRATION)) if active else None
-    physical = (active or {}).get("physical")
-    if not isinstance(physical, str) or not physical:
+    physical = physical_of(active, "")
+    if not physical:
         return name, None
     identity = None
     if migration is not None:

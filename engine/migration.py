@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from engine.cache import SemanticCache
 from engine.embeddings.base import Embedder
 from engine.errors import InvalidInputError, NotFoundError
-from engine.index_pointer import ACTIVE, MIGRATION, PointerRecords, next_physical_name, records_for
+from engine.index_pointer import (
+    ACTIVE,
+    MIGRATION,
+    PointerRecords,
+    next_physical_name,
+    read_active,
+    records_for,
+)
 from engine.models import CacheEntry, EmbedderIdentity
 from engine.stores.base import VectorStore
 
@@ -150,12 +157,6 @@ class MigrationState:
 # -- reading where we are ----------------------------------------------------------------------------------
 
 
-async def active_index(records: PointerRecords) -> str:
-    data = await records.read(ACTIVE)
-    physical = (data or {}).get("physical")
-    return physical if isinstance(physical, str) and physical else records.name
-
-
 async def read_state(records: PointerRecords) -> MigrationState | None:
     data = await records.read(MIGRATION)
     return MigrationState.from_dict(data) if data else None
@@ -164,7 +165,7 @@ async def read_state(records: PointerRecords) -> MigrationState | None:
 async def migration_status(cache: SemanticCache) -> tuple[str, MigrationState | None]:
     """The active physical index of ``cache``'s logical name, and the last migration's record."""
     records = records_for(cache.vector_store)
-    return await active_index(records), await read_state(records)
+    return await read_active(records), await read_state(records)
 
 
 async def _save(records: PointerRecords, state: MigrationState) -> None:
@@ -314,7 +315,7 @@ async def run_migration(
     if not 2 <= batch <= 1000:
         raise InvalidInputError(f"batch={batch} is out of range", "use 2 to 1000")
     records = records_for(cache.vector_store)
-    active = await active_index(records)
+    active = await read_active(records)
     if embedder is None:
         if target is None:
             raise InvalidInputError("no target embedder", "pass --to-model (and --to-dimension)")
