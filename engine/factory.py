@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from engine.active_index import settings_for
 from engine.cache import CachePolicy, SemanticCache
 from engine.config import Settings
 from engine.embeddings import create_embedder
@@ -40,8 +41,6 @@ def build_cache(settings: Settings) -> SemanticCache:
 
 
 def _embedder_settings(settings: Settings, physical: str, recorded: dict[str, Any] | None) -> Settings:
-    from engine.active_index import settings_for
-
     if recorded is None:
         return settings
     try:
