@@ -130,6 +130,16 @@ async def test_empty_prompts_and_responses_are_rejected(cache: SemanticCache) ->
     assert (await cache.stats()).entries == 0
 
 
+async def test_scopes_differing_only_in_letter_case_never_share_answers(cache: SemanticCache) -> None:
+    await cache.store("What is our refund policy?", "TenantA: 30 days.", scope="TenantA")
+    for other in ("tenanta", "TENANTA", "tenantA"):
+        result = await cache.check("What is our refund policy?", scope=other, threshold=2.0)
+        assert not result.is_hit and result.matches == []
+        assert await cache.nearest("What is our refund policy?", scope=other) == []
+        assert (await cache.list_entries(scope=other)).total == 0
+    assert (await cache.check("What is our refund policy?", scope="TenantA")).is_hit
+
+
 async def test_bad_threshold_scope_and_k_are_rejected(cache: SemanticCache) -> None:
     with pytest.raises(InvalidInputError, match="threshold"):
         await cache.check("hello", threshold=2.5)

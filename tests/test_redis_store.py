@@ -18,6 +18,8 @@ from engine.config import Settings
 from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMissingError, SemcacheError
 from engine.keys import entry_key
 from engine.models import CacheEntry, EmbedderIdentity
+from engine.stores.redis import query as q
+from engine.stores.redis import schema as s
 from engine.stores.redis_store import RedisStore
 from tests.support.redis_server import RedisServer, free_port
 
@@ -143,6 +145,50 @@ async def test_scopes_are_isolated(store: RedisStore) -> None:
         got = await store.search(unit(1), scope=scope, k=10, max_distance=0.5)
         assert [m.entry.key for m in got] == [item.key]
     assert await store.search(unit(1), scope="tenant", k=10) == []
+
+
+async def test_scopes_are_exact_in_letter_case(store: RedisStore) -> None:
+    tenant = entry("refund policy?", scope="TenantA")
+    await store.upsert([(tenant, unit(1))])
+    for other in ("tenanta", "TENANTA", "tenantA"):
+        assert await store.search(unit(1), scope=other, k=10) == []
+        assert await store.search(unit(1), scope=other, k=10, max_distance=0.5) == []
+        page = await store.list_entries(scope=other)
+        assert (page.total, page.entries) == (0, [])
+    assert [m.entry.key for m in await store.search(unit(1), scope="TenantA", k=10)] == [tenant.key]
+
+
+async def test_an_index_whose_scopes_fold_case_is_redefined_on_open(redis_url: str) -> None:
+    """An index created before scopes were exact (its scope TAG folds case) keeps its entries and stops
+    serving one tenant's answers to another as soon as a store opens it."""
+    old = RedisStore(redis_url, name=name())
+    try:
+        await old.open()
+        args = [str(a) if not isinstance(a, int) else a for a in s.create_args(old.keys, DIM, s.Hnsw())]
+        args.remove("CASESENSITIVE")  # the definition earlier versions wrote
+        await old.client.execute_command(*args)
+        await old.client.hset(old.keys.meta, mapping=s.identity_to_meta(IDENTITY, s.VECTOR, s.Hnsw()))
+        tenant = entry("refund policy?", scope="TenantA")
+        await old.client.hset(
+            old.keys.entry(tenant.key), mapping=q.entry_to_hash(tenant, unit(1).tobytes(), time.time())
+        )
+        folded = s.IndexFacts.parse(await old.client.execute_command("FT.INFO", old.name))
+        assert folded.scope_folds_case
+        leaked = await old.client.execute_command(
+            "FT.SEARCH", old.name, "@scope:{tenanta}", "NOCONTENT", "DIALECT", 2
+        )
+        assert q.results(leaked)[0] == 1  # the defect this redefinition removes
+
+        assert await old.open() == IDENTITY
+        await old.bind(IDENTITY)
+        await old.wait_indexed()
+        facts = s.IndexFacts.parse(await old.client.execute_command("FT.INFO", old.name))
+        assert not facts.scope_folds_case and facts.documents == 1
+        assert await old.search(unit(1), scope="tenanta", k=10) == []
+        assert (await old.list_entries(scope="tenanta")).total == 0
+        assert [m.entry.key for m in await old.search(unit(1), scope="TenantA", k=10)] == [tenant.key]
+    finally:
+        await _drop(old)
 
 
 async def test_range_query_returns_only_entries_within_the_distance(store: RedisStore) -> None:

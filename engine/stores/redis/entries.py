@@ -64,6 +64,8 @@ class EntriesMixin(CountersMixin):
             )
             if match.entry.is_expired(now) or (max_distance is not None and match.distance > max_distance):
                 continue
+            if match.entry.scope != scope:  # never another scope's answer, whatever the index's definition
+                continue
             matches.append(match)
         await self._with_hits([m.entry for m in matches])
         return matches

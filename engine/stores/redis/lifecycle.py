@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from redis.exceptions import RedisError
@@ -16,7 +17,10 @@ from engine.models import EmbedderIdentity
 from engine.stores.base import mismatch_error
 from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
+from engine.stores.redis.connection import is_existing_index, is_missing_index
 from engine.stores.redis.core import RedisCore
+
+logger = logging.getLogger(__name__)
 
 
 class LifecycleMixin(RedisCore):
@@ -29,6 +33,8 @@ class LifecycleMixin(RedisCore):
     async def open(self) -> EmbedderIdentity | None:
         await self._run(self.client.ping)
         facts = await self._facts()
+        if facts is not None and facts.scope_folds_case:
+            facts = await self._make_scopes_exact(facts)
         self._recorded = None if facts is None else (await self._read_identity(facts))[0]
         return self._recorded
 
@@ -54,6 +60,32 @@ class LifecycleMixin(RedisCore):
                 await self._adopt(facts, identity)
             break
         self._bound = self._recorded = identity
+
+    async def _make_scopes_exact(self, facts: s.IndexFacts) -> s.IndexFacts | None:
+        """Redefine an index whose scope field folds case (created before scopes were exact), in place.
+
+        A TAG field's flags cannot be changed by FT.ALTER, so the definition is dropped without its
+        documents and created again with the same vector field; Redis indexes the existing entries again in
+        the background (searches meanwhile miss rather than serve another scope's answer). Replicas that
+        race here each leave the same definition behind.
+        """
+        logger.warning(
+            "index %s on %s folds the case of scopes (created by an earlier version): redefining it so "
+            "scopes are exact; its %d entries are kept and indexed again",
+            self.name,
+            self.safe_url,
+            facts.documents,
+        )
+        args = s.recreate_args(self.keys, facts, self.hnsw.ef_runtime)
+        for command in (["FT.DROPINDEX", self.name], args):
+            try:
+                await self.client.execute_command(*command)
+            except RedisError as exc:
+                if not (is_missing_index(exc) or is_existing_index(exc)):  # another replica got there first
+                    raise self._error(exc) from None
+            except OSError as exc:
+                raise self._error(exc) from None
+        return await self._facts()
 
     async def _adopt(self, facts: s.IndexFacts, identity: EmbedderIdentity) -> None:
         """Take over an index of the right dimension created without a record (the seed service's):

@@ -9,8 +9,8 @@ from typing import Any
 from engine.models import CacheEntry, Match, clamp_distance
 from engine.stores.redis import schema as s
 
-# TAG values need every punctuation character escaped; scopes allow '.', ':' and '-'.
-_TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
+# TAG values need every punctuation character escaped, "_" included: a scope of "_" alone is a syntax error.
+_TAG_SPECIAL = re.compile(r"([^A-Za-z0-9])")
 _WORD = re.compile(r"^[A-Za-z0-9]+$")
 #: Float32 noise puts an exact repeat a hair off 0; snap it so "at or under 0" keeps its meaning.
 _SNAP = 1e-6

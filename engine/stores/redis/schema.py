@@ -32,7 +32,9 @@ ENTRY_FIELDS = (PROMPT, RESPONSE, SCOPE, METADATA, CREATED, EXPIRES, ENTRY_ID)
 
 #: What the seed's index (RedisVL) lacks and we add with FT.ALTER when adopting it.
 OUR_INDEXED_FIELDS: dict[str, list[str]] = {
-    SCOPE: ["TAG"],
+    # CASESENSITIVE: a TAG folds case by default, so "TenantA" and "tenanta" would be one scope and one
+    # tenant would be served another's answers. Scopes are exact on both stores.
+    SCOPE: ["TAG", "CASESENSITIVE"],
     CREATED: ["NUMERIC", "SORTABLE"],
     EXPIRES: ["NUMERIC"],
     PROMPT: ["TEXT", "NOSTEM"],
@@ -81,10 +83,27 @@ class Hnsw:
 def create_args(keys: Keys, dimension: int, hnsw: Hnsw) -> list[Any]:
     vector = ["TYPE", "FLOAT32", "DIM", dimension, "DISTANCE_METRIC", "COSINE"]
     vector += ["M", hnsw.m, "EF_CONSTRUCTION", hnsw.ef_construction, "EF_RUNTIME", hnsw.ef_runtime]
+    return _create(keys, VECTOR, ["HNSW", len(vector), *vector])
+
+
+def recreate_args(keys: Keys, facts: IndexFacts, ef_runtime: int) -> list[Any]:
+    """FT.CREATE for ``facts``' index with our current field definitions and its own vector field, for
+    redefining an index in place (FT.DROPINDEX without DD keeps the entries; FT.CREATE indexes them again)."""
+    vector = facts.vector_field or {}
+    algorithm = str(vector.get("algorithm", "HNSW")).upper()
+    spec: list[Any] = ["TYPE", str(vector.get("data_type", "FLOAT32")).upper(), "DIM", facts.dimension]
+    spec += ["DISTANCE_METRIC", str(vector.get("distance_metric", "COSINE")).upper()]
+    if algorithm == "HNSW":
+        spec += ["M", int(vector.get("M", 16)), "EF_CONSTRUCTION", int(vector.get("ef_construction", 200))]
+        spec += ["EF_RUNTIME", ef_runtime]
+    return _create(keys, facts.vector_name or VECTOR, [algorithm, len(spec), *spec])
+
+
+def _create(keys: Keys, vector_name: str, vector: list[Any]) -> list[Any]:
     schema: list[Any] = []
     for name, spec in OUR_INDEXED_FIELDS.items():
         schema += [name, *spec]
-    schema += [VECTOR, "VECTOR", "HNSW", len(vector), *vector]
+    schema += [vector_name, "VECTOR", *vector]
     # STOPWORDS 0: prompt words like "what" or "is" stay searchable in the entry browser.
     return ["FT.CREATE", keys.name, "ON", "HASH", "PREFIX", 1, keys.prefix, "STOPWORDS", 0, "SCHEMA", *schema]
 
@@ -137,6 +156,19 @@ class IndexFacts:
         vector = self.vector_field
         value = vector.get("dim") if vector else None
         return int(value) if value is not None else None
+
+    def field(self, name: str) -> dict[str, Any] | None:
+        return next((f for f in self.fields if str(f.get("attribute") or f.get("identifier")) == name), None)
+
+    @property
+    def scope_folds_case(self) -> bool:
+        """True when the scope field exists and folds case: an index created before scopes were exact."""
+        scope = self.field(SCOPE)
+        if scope is None:
+            return False
+        flags = scope.get("flags") or []
+        flags = flags if isinstance(flags, list) else [flags]
+        return "CASESENSITIVE" not in {str(flag).upper() for flag in flags}
 
     def field_names(self) -> set[str]:
         return {str(f.get("attribute") or f.get("identifier")) for f in self.fields}
