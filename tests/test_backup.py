@@ -311,12 +311,27 @@ def _damaged_files(good: Path, tmp_path: Path) -> dict[str, Path]:
             handle.write(json.dumps(entry) + "\n")
         handle.write('{"scope": "default", "prompt": "half a li\n')
     files["broken line"] = broken
+    files["too many entries"] = write_backup(tmp_path / "more.jsonl.gz", header | {"count": 1}, entries)
+    files["lone surrogate"] = write_backup(
+        tmp_path / "surrogate.jsonl.gz", header, [*entries[:-1], entries[-1] | {"prompt": "a\ud800b"}]
+    )
+    blank = tmp_path / "blank.jsonl.gz"
+    with gzip.open(blank, "wt") as handle:
+        handle.write(json.dumps(header) + "\n" + "\n" * (backup_format.MAX_BLANK_LINES + 1))
+    files["blank lines"] = blank
+    long_line = tmp_path / "long.jsonl.gz"
+    with gzip.open(long_line, "wt") as handle:
+        handle.write(json.dumps(header) + "\n")
+        handle.write(json.dumps(entries[0] | {"response": "x" * (backup_format.MAX_LINE_BYTES + 10)}))
+    files["line over the limit"] = long_line
     return files
 
 
 async def test_damaged_or_unknown_files_are_refused_and_change_nothing(
-    cache: SemanticCache, tmp_path: Path
+    cache: SemanticCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A small line limit keeps the over-the-limit file small; the rule is the same at 16 MiB.
+    monkeypatch.setattr(backup_format, "MAX_LINE_BYTES", 64 << 10)
     await cache.store_many(REQUESTS[:5])
     good = await export_entries(cache, tmp_path / "good.jsonl.gz", include_vectors=False)
     await cache.clear()
@@ -329,6 +344,12 @@ async def test_damaged_or_unknown_files_are_refused_and_change_nothing(
         assert (await cache.stats()).entries == 0, f"{what}: something was written"
     with pytest.raises(InvalidInputError, match="version 2 backup"):
         await import_entries(cache, tmp_path / "v2.jsonl.gz")
+    with pytest.raises(InvalidInputError, match="line 2 is longer than"):
+        await import_entries(cache, tmp_path / "long.jsonl.gz")
+    with pytest.raises(InvalidInputError, match="lone surrogate"):
+        await import_entries(cache, tmp_path / "surrogate.jsonl.gz")
+    with pytest.raises(InvalidInputError, match="more entries than the 1"):
+        await import_entries(cache, tmp_path / "more.jsonl.gz")
     with pytest.raises(NotFoundError):
         await import_entries(cache, tmp_path / "missing.jsonl.gz")
     # A damaged file never clears the cache, even with replace=True.

@@ -95,12 +95,22 @@ def read_header(path: Path | str) -> dict[str, Any]:
         return _parse_header(path, next(lines, "")).raw
 
 
+#: The longest line an import reads (16 MiB): an entry at the prompt and response limits, its metadata
+#: and a 4096-dimension vector take well under 1 MiB, and a longer line would be held whole in memory.
+MAX_LINE_BYTES = 16 << 20
+#: Blank lines an import tolerates: exports write none, and an unbounded run of them is only a way to make
+#: validation take forever.
+MAX_BLANK_LINES = 1000
+#: The most decompressed bytes an import reads (64 GiB), whatever the file's count says.
+MAX_BYTES = 64 << 30
+
+
 @contextlib.contextmanager
 def _open_backup(path: Path) -> Iterator[Iterator[str]]:
     if not path.is_file():
         raise NotFoundError(f"no backup file at {path}", "see `semcache-tui backup list`")
     try:
-        handle = gzip.open(path, "rt", encoding="utf-8")  # noqa: SIM115  (closed by the with below)
+        handle = gzip.open(path, "rb")  # noqa: SIM115  (closed by the with below)
     except OSError as exc:
         raise InvalidInputError(f"{path} cannot be read: {exc.strerror or exc}", _BAD_FILE_HINT) from None
     # Only reading the file is guarded here: an error from the store while importing stays what it is.
@@ -108,9 +118,31 @@ def _open_backup(path: Path) -> Iterator[Iterator[str]]:
         yield _guarded(path, handle)
 
 
-def _guarded(path: Path, handle: IO[str]) -> Iterator[str]:
+def _guarded(path: Path, handle: IO[bytes]) -> Iterator[str]:
+    """The file's lines, decoded, each read with a length limit so a huge line never sits in memory."""
+    total = blank = 0
+    number = 0
     try:
-        yield from handle
+        while line := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            total += len(line)
+            if len(line) > MAX_LINE_BYTES:
+                raise InvalidInputError(
+                    f"{path} is damaged: line {number} is longer than {MAX_LINE_BYTES:,} bytes",
+                    _DAMAGED_HINT,
+                )
+            if total > MAX_BYTES:
+                raise InvalidInputError(
+                    f"{path} holds more than {MAX_BYTES:,} bytes of data, the most an import reads",
+                    "split the cache into several exports (`backup export --scope`)",
+                )
+            if not line.strip():
+                blank += 1
+                if blank > MAX_BLANK_LINES:
+                    raise InvalidInputError(
+                        f"{path} is damaged: more than {MAX_BLANK_LINES} blank lines", _DAMAGED_HINT
+                    )
+            yield line.decode("utf-8")
     except gzip.BadGzipFile:
         raise InvalidInputError(f"{path} is not a gzip file", _BAD_FILE_HINT) from None
     except (EOFError, zlib.error, UnicodeDecodeError) as exc:
@@ -159,6 +191,10 @@ def _parse_entry(line: str, header: _Header) -> tuple[CacheEntry, np.ndarray | N
     for name in ("scope", "prompt", "response"):
         if not isinstance(data.get(name), str):
             raise ValueError(f"{name} is missing")
+    try:  # JSON can spell a lone surrogate ("\ud800"), which no store can keep as text
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("it holds a lone surrogate, which is not text") from None
     entry = CacheEntry(
         key=str(data.get("key", "")),
         scope=data["scope"],

@@ -41,6 +41,10 @@ def _validate(cache: SemanticCache, path: Path) -> _Header:
         seen = 0
         for entry, _ in _entries(path, header, lines):
             seen += 1
+            if seen > header.count:  # stop at once: the rest of the file may be endless
+                raise InvalidInputError(
+                    f"{path} is damaged: more entries than the {header.count} its header says", _DAMAGED_HINT
+                )
             try:
                 cache.prepare_restore(entry)
             except InvalidInputError as exc:
