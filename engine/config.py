@@ -15,7 +15,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import ConfigError
-from engine.redact import redact_url
+from engine.redact import encode_credentials, redact_url
 
 PROVIDERS = ("sentence-transformers", "ollama")
 STORES = ("local", "redis")
@@ -140,7 +140,7 @@ class Settings(BaseSettings):
         assert value is not None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("not a redis url")
-        return value
+        return encode_credentials(value)
 
     @field_validator("embedding_model", "hf_token", "redis_password", "api_key")
     @classmethod

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 _URL_IN_TEXT = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^/\s:@]*)(:[^@\s/]*)?@")
+#: Schemes whose URLs carry credentials and never an '@' after the host, so the last '@' ends them.
+_CREDENTIAL_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://")
+_CREDENTIALS = re.compile(r"^([a-z][a-z0-9+.-]*://)(.*)@([^@]*)$", re.DOTALL)
+
+
+def encode_credentials(url: str) -> str:
+    """``url`` with its user name and password percent-encoded, for a Redis URL typed by hand.
+
+    A password holding '/', '#', '?' or '@' unencoded ends the URL's host part early in every URL parser
+    (redis-py's included: the rest of the password became a host or a port, quoted in a traceback). The
+    credentials of a Redis URL run to its last '@', so they can be read whole and encoded; text already
+    encoded stays as it is.
+    """
+    found = _CREDENTIALS.match(url) if url.startswith(_CREDENTIAL_SCHEMES) else None
+    if found is None:
+        return url
+    scheme, credentials, rest = found.groups()
+    user, colon, password = credentials.partition(":")
+    safe = "!$&'()*+,;=-._~"  # RFC 3986 sub-delims and unreserved characters
+    encoded = quote(unquote(user), safe=safe)
+    if colon:
+        encoded += ":" + quote(unquote(password), safe=safe)
+    return f"{scheme}{encoded}@{rest}"
 
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (the user name is kept: it helps debugging)."""
+    url = encode_credentials(url)
     try:
         parts = urlsplit(url)
     except ValueError:

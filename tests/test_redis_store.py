@@ -399,6 +399,22 @@ async def test_credentials_password_acl_user_and_wrong_password(
         await bad_user.open()
     assert "cacheuser" in str(info.value) and "nope-nope" not in str(info.value)
     await bad_user.close()
+    # A password typed into REDIS_URL without percent-encoding its '/', '#', '?' or '@' still connects,
+    # and no part of it reaches an error message.
+    odd = "sl/ash#hash?q@at"
+    await via_env.client.execute_command("ACL", "SETUSER", "odduser", "on", f">{odd}", "~*", "&*", "+@all")
+    raw = Settings(redis_url=f"redis://odduser:{odd}@{host}", index_name=via_env.name)
+    as_odd = RedisStore.from_settings(raw)
+    assert await as_odd.open() == IDENTITY
+    assert odd not in as_odd.safe_url and "ash" not in as_odd.safe_url
+    await as_odd.close()
+    wrong_odd = RedisStore.from_settings(
+        Settings(redis_url=f"redis://odduser:{odd}x@{host}", index_name=via_env.name)
+    )
+    with pytest.raises(BackendUnavailableError) as info:
+        await wrong_odd.open()
+    assert "refused the credentials" in str(info.value) and "ash" not in str(info.value)
+    await wrong_odd.close()
     await via_env.close()
 
 
