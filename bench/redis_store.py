@@ -28,8 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.models import CacheEntry, EmbedderIdentity
-from engine.stores.redis import schema
-from engine.stores.redis_store import RedisStore
+from engine.stores.redis import RedisStore, schema
 from tests.support.redis_server import RedisServer, ensure_redis_stack
 
 SCOPE = "default"

@@ -153,16 +153,16 @@ def resolve_physical_name(settings: Settings) -> str:
 
 
 def _read_redis_sync(settings: Settings, key: str) -> dict[str, Any] | None:
-    import redis
     import redis.exceptions
 
-    from engine.stores.redis.store import DEFAULT_URL
+    from engine.stores.redis.connection import DEFAULT_URL, make_client
 
-    client = redis.Redis.from_url(
+    client = make_client(
         settings.redis_url or DEFAULT_URL,
-        password=settings.redis_password,
-        socket_connect_timeout=2,
+        settings.redis_password,
+        connect_timeout=2,
         socket_timeout=5,
+        sync=True,
     )
     try:
         return _parse(client.get(key))

@@ -91,7 +91,7 @@ async def make_store(store_kind: str, tmp_path: Path, request: pytest.FixtureReq
 
             store: VectorStore = LocalStore(tmp_path / "data", name=name)
         else:
-            from engine.stores.redis_store import RedisStore
+            from engine.stores.redis import RedisStore
 
             redis_url = request.getfixturevalue("redis_url")
             store = RedisStore(redis_url, name=name)

@@ -362,7 +362,7 @@ async def test_damaged_or_unknown_files_are_refused_and_change_nothing(
 async def test_header_names_the_source_without_its_password(
     redis_server_factory: Callable[..., RedisServer], embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
-    from engine.stores.redis_store import RedisStore
+    from engine.stores.redis import RedisStore
 
     password = "s3cret-Pa55word"
     server = redis_server_factory(password=password)
@@ -473,7 +473,7 @@ async def test_redis_export_and_import_go_past_the_search_result_cap(
 ) -> None:
     """FT.SEARCH offsets stop at MAXSEARCHRESULTS (10000 on Redis Stack; 100 here, to stay small): an export
     that paged by offset lost every entry past it."""
-    from engine.stores.redis_store import RedisStore
+    from engine.stores.redis import RedisStore
 
     cap, n = 100, 260
     server = redis_server_factory()

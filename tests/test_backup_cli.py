@@ -145,7 +145,7 @@ async def test_import_and_restore_without_a_terminal(tmp_path: Path, embedder: S
 async def test_redis_create_with_snapshot_keeps_the_password_out(
     tmp_path: Path, redis_server_factory: Callable[..., RedisServer], embedder: SharedEmbedder
 ) -> None:
-    from engine.stores.redis_store import RedisStore
+    from engine.stores.redis import RedisStore
 
     password = "hunter2-Very-Secret"
     server = redis_server_factory(password=password)

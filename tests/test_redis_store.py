@@ -18,9 +18,9 @@ from engine.config import Settings
 from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMissingError, SemcacheError
 from engine.keys import entry_key
 from engine.models import CacheEntry, EmbedderIdentity
+from engine.stores.redis import RedisStore
 from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
-from engine.stores.redis_store import RedisStore
 from tests.support.redis_server import RedisServer, free_port
 
 DIM = 8

@@ -42,10 +42,11 @@ async def plan_rdb_restore(
     if target is None:
         if not redis_url:
             raise InvalidInputError("no Redis to ask where its dump file is", "pass --target PATH/dump.rdb")
-        import redis.asyncio as aioredis
         import redis.exceptions
 
-        client = aioredis.Redis.from_url(redis_url, password=password, socket_connect_timeout=5)
+        from engine.stores.redis.connection import make_client
+
+        client = make_client(redis_url, password, connect_timeout=5, socket_timeout=None)
         try:
             redis_dir = await _config_get(client, "dir")
             dbfilename = await _config_get(client, "dbfilename")
@@ -82,10 +83,11 @@ async def plan_rdb_restore(
 
 
 async def redis_answers(redis_url: str, *, password: str | None = None) -> bool:
-    import redis.asyncio as aioredis
     import redis.exceptions
 
-    client = aioredis.Redis.from_url(redis_url, password=password, socket_connect_timeout=2, socket_timeout=2)
+    from engine.stores.redis.connection import make_client
+
+    client = make_client(redis_url, password, connect_timeout=2, socket_timeout=2)
     try:
         return bool(await client.ping())
     except redis.exceptions.ResponseError:

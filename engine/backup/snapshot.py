@@ -64,12 +64,11 @@ async def snapshot_rdb(
     """BGSAVE, wait until that save has finished, and copy the RDB file into ``dest_dir`` when Redis
     keeps it on this machine. When it does not, ``copied_to`` is ``None`` and ``instructions`` says what
     to do instead."""
-    import redis.asyncio as aioredis
     import redis.exceptions
 
-    client = aioredis.Redis.from_url(
-        redis_url, password=password, socket_connect_timeout=5, socket_timeout=30
-    )
+    from engine.stores.redis.connection import make_client
+
+    client = make_client(redis_url, password, connect_timeout=5, socket_timeout=30)
     try:
         try:
             before = await client.info("persistence")

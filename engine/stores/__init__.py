@@ -18,7 +18,7 @@ def create_store(settings: Settings, name: str | None = None) -> VectorStore:
     if name is not None and name != settings.index_name:
         settings = settings.model_copy(update={"index_name": name})
     if settings.store_kind == "redis":
-        from engine.stores.redis_store import RedisStore
+        from engine.stores.redis import RedisStore
 
         return RedisStore.from_settings(settings)
     from engine.stores.local import LocalStore

@@ -10,7 +10,7 @@ import pytest
 
 from engine.cache import CachePolicy, SemanticCache
 from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
-from engine.stores.redis_store import RedisStore
+from engine.stores.redis import RedisStore
 from semcache_tui.screens.health import HealthScreen
 from semcache_tui.screens.index import MIGRATE_COMMAND
 from tests.conftest import unique_index_name

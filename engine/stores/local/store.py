@@ -1,41 +1,448 @@
 """``LocalStore``: the embedded store, the default on a machine without a server.
 
-SQLite (the ``database`` package) holds every entry and its exact float32 vector and is the only thing
-that must survive; each process keeps HNSW graphs in memory (graphs.py) that follow SQLite's change
-sequence, and snapshots them to disk so reopening a large cache does not rebuild them from scratch.
+SQLite (``database``) holds every entry and its exact float32 vector and is the only thing that must
+survive; each process keeps HNSW graphs in memory (``graphs``) that follow SQLite's change sequence
+(``follower``), and snapshots them to disk so reopening a large cache does not rebuild them from scratch.
 
-The class is put together from the modules beside it:
+Threads: three SQLite connections, each behind its own lock, so a long graph build (the follower's) or a
+write waiting for a disk sync (``_writer``) never holds up a ``get`` (``_reader``). Sub-millisecond work
+(``get``, ``search``) runs on the event loop when its lock is free, because handing it to a thread would
+cost more than the work; anything that may take longer goes to ``asyncio.to_thread``.
 
-- ``core``: construction, SQLite work under the right lock, lazy open, graphs, background tasks (and why
-  three connections);
-- ``lifecycle``: bind, close, drop;
-- ``entries``: get, upsert, search, delete, clear, count, purge_expired, keeping the graphs fresh;
-- ``listing``: list_entries, iter_entries, get_vectors;
-- ``counters``: record_lookup, flushing the pending lookups, counters;
-- here: inspection (info, health).
+The class reads top to bottom: construction, plumbing, life cycle, reads, writes, keeping the graphs
+fresh, listing, counters, inspection.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import re
+import shutil
+import sqlite3
+import threading
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
-from engine.errors import SemcacheError
-from engine.models import ComponentHealth, IndexInfo
+import numpy as np
+
+from engine.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    IndexMissingError,
+    InvalidInputError,
+    SemcacheError,
+)
+from engine.models import (
+    CacheEntry,
+    ComponentHealth,
+    EmbedderIdentity,
+    EntryPage,
+    IndexInfo,
+    Match,
+    StoreCounters,
+    clamp_distance,
+)
+from engine.stores.base import mismatch_error
 from engine.stores.local import database as db
-from engine.stores.local.follower import folder_size
-from engine.stores.local.graphs import DTYPE
-from engine.stores.local.lifecycle import LifecycleMixin
-from engine.stores.local.listing import ListingMixin
+from engine.stores.local.follower import GraphFollower, folder_size
+from engine.stores.local.graphs import DTYPE, ScopeGraphs
+from engine.stores.local.lookups import FLUSH_DELAY_S, PendingLookups
 
 __all__ = ["LocalStore"]
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-class LocalStore(LifecycleMixin, ListingMixin):
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+#: How stale a search may be with respect to other processes' writes.
+REFRESH_INTERVAL_S = 0.25
+#: How often a busy store purges expired entries and considers a graph snapshot.
+MAINTENANCE_INTERVAL_S = 60.0
+#: Graph changes since the last snapshot that make a new one worth writing.
+SNAPSHOT_AFTER_CHANGES = 1000
+
+
+class LocalStore:
     kind = "local"
 
-    # -- reports -----------------------------------------------------------------------------------------
+    def __init__(
+        self,
+        data_dir: Path,
+        name: str = "semantic_cache",
+        *,
+        hnsw_m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 64,
+    ) -> None:
+        if not _NAME.match(name) or name.strip(".") == "":
+            raise ConfigError("CACHE_INDEX_NAME", name, "use 1-128 letters, digits, '_', '-' or '.'")
+        self.name = name
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / f"{name}.sqlite3"
+        self.snapshot_dir = self.data_dir / f"{name}.hnsw"
+        self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._write_lock, self._read_lock = threading.Lock(), threading.Lock()
+        #: The identity the file records (read on open, recorded by bind); ``None`` for a file never bound.
+        self._recorded: EmbedderIdentity | None = None
+        self._follower = GraphFollower(
+            self.path, self.snapshot_dir, m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search
+        )
+        self._last_check = 0.0
+        self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
+        self._pending = PendingLookups()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- plumbing: SQLite work under the right lock ------------------------------------------------------
+
+    def _translated(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            raise db.translate(exc, self.path) from exc
+
+    def _run(self, lock: threading.Lock, fn: Callable[..., T], *args: Any) -> T:
+        with lock:
+            return self._translated(fn, *args)
+
+    async def _thread(self, lock: threading.Lock, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(self._run, lock, fn, *args)
+
+    async def _quick(self, lock: threading.Lock, fn: Callable[..., T], *args: Any) -> T:
+        """Run short work inline when ``lock`` is free; wait for it in a thread otherwise."""
+        if lock.acquire(blocking=False):
+            try:
+                return self._translated(fn, *args)
+            finally:
+                lock.release()
+        return await self._thread(lock, fn, *args)
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        assert self._reader is not None
+        return self._reader
+
+    @property
+    def _wconn(self) -> sqlite3.Connection:
+        assert self._writer is not None
+        return self._writer
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
+    # -- life cycle: open (lazily, every operation starts with it), bind, close, drop -------------------
+
+    @property
+    def recorded_identity(self) -> EmbedderIdentity | None:
+        return self._recorded
+
+    async def open(self) -> EmbedderIdentity | None:
+        if self._reader is None:
+            await asyncio.to_thread(self._open_sync)
+        return self._recorded
+
+    def _open_sync(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"cannot create the data folder {self.data_dir} ({exc.strerror or exc})",
+                "set SEMCACHE_DATA_DIR to a folder this user can create and write",
+            ) from exc
+        connections: list[sqlite3.Connection] = []
+        try:
+            for _ in range(3):
+                connections.append(db.connect(self.path))
+            db.setup(connections[0], self.path)
+            self._recorded = db.read_identity(connections[0])
+            self._follower.attach(connections[2], db.instance(connections[0]))
+        except sqlite3.Error as exc:
+            for conn in connections:
+                conn.close()
+            raise db.translate(exc, self.path) from exc
+        except BaseException:
+            for conn in connections:
+                conn.close()
+            raise
+        self._writer, self._reader = connections[:2]
+
+    async def bind(self, identity: EmbedderIdentity) -> None:
+        await self.open()
+        recorded = await self._thread(self._write_lock, db.bind, self._wconn, identity)
+        self._recorded = recorded
+        if recorded != identity:
+            raise mismatch_error(self.name, recorded, identity)
+        await self._ensure_graphs()
+
+    async def close(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._reader is None:
+            return
+        try:
+            await self._flush()
+        except SemcacheError as exc:
+            log.warning("lookup counters of %s were not saved: %s", self.name, exc)
+        if self._follower.dirty:
+            await asyncio.to_thread(self._follower.save_snapshot)
+        for lock, conn in ((self._write_lock, self._writer), (self._read_lock, self._reader)):
+            with lock:
+                if conn is not None:
+                    conn.close()
+        await asyncio.to_thread(self._follower.close)
+        self._writer = self._reader = None
+
+    async def drop(self) -> int:
+        held = await self.count()
+        await self.close()
+
+        def remove_files() -> None:
+            # The database with its WAL and shared-memory files, then the graph snapshots.
+            for path in self.data_dir.glob(f"{self.path.name}*"):
+                path.unlink(missing_ok=True)
+            shutil.rmtree(self.snapshot_dir, ignore_errors=True)
+
+        await asyncio.to_thread(remove_files)
+        return held
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> CacheEntry | None:
+        await self.open()
+        entry = await self._quick(self._read_lock, db.get, self._conn, key, time.time())
+        return None if entry is None else self._pending.overlay(entry)
+
+    async def search(
+        self, vector: np.ndarray, *, scope: str, k: int, max_distance: float | None = None
+    ) -> list[Match]:
+        await self.open()
+        if k <= 0 or self._recorded is None:
+            return []
+        query = self._vector(vector, self._recorded)
+        graphs = await self._ensure_graphs()
+        if graphs is None:
+            return []
+        await self._refresh_if_stale(graphs)
+        # int8 graph distances are approximate: take extra candidates and re-rank them exactly.
+        wanted = max(2 * k, k + 10)
+        count = wanted
+        while True:
+            labels, total = await self._quick(graphs.lock, graphs.search, scope, query, count)
+            if labels.size == 0:
+                return []
+            ranked, live = await self._quick(
+                self._read_lock, self._rank, labels, query, scope, k, max_distance, time.time()
+            )
+            # Candidates expired (or deleted) but still in the graph took places: ask for more.
+            if live >= min(wanted, total) or count >= total:
+                return ranked
+            count *= 4
+
+    def _rank(
+        self,
+        labels: np.ndarray,
+        query: np.ndarray,
+        scope: str,
+        k: int,
+        max_distance: float | None,
+        now: float,
+    ) -> tuple[list[Match], int]:
+        rows = [row for row in db.candidates(self._conn, labels.tolist(), now) if row[2] == scope]
+        if not rows:
+            return [], 0
+        vectors = np.frombuffer(b"".join(row[-1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+        distances = 1.0 - vectors @ query
+        matches: list[Match] = []
+        for position in np.argsort(distances, kind="stable")[:k]:
+            distance = clamp_distance(float(distances[position]))
+            if max_distance is not None and distance > max_distance:
+                break
+            matches.append(Match(self._pending.overlay(db.entry_from_row(rows[position])), distance))
+        return matches, len(rows)
+
+    async def count(self) -> int:
+        await self.open()
+        return await self._thread(self._read_lock, db.count, self._conn, time.time())
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def _vector(self, vector: np.ndarray, identity: EmbedderIdentity) -> np.ndarray:
+        array = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if array.size != identity.dimension:
+            raise InvalidInputError(
+                f"a vector of {array.size} dimensions was given to index {self.name}, which holds "
+                f"{identity.describe()}",
+                "embed with the embedder the index is bound to",
+            )
+        norm = float(np.linalg.norm(array))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise InvalidInputError("a vector is zero or not finite", "embedders return unit vectors")
+        # Unit length is the protocol's promise; renormalizing is cheap insurance that 1 - dot is cosine.
+        return np.ascontiguousarray(array / norm, dtype=np.float32)
+
+    def _written_identity(self) -> EmbedderIdentity:
+        """The identity writes must carry: the one the file records (so never before the first bind)."""
+        if self._recorded is None:
+            raise IndexMissingError(
+                f"index {self.name} is not bound to an embedder yet",
+                "start the cache (it binds the index to the configured embedder) before storing",
+            )
+        return self._recorded
+
+    async def upsert(self, items: Sequence[tuple[CacheEntry, np.ndarray]]) -> None:
+        if not items:
+            return
+        await self.open()
+        identity = self._written_identity()
+        rows = [(entry, self._vector(vector, identity)) for entry, vector in items]
+        await self._thread(self._write_lock, db.upsert, self._wconn, rows)
+        # Acknowledged above; now make our own graphs show the write before we return.
+        if await self._ensure_graphs() is not None:
+            await self._sync()
+
+    async def delete(self, key: str) -> bool:
+        await self.open()
+        deleted = await self._thread(self._write_lock, db.delete, self._wconn, key, time.time())
+        await self._sync()
+        return deleted
+
+    async def clear(self) -> int:
+        await self.open()
+        cleared = await self._thread(self._write_lock, db.clear, self._wconn, time.time())
+        await self._sync()
+        return cleared
+
+    async def purge_expired(self) -> int:
+        await self.open()
+        purged = await self._thread(self._write_lock, db.purge_expired, self._wconn, time.time())
+        if purged:
+            await self._sync()
+        return purged
+
+    # -- keeping the graphs fresh with every process's writes; periodic maintenance ----------------------
+
+    async def _ensure_graphs(self) -> ScopeGraphs | None:
+        if self._follower.graphs is None and self._recorded is not None:
+            await asyncio.to_thread(self._follower.build, self._recorded)
+        return self._follower.graphs
+
+    async def _sync(self) -> None:
+        await asyncio.to_thread(self._follower.sync)
+
+    async def _refresh_if_stale(self, graphs: ScopeGraphs) -> None:
+        now = time.monotonic()
+        if now - self._last_check < REFRESH_INTERVAL_S:
+            return
+        self._last_check = now
+        state = await self._quick(self._read_lock, db.change_state, self._conn)
+        if state.seq != graphs.seq:
+            await self._sync()
+        if now >= self._next_maintenance:
+            self._next_maintenance = now + MAINTENANCE_INTERVAL_S
+            self._spawn(self._maintain())
+
+    async def _maintain(self) -> None:
+        await self.purge_expired()
+        graphs = self._follower.graphs
+        if graphs is not None and self._follower.dirty and graphs.size >= SNAPSHOT_AFTER_CHANGES:
+            await asyncio.to_thread(self._follower.save_snapshot)
+
+    # -- listing: the panel's pages, exports' batches and their vectors ----------------------------------
+
+    async def list_entries(
+        self, *, offset: int = 0, limit: int = 50, scope: str | None = None, contains: str | None = None
+    ) -> EntryPage:
+        await self.open()
+        entries, total = await self._thread(
+            self._read_lock,
+            lambda: db.list_entries(
+                self._conn, offset=offset, limit=limit, scope=scope, contains=contains, now=time.time()
+            ),
+        )
+        return EntryPage([self._pending.overlay(e) for e in entries], total, offset, limit)
+
+    async def iter_entries(
+        self, *, batch: int = 500, scope: str | None = None
+    ) -> AsyncIterator[list[CacheEntry]]:
+        await self.open()
+        batch = max(1, batch)
+        after: str | None = None
+        while True:
+            # One short read per batch, so a long export never holds the read lock between batches.
+            entries = await self._thread(
+                self._read_lock, db.entries_after, self._conn, after, batch, scope, time.time()
+            )
+            if not entries:
+                return
+            after = entries[-1].key
+            # This process's lookups not yet written count, as in list_entries.
+            yield [self._pending.overlay(entry) for entry in entries]
+            if len(entries) < batch:
+                return
+
+    async def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The stored float32 vector of each key present (for exports); absent keys are left out."""
+        await self.open()
+        if not keys:
+            return {}
+        return await self._thread(self._read_lock, db.vectors, self._conn, keys)
+
+    # -- counters: each lookup is recorded in the pending buffer (``lookups``), written in one transaction
+    # when full or ``FLUSH_DELAY_S`` after the first unwritten lookup; reading the counters writes it first.
+
+    async def record_lookup(
+        self, *, hit_key: str | None, latency_ms: float, extend_to: float | None = None
+    ) -> None:
+        await self.open()
+        self._pending.record(hit_key, latency_ms, extend_to)
+        if self._pending.full:
+            await self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_DELAY_S, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_timer = None
+        self._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        if self._pending.empty or self._writer is None:
+            return
+        batch = self._pending.take()
+        try:
+            await self._thread(
+                self._write_lock,
+                lambda: db.record_lookups(
+                    self._wconn,
+                    hits=batch.hits,
+                    misses=batch.misses,
+                    latencies=batch.latencies,
+                    hit_counts=batch.hit_counts,
+                    extend_to=batch.extend_to,
+                ),
+            )
+        except BaseException:
+            self._pending.merge(batch)
+            raise
+
+    async def counters(self) -> StoreCounters:
+        await self.open()
+        await self._flush()
+        hits, misses, latencies = await self._thread(self._read_lock, db.counters, self._conn)
+        return StoreCounters(hits=hits, misses=misses, recent_latencies_ms=latencies)
+
+    # -- inspection --------------------------------------------------------------------------------------
 
     async def info(self) -> IndexInfo:
         await self.open()
@@ -43,12 +450,12 @@ class LocalStore(LifecycleMixin, ListingMixin):
         graphs = self._follower.graphs
         documents = await self.count()
         state = await self._thread(self._read_lock, db.change_state, self._conn)
-        dimension = self._identity.dimension if self._identity else None
+        dimension = self._recorded.dimension if self._recorded else None
         return IndexInfo(
             name=self.name,
             store=self.kind,
             documents=documents,
-            identity=self._identity,
+            identity=self._recorded,
             algorithm="HNSW",
             metric="COSINE",
             parameters={
@@ -92,3 +499,8 @@ class LocalStore(LifecycleMixin, ListingMixin):
         facts["size_on_disk_bytes"] = db.size_on_disk(self.path) + folder_size(self.snapshot_dir)
         latency = (time.perf_counter() - started) * 1000.0
         return ComponentHealth("store", "ok", f"local store at {self.data_dir}", latency, facts)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("background work of the local store failed: %s", task.exception())

@@ -7,9 +7,10 @@ while Redis is down gets a 503 at once and the first one after it is back succee
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
+import redis
 from redis import exceptions as rex
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
@@ -18,15 +19,45 @@ from redis.retry import Retry
 from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMissingError, SemcacheError
 from engine.redact import redact_secret
 
+DEFAULT_URL = "redis://localhost:6379"
 NEEDS_SEARCH_HINT = (
     "use Redis Stack or Redis 8 with the Query Engine (plain Redis has no vector search), "
     "or set SEMCACHE_STORE=local"
 )
 
 
+@overload
 def make_client(
-    url: str, password: str | None, *, connect_timeout: float = 2.0, socket_timeout: float = 10.0
-) -> Redis:
+    url: str,
+    password: str | None,
+    *,
+    connect_timeout: float = ...,
+    socket_timeout: float | None = ...,
+    sync: Literal[False] = ...,
+) -> Redis: ...
+
+
+@overload
+def make_client(
+    url: str,
+    password: str | None,
+    *,
+    connect_timeout: float = ...,
+    socket_timeout: float | None = ...,
+    sync: Literal[True],
+) -> redis.Redis: ...
+
+
+def make_client(
+    url: str,
+    password: str | None,
+    *,
+    connect_timeout: float = 2.0,
+    socket_timeout: float | None = 10.0,
+    sync: bool = False,
+) -> Redis | redis.Redis:
+    """Every Redis client semcache opens (the store's, the index pointer's, the backups'): asyncio unless
+    ``sync``. TLS comes from the URL (``rediss://``); ``socket_timeout=None`` waits as long as it takes."""
     options: dict[str, Any] = {
         # RESP3 answers FT.SEARCH / FT.INFO with maps, which read without positional parsing.
         "protocol": 3,
@@ -39,6 +70,8 @@ def make_client(
     # REDIS_PASSWORD fills in for a URL without one; a password in the URL wins, as the seed did.
     if password and urlsplit(url).password is None:
         options["password"] = password
+    if sync:
+        return redis.Redis.from_url(url, **options)
     return Redis.from_url(url, **options)
 
 

@@ -1,25 +1,14 @@
-"""``health()`` for the Redis store: one PING and one INFO, never a scan (the panel polls it)."""
+"""The Redis store's health, read from one INFO reply and the MODULE LIST (the store asks for both)."""
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from engine.errors import SemcacheError
 from engine.models import ComponentHealth
-
-if TYPE_CHECKING:
-    from engine.stores.redis.store import RedisStore
+from engine.stores.redis.query import text as _text
 
 #: Above this share of maxmemory, Redis is about to evict entries or refuse writes.
 MEMORY_WARNING = 0.9
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _search_version(modules: Any) -> str | None:
@@ -42,24 +31,17 @@ def _persistence(info: dict[str, Any]) -> str:
     return "none"
 
 
-async def server_health(store: RedisStore, client: Redis) -> ComponentHealth:
-    started = time.perf_counter()
-    try:
-        await client.ping()
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        pipe = client.pipeline(transaction=False)
-        pipe.info("server", "memory", "clients", "stats", "persistence")
-        pipe.execute_command("MODULE", "LIST")
-        info, modules = await pipe.execute()
-    except (RedisError, OSError) as exc:
-        error: SemcacheError = store._error(exc)
-        return ComponentHealth("store", "down", str(error))
+def server_health(
+    info: dict[str, Any], modules: Any, latency_ms: float, *, url: str, index: str
+) -> ComponentHealth:
+    """The health of a Redis that answered PING in ``latency_ms``, from its INFO and MODULE LIST replies;
+    ``url`` (already redacted) and ``index`` are reported among the facts."""
     search = _search_version(modules)
     used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
     facts: dict[str, Any] = {
         "store": "redis",
-        "url": store.safe_url,
-        "index": store.name,
+        "url": url,
+        "index": index,
         "redis_version": info.get("redis_version"),
         "search_version": search,
         "used_memory": used,

@@ -135,3 +135,8 @@ def results(reply: Any) -> tuple[int, list[tuple[str, dict[Any, Any]]]]:
 def match(entry: CacheEntry, raw_distance: Any) -> Match:
     distance = number(raw_distance, 2.0)
     return Match(entry, 0.0 if abs(distance) < _SNAP else clamp_distance(distance))
+
+
+def glob_escape(value: str) -> str:
+    """``value`` matched literally by SCAN's MATCH pattern (glob-style: * ? [ ] and \\ are special)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in value)

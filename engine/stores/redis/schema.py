@@ -69,7 +69,7 @@ class Keys:
 
     @property
     def hits(self) -> str:
-        """Hit count per entry key, beside the entries: see ``counters._RECORD_LOOKUP`` for why."""
+        """Hit count per entry key, beside the entries: see ``store._RECORD_LOOKUP`` for why."""
         return f"@semcache:{self.name}:hits"
 
 

@@ -3,36 +3,110 @@
 Every replica of the server can share one Redis: entries, the recorded embedder identity, hit/miss
 counters and recent latencies all live there (see ``schema`` for the key layout).
 
-The class is put together from the modules beside it:
-
-- ``core``: connection, error mapping, recovery when the index went away, FT.INFO, the cursor walk;
-- ``lifecycle``: open, bind (create or adopt), close, drop, wait_indexed;
-- ``entries``: get, search, upsert, delete, clear, purge_expired, count;
-- ``listing``: list_entries, iter_entries, get_vectors;
-- ``counters``: record_lookup, counters and per-entry hit counts;
-- here: construction from settings and inspection (info, health).
+The class reads top to bottom: construction, plumbing (one command, its errors, recovery when the index
+went away), life cycle, reads, writes, listing, counters, inspection. The pure parts live beside it:
+``query`` (query strings, reply parsing), ``schema`` (FT.CREATE, FT.INFO, the identity record),
+``connection`` (the client, error translation) and ``health`` (reading INFO).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
-from engine.models import ComponentHealth, IndexInfo
+import numpy as np
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from engine.errors import IndexMismatchError, IndexMissingError, SemcacheError
+from engine.models import (
+    CacheEntry,
+    ComponentHealth,
+    EmbedderIdentity,
+    EntryPage,
+    IndexInfo,
+    Match,
+    StoreCounters,
+)
+from engine.redact import redact_url
+from engine.stores.base import LATENCY_WINDOW, mismatch_error
 from engine.stores.redis import query as q
-from engine.stores.redis.core import DEFAULT_URL
-from engine.stores.redis.entries import EntriesMixin
+from engine.stores.redis import schema as s
+from engine.stores.redis.connection import (
+    DEFAULT_URL,
+    is_existing_index,
+    is_missing_index,
+    make_client,
+    translate,
+)
 from engine.stores.redis.health import server_health
-from engine.stores.redis.lifecycle import LifecycleMixin
-from engine.stores.redis.listing import ListingMixin
 
 if TYPE_CHECKING:
     from engine.config import Settings
 
 __all__ = ["DEFAULT_URL", "RedisStore"]
 
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Keys per pipeline / rows per cursor read when walking or deleting many entries.
+BATCH = 1000
 
-class RedisStore(LifecycleMixin, EntriesMixin, ListingMixin):
+# One round trip per lookup. Hit counts live in a side hash, not in the entry: touching any field of an
+# indexed HASH makes RediSearch re-index the whole document, HNSW vector included (~1.5 ms at 20k).
+_RECORD_LOOKUP = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+if #KEYS == 4 and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+  if ARGV[5] ~= '' then
+    redis.call('PEXPIREAT', KEYS[3], ARGV[5])
+    redis.call('HSET', KEYS[3], 'expires_at', ARGV[6])
+  end
+end
+return 1
+"""
+
+
+class RedisStore:
     kind = "redis"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        name: str = "semantic_cache",
+        password: str | None = None,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 200,
+        hnsw_ef_runtime: int = 64,
+        range_epsilon: float = 0.2,
+        connect_timeout: float = 2.0,
+        socket_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.safe_url = redact_url(url)
+        self.keys = s.Keys(name)
+        self.hnsw = s.Hnsw(hnsw_m, hnsw_ef_construction, hnsw_ef_runtime)
+        self.range_epsilon = range_epsilon
+        self._password = password
+        self._secrets = (password, urlsplit(url).password)
+        self._timeouts = (connect_timeout, socket_timeout)
+        self._client: Redis | None = None
+        #: The identity read from the index (``open``), or bound to it (``bind``).
+        self._recorded: EmbedderIdentity | None = None
+        #: The identity this store writes with; ``None`` until ``bind`` (and again after ``drop``).
+        self._bound: EmbedderIdentity | None = None
+        #: The index's vector field and algorithm: ours, or those of an adopted index (the seed's).
+        self._vector_field = s.VECTOR
+        self._hnsw_index = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -47,6 +121,496 @@ class RedisStore(LifecycleMixin, EntriesMixin, ListingMixin):
 
     def __repr__(self) -> str:
         return f"RedisStore({self.safe_url!r}, name={self.name!r})"
+
+    @property
+    def client(self) -> Redis:
+        if self._client is None:
+            connect, socket_timeout = self._timeouts
+            self._client = make_client(
+                self.url, self._password, connect_timeout=connect, socket_timeout=socket_timeout
+            )
+        return self._client
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _error(self, exc: BaseException) -> SemcacheError:
+        return translate(exc, self.safe_url, self._secrets, self.name)
+
+    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis call; its failure becomes one operator-readable error (never a traceback)."""
+        try:
+            return await command()
+        except RedisError as exc:
+            if self._bound is not None and is_missing_index(exc):
+                # Someone ran the seed's `FT.DROPINDEX {name} DD` to clear the cache: a bound store
+                # recreates the index and carries on rather than failing every request until a restart.
+                await self._create_index(self._bound)
+                try:
+                    return await command()
+                except RedisError as again:
+                    raise self._error(again) from None
+            if is_missing_index(exc):
+                raise await self._missing() from None
+            raise self._error(exc) from None
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    async def _command(self, *args: Any) -> Any:
+        return await self._run(lambda: self.client.execute_command(*args))
+
+    async def _tolerant(self, tolerate: Callable[[RedisError], bool], *args: Any) -> tuple[bool, Any]:
+        """(succeeded, reply) of one command run without ``_run``'s recovery, for the commands that make or
+        read the index itself; a failure that ``tolerate`` accepts is ``(False, None)``."""
+        try:
+            return True, await self.client.execute_command(*args)
+        except RedisError as exc:
+            if tolerate(exc):
+                return False, None
+            raise self._error(exc) from None
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    async def _missing(self) -> IndexMissingError:
+        try:
+            names = await self.list_indexes()
+        except SemcacheError:
+            names = []
+        known = ", ".join(names) if names else "none"
+        return IndexMissingError(
+            f"index {self.name} does not exist on Redis at {self.safe_url} (indexes there: {known})",
+            "check CACHE_INDEX_NAME, or start the cache once (`semcache-tui --serve`) to create it",
+        )
+
+    async def list_indexes(self) -> list[str]:
+        names = await self._run(lambda: self.client.execute_command("FT._LIST"))
+        return sorted(q.text(name) for name in names)
+
+    # -- the index itself ------------------------------------------------------------------------------
+
+    async def _facts(self) -> s.IndexFacts | None:
+        """FT.INFO of our index, or ``None`` when there is none."""
+        found, reply = await self._tolerant(is_missing_index, "FT.INFO", self.name)
+        return s.IndexFacts.parse(reply) if found else None
+
+    async def _read_identity(self, facts: s.IndexFacts) -> tuple[EmbedderIdentity | None, bool]:
+        """(identity, recorded by semcache). An index without a trustworthy record (the seed's, or one
+        recreated under a stale record) is known only by its vector dimension."""
+        vector = facts.vector_name
+        if vector is None or facts.dimension is None:
+            raise IndexMismatchError(
+                f"index {self.name} on {self.safe_url} has no vector field: it is not a semantic cache",
+                "choose another CACHE_INDEX_NAME",
+            )
+        self._vector_field = vector
+        self._hnsw_index = str((facts.vector_field or {}).get("algorithm", "HNSW")).upper() == "HNSW"
+        meta = await self._run(lambda: self.client.hgetall(self.keys.meta))
+        identity = s.meta_identity(meta)
+        if identity is not None and identity.dimension == facts.dimension:
+            return identity, True
+        return s.unrecorded_identity(facts.dimension), False
+
+    async def _create_index(self, identity: EmbedderIdentity) -> bool:
+        """Create the index and record ``identity``; ``False`` when another process created it first."""
+        args = s.create_args(self.keys, identity.dimension, self.hnsw)
+        created, _ = await self._tolerant(is_existing_index, *args)
+        if not created:
+            return False
+        self._vector_field, self._hnsw_index = s.VECTOR, True
+        meta = s.identity_to_meta(identity, s.VECTOR, self.hnsw)
+        await self._run(lambda: self.client.hset(self.keys.meta, mapping=meta))
+        return True
+
+    async def _scan(
+        self, query: str, fields: Sequence[str], count: int = BATCH
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every match of ``query`` in batches of up to ``count``, through an aggregate cursor: FT.SEARCH's
+        LIMIT offset is capped by MAXSEARCHRESULTS (10000 in Redis Stack's own configuration)."""
+        load = ["@__key", *(f"@{name}" for name in fields)]
+        # TIMEOUT 0: no time limit. Under the default (500 ms, ON_TIMEOUT RETURN) a slow walk on a busy
+        # server ends early with partial results and no error: an export would miss entries silently.
+        args = ["FT.AGGREGATE", self.name, query, "LOAD", len(load), *load, "TIMEOUT", 0]
+        reply = await self._command(*args, "WITHCURSOR", "COUNT", count, "DIALECT", 2)
+        cursor = int(reply[1])
+        try:
+            while True:
+                page, cursor = reply[0], int(reply[1])
+                rows = [{q.text(k): v for k, v in values.items()} for _, values in q.results(page)[1]]
+                if rows:
+                    yield rows
+                if cursor == 0:
+                    return
+                reply = await self._command("FT.CURSOR", "READ", self.name, cursor)
+        finally:
+            if cursor != 0:
+                # A consumer that stopped early (an export that failed) would otherwise leave the cursor
+                # holding server memory until Redis's idle timeout; failing to free it changes nothing.
+                with contextlib.suppress(RedisError, OSError):
+                    await self.client.execute_command("FT.CURSOR", "DEL", self.name, cursor)
+
+    # -- life cycle: open, bind (create, or check and adopt), close, drop ------------------------------
+
+    @property
+    def recorded_identity(self) -> EmbedderIdentity | None:
+        return self._recorded
+
+    async def open(self) -> EmbedderIdentity | None:
+        await self._run(self.client.ping)
+        facts = await self._facts()
+        if facts is not None and facts.scope_folds_case:
+            facts = await self._make_scopes_exact(facts)
+        self._recorded = None if facts is None else (await self._read_identity(facts))[0]
+        return self._recorded
+
+    async def bind(self, identity: EmbedderIdentity) -> None:
+        for _ in range(3):  # a lost creation race is followed by a read of the winner's index
+            facts = await self._facts()
+            if facts is None:
+                if await self._create_index(identity):
+                    break
+                continue
+            recorded, trusted = await self._read_identity(facts)
+            assert recorded is not None
+            if (trusted and recorded != identity) or recorded.dimension != identity.dimension:
+                self._recorded = recorded
+                raise mismatch_error(self.name, recorded, identity)
+            metric = str((facts.vector_field or {}).get("distance_metric", "COSINE")).upper()
+            if metric != "COSINE":
+                raise IndexMismatchError(
+                    f"index {self.name} measures {metric} distance; semcache thresholds are cosine distances",
+                    "choose another CACHE_INDEX_NAME, or run `semcache-tui migrate plan`",
+                )
+            if not trusted:
+                await self._adopt(facts, identity)
+            break
+        self._bound = self._recorded = identity
+
+    async def _make_scopes_exact(self, facts: s.IndexFacts) -> s.IndexFacts | None:
+        """Redefine an index whose scope field folds case (created before scopes were exact), in place.
+
+        A TAG field's flags cannot be changed by FT.ALTER, so the definition is dropped without its
+        documents and created again with the same vector field; Redis indexes the existing entries again in
+        the background (searches meanwhile miss rather than serve another scope's answer). Replicas that
+        race here each leave the same definition behind.
+        """
+        logger.warning(
+            "index %s on %s folds the case of scopes (created by an earlier version): redefining it so "
+            "scopes are exact; its %d entries are kept and indexed again",
+            self.name,
+            self.safe_url,
+            facts.documents,
+        )
+        args = s.recreate_args(self.keys, facts, self.hnsw.ef_runtime)
+
+        def raced(exc: RedisError) -> bool:  # another replica got there first
+            return is_missing_index(exc) or is_existing_index(exc)
+
+        for command in (["FT.DROPINDEX", self.name], args):
+            await self._tolerant(raced, *command)
+        return await self._facts()
+
+    async def _adopt(self, facts: s.IndexFacts, identity: EmbedderIdentity) -> None:
+        """Take over an index of the right dimension created without a record (the seed service's):
+        add the fields our queries need and put its scope-less entries in the default scope."""
+        present = facts.field_names()
+        for name, spec in s.OUR_INDEXED_FIELDS.items():
+            if name not in present:
+                await self._command("FT.ALTER", self.name, "SCHEMA", "ADD", name, *spec)
+        if s.SCOPE not in present:
+            async for rows in self._scan("*", []):
+                pipe = self.client.pipeline(transaction=False)
+                for row in rows:
+                    pipe.hsetnx(q.text(row["__key"]), s.SCOPE, "default")
+                await self._run(pipe.execute)
+        meta = s.identity_to_meta(identity, self._vector_field, self.hnsw)
+        await self._run(lambda: self.client.hset(self.keys.meta, mapping=meta))
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            # Closing a connection to a Redis that went away must not fail shutdown.
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+    async def drop(self) -> int:
+        facts = await self._facts()
+        documents = facts.documents if facts is not None else 0
+        # Unbind first: a dropped index must not be recreated by the "index went away" recovery in _run.
+        self._bound = self._recorded = None
+        if facts is not None:
+            await self._command("FT.DROPINDEX", self.name, "DD")
+        # Only our own bookkeeping keys: the migration pointer also lives under @semcache:{name}: and stays.
+        keys = self.keys
+        await self._run(lambda: self.client.delete(keys.meta, keys.stats, keys.latencies, keys.hits))
+        await self.close()
+        return documents
+
+    async def wait_indexed(self, timeout: float = 10.0) -> None:
+        """Wait for a background (re)index after FT.CREATE on existing keys (tools and tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            facts = await self._facts()
+            if facts is None or not int(float(facts.raw.get("indexing", 0) or 0)):
+                return
+            await asyncio.sleep(0.05)
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> CacheEntry | None:
+        values = await self._run(lambda: self.client.hgetall(self.keys.entry(key)))
+        if not values:
+            return None
+        entry = q.entry_from_hash(key, values)
+        if entry.is_expired(time.time()):
+            return None
+        return (await self._with_hits([entry]))[0]
+
+    async def search(
+        self, vector: np.ndarray, *, scope: str, k: int, max_distance: float | None = None
+    ) -> list[Match]:
+        blob, now = self._blob(vector), time.time()
+        if max_distance is None:
+            text = q.knn(self._vector_field, k, scope)
+            params: list[Any] = ["vec", blob, "ef", max(self.hnsw.ef_runtime, k)]
+        else:
+            text = q.in_range(self._vector_field, scope, hnsw=self._hnsw_index)
+            # A hair over the threshold so float32 rounding cannot drop an entry sitting on it.
+            params = ["radius", f"{max_distance + 1e-6:.9f}", "vec", blob]
+            if self._hnsw_index:
+                params += ["eps", self.range_epsilon]
+        returned = [*s.ENTRY_FIELDS, s.DISTANCE]
+        reply = await self._command(
+            "FT.SEARCH", self.name, text, "PARAMS", len(params), *params,
+            "SORTBY", s.DISTANCE, "ASC", "RETURN", len(returned), *returned,
+            "LIMIT", 0, k, "DIALECT", 2,
+        )  # fmt: skip
+        matches = []
+        for redis_key, values in q.results(reply)[1]:
+            match = q.match(
+                q.entry_from_hash(self.keys.entry_key(redis_key), values), values.get(s.DISTANCE.encode())
+            )
+            if match.entry.is_expired(now) or (max_distance is not None and match.distance > max_distance):
+                continue
+            if match.entry.scope != scope:  # never another scope's answer, whatever the index's definition
+                continue
+            matches.append(match)
+        await self._with_hits([m.entry for m in matches])
+        return matches
+
+    async def count(self) -> int:
+        facts = await self._facts()
+        if facts is None:
+            if self._bound is None:
+                raise await self._missing()
+            return 0
+        return facts.documents
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def _blob(self, vector: np.ndarray) -> bytes:
+        flat = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if self._bound is not None and flat.shape[0] != self._bound.dimension:
+            raise IndexMismatchError(
+                f"a {flat.shape[0]}-dimension vector was sent to index {self.name}, which holds "
+                f"{self._bound.describe()}",
+                "run `semcache-tui migrate plan` to move the cache to the new embedder",
+            )
+        return flat.tobytes()
+
+    async def upsert(self, items: Sequence[tuple[CacheEntry, np.ndarray]]) -> None:
+        if not items:
+            return
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        for entry, vector in items:
+            redis_key = self.keys.entry(entry.key)
+            pipe.hset(redis_key, mapping=q.entry_to_hash(entry, self._blob(vector), now))
+            if entry.expires_at is not None:
+                pipe.pexpireat(redis_key, int(entry.expires_at * 1000))
+            else:
+                pipe.persist(redis_key)
+        # The entry carries its hit count, as in the local store: 0 for a prompt stored again (a new entry,
+        # whose count starts again), the carried count for a restore or a migration. Last one wins.
+        counts = {entry.key: int(entry.hit_count) for entry, _ in items}
+        kept: dict[Any, Any] = {key: n for key, n in counts.items() if n > 0}
+        reset = [key for key, n in counts.items() if n <= 0]
+        if reset:
+            pipe.hdel(self.keys.hits, *reset)
+        if kept:
+            pipe.hset(self.keys.hits, mapping=kept)
+        await self._run(pipe.execute)
+
+    async def delete(self, key: str) -> bool:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.unlink(self.keys.entry(key))
+        pipe.hdel(self.keys.hits, key)
+        removed, _ = await self._run(pipe.execute)
+        return bool(removed)
+
+    async def _delete_matching(self, text: str) -> int:
+        """Delete every entry matching ``text``. Through the aggregate cursor, as FT.SEARCH's LIMIT fails
+        outright when MAXSEARCHRESULTS is below a page; and in passes until one deletes nothing, because
+        a walk that deletes as it goes may step over a few documents."""
+        deleted = 0
+        while True:
+            removed_in_pass = 0
+            async for rows in self._scan(text, [], BATCH):
+                redis_keys = [q.text(row["__key"]) for row in rows]
+                pipe = self.client.pipeline(transaction=False)
+                pipe.unlink(*redis_keys)
+                pipe.hdel(self.keys.hits, *[self.keys.entry_key(key) for key in redis_keys])
+                removed, _ = await self._run(pipe.execute)
+                removed_in_pass += int(removed)
+            deleted += removed_in_pass
+            if not removed_in_pass:  # nothing left, or listed but already gone (the index catches up)
+                return deleted
+
+    async def clear(self) -> int:
+        if await self._facts() is None:
+            if self._bound is None:
+                raise await self._missing()
+            await self._create_index(self._bound)
+            return 0
+        deleted = await self._delete_matching("*")
+        await self._run(lambda: self.client.delete(self.keys.hits))
+        return deleted
+
+    async def purge_expired(self) -> int:
+        purged = await self._delete_matching(q.expired(time.time()))
+        # Redis drops expired keys by itself; their hit counts are the only thing left behind.
+        stale: list[str] = []
+        async for key in self.client.hscan_iter(self.keys.hits, count=BATCH):
+            stale.append(q.text(key[0] if isinstance(key, tuple) else key))
+        if stale:
+            pipe = self.client.pipeline(transaction=False)
+            for key in stale:
+                pipe.exists(self.keys.entry(key))
+            alive = await self._run(pipe.execute)
+            gone = [key for key, exists in zip(stale, alive, strict=True) if not exists]
+            if gone:
+                await self._run(lambda: self.client.hdel(self.keys.hits, *gone))
+        return purged
+
+    # -- listing: the panel's pages, exports' batches and their vectors --------------------------------
+
+    async def list_entries(
+        self, *, offset: int = 0, limit: int = 50, scope: str | None = None, contains: str | None = None
+    ) -> EntryPage:
+        text = q.filters(time.time(), scope)
+        if not contains:
+            returned = list(s.ENTRY_FIELDS)
+            reply = await self._command(
+                "FT.SEARCH", self.name, text, "SORTBY", s.CREATED, "DESC",
+                "RETURN", len(returned), *returned, "LIMIT", offset, limit, "DIALECT", 2,
+            )  # fmt: skip
+            total, rows = q.results(reply)
+            entries = [q.entry_from_hash(self.keys.entry_key(key), values) for key, values in rows]
+            return EntryPage(await self._with_hits(entries), total, offset, limit)
+        terms = q.contains_terms(contains)
+        if terms:
+            text += f" @{s.PROMPT}:({' '.join(terms)})"
+        needle = contains.casefold()
+        found: list[tuple[float, str]] = []
+        async for batch in self._scan(text, [s.PROMPT, s.CREATED]):
+            for row in batch:
+                if needle in q.text(row.get(s.PROMPT, b"")).casefold():
+                    found.append((-q.number(row.get(s.CREATED)), q.text(row["__key"])))
+        found.sort()
+        page_keys = [key for _, key in found[offset : offset + limit]]
+        pipe = self.client.pipeline(transaction=False)
+        for key in page_keys:
+            pipe.hgetall(key)
+        hashes = await self._run(pipe.execute) if page_keys else []
+        entries = [
+            q.entry_from_hash(self.keys.entry_key(key), values)
+            for key, values in zip(page_keys, hashes, strict=True)
+            if values
+        ]
+        return EntryPage(await self._with_hits(entries), len(found), offset, limit)
+
+    async def iter_entries(
+        self, *, batch: int = 500, scope: str | None = None
+    ) -> AsyncIterator[list[CacheEntry]]:
+        # SCAN over the entries' key prefix rather than a query of the index: Redis promises that SCAN meets
+        # every key present for the whole walk, whatever state the index is in, and no result cap (LIMIT's
+        # MAXSEARCHRESULTS) applies. A backup must not depend on the secondary index. A key can be met twice
+        # (the keyspace rehashing); the keys seen drop the repeats.
+        batch = max(1, batch)
+        match = q.glob_escape(self.keys.prefix) + "*"
+        fields = list(s.ENTRY_FIELDS)
+        seen: set[str] = set()
+        pending: list[CacheEntry] = []
+        cursor = 0
+        while True:
+            step = functools.partial(
+                self.client.scan, cursor, match=match, count=max(batch, 100), _type="HASH"
+            )
+            cursor, found = await self._run(step)
+            keys = [key for key in dict.fromkeys(q.text(raw) for raw in found) if key not in seen]
+            seen.update(keys)
+            if keys:
+                pipe = self.client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hmget(key, fields)
+                rows = await self._run(pipe.execute)
+                now = time.time()
+                for key, values in zip(keys, rows, strict=True):
+                    if values is None or values[0] is None:  # gone meanwhile, or not an entry (no prompt)
+                        continue
+                    entry = q.entry_from_hash(
+                        self.keys.entry_key(key), dict(zip(fields, values, strict=True))
+                    )
+                    if entry.is_expired(now) or (scope is not None and entry.scope != scope):
+                        continue
+                    pending.append(entry)
+            while len(pending) >= batch:
+                page, pending = pending[:batch], pending[batch:]
+                yield await self._with_hits(page)
+            if int(cursor) == 0:
+                break
+        if pending:
+            yield await self._with_hits(pending)
+
+    async def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The stored float32 vector of each key that still exists (for exports); absent keys are left out."""
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), BATCH):
+            chunk = keys[start : start + BATCH]
+            pipe = self.client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.hget(self.keys.entry(key), self._vector_field)
+            blobs = await self._run(pipe.execute)
+            for key, blob in zip(chunk, blobs, strict=True):
+                # Not a whole number of float32s: written by another tool, so not a vector we can vouch for.
+                if isinstance(blob, bytes) and blob and len(blob) % 4 == 0:
+                    found[key] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        return found
+
+    # -- counters: hits, misses, recent latencies, per-entry hit counts --------------------------------
+
+    async def _with_hits(self, entries: list[CacheEntry]) -> list[CacheEntry]:
+        if entries:
+            counts = await self._run(lambda: self.client.hmget(self.keys.hits, [e.key for e in entries]))
+            for entry, count in zip(entries, counts, strict=True):
+                entry.hit_count = int(count or 0)
+        return entries
+
+    async def record_lookup(
+        self, *, hit_key: str | None, latency_ms: float, extend_to: float | None = None
+    ) -> None:
+        keys = [self.keys.stats, self.keys.latencies]
+        args: list[Any] = ["hits" if hit_key else "misses", f"{latency_ms:.4f}", LATENCY_WINDOW]
+        if hit_key:
+            keys += [self.keys.entry(hit_key), self.keys.hits]
+            extend = (str(int(extend_to * 1000)), f"{extend_to:.6f}") if extend_to is not None else ("", "")
+            args += [hit_key, *extend]
+        await self._run(lambda: self.client.eval(_RECORD_LOOKUP, len(keys), *keys, *args))
+
+    async def counters(self) -> StoreCounters:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.keys.stats, ["hits", "misses"])
+        pipe.lrange(self.keys.latencies, 0, LATENCY_WINDOW - 1)
+        (hits, misses), latencies = await self._run(pipe.execute)
+        return StoreCounters(int(hits or 0), int(misses or 0), [q.number(v) for v in latencies])
 
     # -- inspection ------------------------------------------------------------------------------------
 
@@ -90,4 +654,15 @@ class RedisStore(LifecycleMixin, EntriesMixin, ListingMixin):
         )
 
     async def health(self) -> ComponentHealth:
-        return await server_health(self, self.client)
+        """One PING and one INFO, never a scan (the panel polls it)."""
+        started = time.perf_counter()
+        try:
+            await self.client.ping()
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            pipe = self.client.pipeline(transaction=False)
+            pipe.info("server", "memory", "clients", "stats", "persistence")
+            pipe.execute_command("MODULE", "LIST")
+            info, modules = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            return ComponentHealth("store", "down", str(self._error(exc)))
+        return server_health(info, modules, latency_ms, url=self.safe_url, index=self.name)
