@@ -118,7 +118,7 @@ def _open_backup(path: Path) -> Iterator[Iterator[str]]:
         yield _guarded(path, handle)
 
 
-def _guarded(path: Path, handle: IO[bytes]) -> Iterator[str]:
+def _guarded(path: Path, handle: gzip.GzipFile) -> Iterator[str]:
     """The file's lines, decoded, each read with a length limit so a huge line never sits in memory."""
     total = blank = 0
     number = 0
