@@ -40,7 +40,7 @@ MAX_K = 100
 
 @dataclass(slots=True)
 class CachePolicy:
-    """The knobs of the cache's rules (from ``Settings``; see ``SemanticCache.from_settings``)."""
+    """The knobs of the cache's rules (from ``Settings``; see ``engine.assembly.policy_from_settings``)."""
 
     threshold: float = 0.15
     ttl: int = 604800
