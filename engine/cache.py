@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.embeddings.base import Embedder, normalize_rows
 from engine.errors import InvalidInputError
-from engine.keys import DEFAULT_SCOPE, entry_key, normalize_prompt, valid_scope
+from engine.keys import DEFAULT_SCOPE, SCOPE_RULE, entry_key, normalize_prompt, valid_scope
 from engine.models import (
     CacheEntry,
     CacheStats,
@@ -159,11 +159,10 @@ class SemanticCache:
 
     @staticmethod
     def _scope(scope: str | None) -> str:
+        # The one rule for every operation: no scope means the default one; an empty scope is refused.
         scope = DEFAULT_SCOPE if scope is None else scope
         if not valid_scope(scope):
-            raise InvalidInputError(
-                f"scope {scope!r} is not allowed", "use 1-128 letters, digits, '_', '-', '.' or ':'"
-            )
+            raise InvalidInputError(f"scope {scope!r} is not allowed", f"use {SCOPE_RULE}")
         return scope
 
     def _threshold(self, threshold: float | None) -> float:
@@ -259,7 +258,7 @@ class SemanticCache:
         ttl: int | None = None,
     ) -> CacheEntry:
         entries = await self.store_many(
-            [StoreRequest(prompt, response, scope or DEFAULT_SCOPE, metadata, ttl)]
+            [StoreRequest(prompt, response, DEFAULT_SCOPE if scope is None else scope, metadata, ttl)]
         )
         return entries[0]
 

@@ -26,6 +26,7 @@ from engine.errors import (
     ReadOnlyError,
     SemcacheError,
 )
+from engine.keys import DEFAULT_SCOPE
 from engine.models import (
     CacheEntry,
     CacheStats,
@@ -239,7 +240,8 @@ class RemoteCache:
         entry = await self.get(body["key"])
         if entry is None:  # expired or deleted in between; describe what was stored
             now = time.time()
-            entry = CacheEntry(body["key"], scope or "default", prompt, response, dict(metadata or {}), now)
+            scope = DEFAULT_SCOPE if scope is None else scope
+            entry = CacheEntry(body["key"], scope, prompt, response, dict(metadata or {}), now)
         return entry
 
     async def store_many(self, requests: Sequence[StoreRequest]) -> list[CacheEntry]:
