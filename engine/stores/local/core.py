@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from engine.config import INDEX_NAME_RULE, valid_index_name
 from engine.errors import BackendUnavailableError, ConfigError
 from engine.models import EmbedderIdentity
 from engine.stores.local import database as db
@@ -33,7 +33,6 @@ from engine.stores.local.lookups import PendingLookups
 log = logging.getLogger("engine.stores.local.store")
 T = TypeVar("T")
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 #: How stale a search may be with respect to other processes' writes.
 REFRESH_INTERVAL_S = 0.25
 #: How often a busy store purges expired entries and considers a graph snapshot.
@@ -54,8 +53,8 @@ class LocalCore:
         ef_construction: int = 200,
         ef_search: int = 64,
     ) -> None:
-        if not _NAME.match(name) or name.strip(".") == "":
-            raise ConfigError("CACHE_INDEX_NAME", name, "use 1-128 letters, digits, '_', '-' or '.'")
+        if not valid_index_name(name) or name.strip(".") == "":
+            raise ConfigError("CACHE_INDEX_NAME", name, f"use {INDEX_NAME_RULE}")
         self.name = name
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / f"{name}.sqlite3"
