@@ -32,11 +32,16 @@ import numpy as np
 from tests.support.redis_server import RedisServer, ensure_redis_stack
 from tests.support.server_process import ROOT, ServerProcess, free_port
 
-DATA = Path("/work/shared/data/qqp_dev.jsonl.gz")
+#: The QQP sample, in the shared data folder beside the repository (``../shared/data``).
+DATA = ROOT.parent / "shared" / "data" / "qqp_dev.jsonl.gz"
 STORED = 200
 
 
 def questions() -> list[str]:
+    if not DATA.is_file():
+        raise SystemExit(
+            f"bench.server needs the QQP sample at {DATA} (the shared data folder beside the repository)"
+        )
     seen: dict[str, None] = {}
     with gzip.open(DATA, "rt") as lines:
         for line in lines:

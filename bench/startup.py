@@ -22,7 +22,7 @@ CHILD = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
 from engine.config import Settings
-from engine.factory import build_cache
+from engine.assembly import build_cache
 from semcache_tui.app import SemcacheApp
 t_import = time.perf_counter() - t0
 heavy_at_import = sorted(m for m in ("torch", "sentence_transformers") if m in sys.modules)

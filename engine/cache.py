@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.embeddings.base import Embedder, normalize_rows
 from engine.errors import InvalidInputError
-from engine.keys import DEFAULT_SCOPE, entry_key, normalize_prompt, valid_scope
+from engine.keys import DEFAULT_SCOPE, SCOPE_RULE, entry_key, normalize_prompt, valid_scope
 from engine.models import (
     CacheEntry,
     CacheStats,
@@ -40,7 +40,7 @@ MAX_K = 100
 
 @dataclass(slots=True)
 class CachePolicy:
-    """The knobs of the cache's rules (from ``Settings``; see ``SemanticCache.from_settings``)."""
+    """The knobs of the cache's rules (from ``Settings``; see ``engine.assembly.policy_from_settings``)."""
 
     threshold: float = 0.15
     ttl: int = 604800
@@ -67,6 +67,20 @@ class RestoreResult:
     expired: int = 0
     #: Entries written with a freshly computed vector (none given, or not of this embedder's dimension).
     embedded: int = 0
+
+
+def judge(policy: CachePolicy, prompt: str, match: Match, threshold: float) -> str | None:
+    """Why ``match`` is not a hit for ``prompt`` at ``threshold`` under ``policy``, or ``None`` when it is.
+
+    ``check`` decides with it, and the query lab re-marks results with it when the operator moves the
+    threshold (through ``CacheService.judge``, local or remote), so the marks it shows and the answers
+    ``check`` gives come from the same rule.
+    """
+    if match.distance > threshold:
+        return "over threshold"
+    if policy.verify_candidates and match.distance > 0.0:
+        return rejection_reason(prompt, match.entry.prompt)
+    return None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -112,6 +126,19 @@ class SemanticCache:
     def ready(self) -> bool:
         return self._ready is not None and self._ready.done() and self._ready.exception() is None
 
+    @property
+    def identity(self) -> EmbedderIdentity | None:
+        configured = self.embedder.identity
+        return configured if configured is not None else self.vector_store.recorded_identity
+
+    @property
+    def index_name(self) -> str:
+        return self.vector_store.name
+
+    @property
+    def store_kind(self) -> str:
+        return self.vector_store.kind
+
     async def close(self) -> None:
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()
@@ -132,11 +159,10 @@ class SemanticCache:
 
     @staticmethod
     def _scope(scope: str | None) -> str:
+        # The one rule for every operation: no scope means the default one; an empty scope is refused.
         scope = DEFAULT_SCOPE if scope is None else scope
         if not valid_scope(scope):
-            raise InvalidInputError(
-                f"scope {scope!r} is not allowed", "use 1-128 letters, digits, '_', '-', '.' or ':'"
-            )
+            raise InvalidInputError(f"scope {scope!r} is not allowed", f"use {SCOPE_RULE}")
         return scope
 
     def _threshold(self, threshold: float | None) -> float:
@@ -156,16 +182,7 @@ class SemanticCache:
         return value
 
     def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
-        """Why ``match`` is not a hit for ``prompt`` at ``threshold``, or ``None`` when it is.
-
-        The query lab calls this to re-mark results when the operator moves the threshold, so the marks
-        it shows and the answers ``check`` gives come from the same rule.
-        """
-        if match.distance > threshold:
-            return "over threshold"
-        if self.policy.verify_candidates and match.distance > 0.0:
-            return rejection_reason(prompt, match.entry.prompt)
-        return None
+        return judge(self.policy, prompt, match, threshold)
 
     # -- operations --------------------------------------------------------------------------------------
 
@@ -189,7 +206,7 @@ class SemanticCache:
             accepted: list[Match] = []
             rejected: list[tuple[Match, str]] = []
             for match in candidates:
-                reason = self.judge(prompt, match, limit)
+                reason = judge(self.policy, prompt, match, limit)
                 if reason is None:
                     accepted.append(match)
                 else:
@@ -241,7 +258,7 @@ class SemanticCache:
         ttl: int | None = None,
     ) -> CacheEntry:
         entries = await self.store_many(
-            [StoreRequest(prompt, response, scope or DEFAULT_SCOPE, metadata, ttl)]
+            [StoreRequest(prompt, response, DEFAULT_SCOPE if scope is None else scope, metadata, ttl)]
         )
         return entries[0]
 

@@ -7,6 +7,7 @@ A bad value raises ``ConfigError`` naming the variable, the value and what is al
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,9 @@ from engine.errors import ConfigError
 from engine.redact import encode_credentials, redact_url
 
 PROVIDERS = ("sentence-transformers", "ollama")
+#: An index name (CACHE_INDEX_NAME): the one rule, for the settings and for every store.
+INDEX_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+INDEX_NAME_RULE = "1-64 letters, digits, '_', '-' or '.', not only dots"
 STORES = ("local", "redis")
 DEFAULT_MODELS = {"sentence-transformers": "all-MiniLM-L6-v2", "ollama": "embeddinggemma"}
 
@@ -25,7 +29,7 @@ DEFAULT_MODELS = {"sentence-transformers": "all-MiniLM-L6-v2", "ollama": "embedd
 ALLOWED: dict[str, str] = {
     "CACHE_DISTANCE_THRESHOLD": "must be a cosine distance between 0 and 2 (lower is stricter)",
     "CACHE_TTL": "must be a whole number of seconds, 0 or more (0 keeps entries forever)",
-    "CACHE_INDEX_NAME": "must be 1-64 letters, digits, '_', '-' or '.'",
+    "CACHE_INDEX_NAME": f"must be {INDEX_NAME_RULE}",
     "EMBEDDING_OUTPUT_DIMENSION": "must be a whole number from 1 up to the model's own dimension",
     "EMBEDDING_PROVIDER": "must be one of: " + ", ".join(PROVIDERS),
     "SEMCACHE_STORE": "must be one of: " + ", ".join(STORES),
@@ -70,7 +74,7 @@ class Settings(BaseSettings):
     index_name: str = Field(
         "semantic_cache",
         validation_alias=_env("CACHE_INDEX_NAME", "index_name"),
-        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+        pattern=INDEX_NAME_PATTERN,
     )
     embedding_provider: Literal["sentence-transformers", "ollama"] = Field(
         "sentence-transformers", validation_alias=_env("EMBEDDING_PROVIDER", "embedding_provider")
@@ -208,6 +212,13 @@ class Settings(BaseSettings):
             raise ConfigError("SEMCACHE_DATA_DIR", path, ALLOWED["SEMCACHE_DATA_DIR"]) from None
         if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
             raise ConfigError("SEMCACHE_DATA_DIR", path, ALLOWED["SEMCACHE_DATA_DIR"])
+
+
+def valid_index_name(physical: str) -> bool:
+    """``physical`` is an index name, or one with the ``__vN`` suffix of a migration (engine/index_pointer.py)."""
+    base = re.sub(r"__v\d+$", "", physical)
+    # Only dots would name the folder itself or its parent in the embedded store's data folder.
+    return re.match(INDEX_NAME_PATTERN, base) is not None and base.strip(".") != ""
 
 
 def _variable_for(field_name: str) -> str:

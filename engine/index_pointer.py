@@ -147,11 +147,6 @@ def resolve_active(settings: Settings) -> tuple[str, dict[str, Any] | None]:
     return physical, identity if isinstance(identity, dict) else None
 
 
-def resolve_physical_name(settings: Settings) -> str:
-    """The physical index serving ``settings.index_name`` now (see ``resolve_active``)."""
-    return resolve_active(settings)[0]
-
-
 def _read_redis_sync(settings: Settings, key: str) -> dict[str, Any] | None:
     import redis.exceptions
 

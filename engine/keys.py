@@ -13,6 +13,8 @@ import unicodedata
 _SPACE = re.compile(r"\s+")
 DEFAULT_SCOPE = "default"
 _SCOPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+#: What ``valid_scope`` allows, in the words an error uses.
+SCOPE_RULE = "1-128 letters, digits, '_', '-', '.' or ':'"
 
 
 def normalize_prompt(prompt: str) -> str:

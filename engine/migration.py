@@ -16,9 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from engine.cache import SemanticCache
+from engine.config import PROVIDERS, Settings
+from engine.embeddings import create_embedder
 from engine.embeddings.base import Embedder
 from engine.errors import InvalidInputError, NotFoundError
 from engine.index_pointer import (
@@ -31,9 +33,6 @@ from engine.index_pointer import (
 )
 from engine.models import CacheEntry, EmbedderIdentity
 from engine.stores.base import VectorStore
-
-if TYPE_CHECKING:
-    from engine.config import Settings
 
 Strategy = Literal["reembed", "recreate"]
 StoreFactory = Callable[[str], VectorStore]
@@ -51,6 +50,9 @@ class MigrationTarget:
     ollama_base_url: str = "http://localhost:11434"
     #: How a sentence-transformers target runs (EMBEDDING_BACKEND): the operator's choice holds here too.
     backend: Literal["auto", "torch", "onnx"] = "auto"
+    #: How embedders run otherwise (HF_TOKEN, the model cache folder, the Ollama timeout); when not given,
+    #: the environment's.
+    settings: Settings | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def resuming(cls, identity: EmbedderIdentity, settings: Settings) -> MigrationTarget:
@@ -61,23 +63,26 @@ class MigrationTarget:
             identity.provider,
             settings.ollama_base_url,
             backend=settings.embedding_backend,
+            settings=settings,
         )
 
     def create_embedder(self) -> Embedder:
-        if self.provider == "ollama":
-            from engine.embeddings.ollama import OllamaEmbedder
-
-            return OllamaEmbedder(
-                base_url=self.ollama_base_url, model=self.model, output_dimension=self.dimension
-            )
-        if self.provider != "sentence-transformers":
+        """Built by ``engine.embeddings.create_embedder``, as every embedder is."""
+        if self.provider not in PROVIDERS:
             raise InvalidInputError(
                 f"provider {self.provider!r} is unknown", "use sentence-transformers or ollama"
             )
-        from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
-
-        return SentenceTransformerEmbedder(
-            model=self.model, output_dimension=self.dimension, backend=self.backend
+        settings = _or_environment(self.settings)
+        return create_embedder(
+            settings.model_copy(
+                update={
+                    "embedding_provider": self.provider,
+                    "embedding_model": self.model,
+                    "embedding_output_dimension": self.dimension,
+                    "ollama_base_url": self.ollama_base_url,
+                    "embedding_backend": self.backend,
+                }
+            )
         )
 
 
@@ -183,12 +188,12 @@ async def _switch(records: PointerRecords, physical: str) -> None:
 def _changes(source: EmbedderIdentity | None, target: EmbedderIdentity) -> list[str]:
     if source is None:
         return []  # an index never bound takes whatever embedder opens it first
-    changes = []
-    for what in ("provider", "model", "dimension"):
-        before, after = getattr(source, what), getattr(target, what)
-        if before != after:
-            changes.append(f"{what}: {before} -> {after}")
-    return changes
+    compared = (
+        ("provider", source.provider, target.provider),
+        ("model", source.model, target.model),
+        ("dimension", source.dimension, target.dimension),
+    )
+    return [f"{what}: {before} -> {after}" for what, before, after in compared if before != after]
 
 
 async def plan_migration(
@@ -462,19 +467,25 @@ async def _last(cache: SemanticCache, *phases: str) -> tuple[PointerRecords, Mig
 
 
 async def finalize_migration(
-    cache: SemanticCache, stores: StoreFactory, embedder: Embedder | None = None
+    cache: SemanticCache,
+    stores: StoreFactory,
+    embedder: Embedder | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> int:
     """Drop the old index (entries, vectors, bookkeeping) after a switch; returns how many entries it held.
     No rollback after this.
 
     Replicas still running with the old configuration keep writing to the old index after the switch; those
-    entries are carried over first (re-embedded by ``embedder``, or one built for the target identity), so
-    finalizing loses nothing that was acknowledged.
+    entries are carried over first (re-embedded by ``embedder``, or one built for the target identity as
+    ``settings`` say), so finalizing loses nothing that was acknowledged.
     """
     records, state = await _last(cache, "switched")
     old = SemanticCache(stores(state.source_index), cache.embedder, cache.policy)
     new = SemanticCache(
-        stores(state.target_index), embedder or _embedder_for(cache, state.target_identity), cache.policy
+        stores(state.target_index),
+        embedder or _embedder_for(cache, state.target_identity, settings),
+        cache.policy,
     )
     try:
         await old.open_store()
@@ -489,36 +500,37 @@ async def finalize_migration(
     return deleted
 
 
-def _embedder_for(cache: SemanticCache, target: EmbedderIdentity) -> Embedder:
-    """The cache's own embedder when it has ``target``'s identity, else a new one for ``target``."""
+def _embedder_for(cache: SemanticCache, target: EmbedderIdentity, settings: Settings | None) -> Embedder:
+    """The cache's own embedder when it has ``target``'s identity, else a new one for ``target``, run the way
+    ``settings`` (the environment's when not given) say embedders run."""
     if cache.embedder.identity == target:
         return cache.embedder
-    base_url = getattr(cache.embedder, "base_url", None)
-    extra: dict[str, Any] = {"ollama_base_url": base_url} if target.provider == "ollama" and base_url else {}
-    # The running embedder's backend (a BatchingEmbedder in the server wraps it as ``inner``).
-    running = getattr(cache.embedder, "inner", cache.embedder)
-    backend = getattr(running, "backend", None)
-    if backend in ("auto", "torch", "onnx"):
-        extra["backend"] = backend
-    return MigrationTarget(
-        model=target.model, dimension=target.dimension, provider=target.provider, **extra
-    ).create_embedder()
+    return MigrationTarget.resuming(target, _or_environment(settings)).create_embedder()
+
+
+def _or_environment(settings: Settings | None) -> Settings:
+    return settings if settings is not None else Settings.load()
 
 
 async def rollback_migration(
-    cache: SemanticCache, stores: StoreFactory, embedder: Embedder | None = None
+    cache: SemanticCache,
+    stores: StoreFactory,
+    embedder: Embedder | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> MigrationState:
     """Serve from the old index again (its entries are untouched until ``finalize``).
 
     After a switch, servers wrote to the new index; those entries are carried back first (re-embedded by
-    ``embedder``, or one built for the old index's identity), so rolling back loses nothing acknowledged.
+    ``embedder``, or one built for the old index's identity as ``settings`` say), so rolling back loses
+    nothing acknowledged.
     Deletes made in the new index are not carried back: the old index still holds those entries.
     """
     records, state = await _last(cache, "copying", "catching_up", "switched")
     if state.phase == "switched":
         source_identity = EmbedderIdentity.from_dict(state.source) if state.source else None
         back = embedder or (
-            _embedder_for(cache, source_identity) if source_identity is not None else cache.embedder
+            _embedder_for(cache, source_identity, settings) if source_identity is not None else cache.embedder
         )
         new = SemanticCache(stores(state.target_index), cache.embedder, cache.policy)
         old = SemanticCache(stores(state.source_index), back, cache.policy)

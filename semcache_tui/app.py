@@ -24,7 +24,7 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from engine.active_index import active_physical_name, close_retired, open_index
+from engine.assembly import IndexFollower
 from engine.cache import SemanticCache
 from engine.config import Settings
 from engine.embeddings.base import Embedder
@@ -83,6 +83,7 @@ class SemcacheApp(App[None]):
         self.service = service
         self._first_service: CacheService | None = service
         self.settings = settings
+        self.follower = IndexFollower(settings)
         self.read_only = read_only
         self.refresh_interval = refresh_interval
         self.probe = probe or Probe()
@@ -130,7 +131,7 @@ class SemcacheApp(App[None]):
         self._closed = True
         for cache, shared in self._followed:  # opened here, so closed here whoever owns the first one
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(close_retired(cache, keep_embedder=shared), timeout=5.0)
+                await asyncio.wait_for(IndexFollower.close(cache, keep_embedder=shared), timeout=5.0)
         if self.close_service and self._first_service is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._first_service.close(), timeout=5.0)
@@ -197,23 +198,23 @@ class SemcacheApp(App[None]):
 
     async def follow_active_index(self) -> None:
         """After a migration switched the active index (from this panel or anywhere else), serve the index
-        it names, with the embedder that index records (engine/active_index.py)."""
+        it names, with the embedder that index records (engine/assembly.py)."""
         service = self.service
         if not self.started or not isinstance(service, SemanticCache):
             return  # not started yet, or attached to a server (which follows by itself)
         try:
-            physical = await asyncio.wait_for(active_physical_name(service.vector_store), POLL_TIMEOUT)
-            if physical == service.vector_store.name:
+            physical = await asyncio.wait_for(self.follower.moved_to(service), POLL_TIMEOUT)
+            if physical is None:
                 return
-            cache, shared = await open_index(self.settings, physical, service)
+            move = await self.follower.open(physical, service)
         except Exception as exc:  # keep serving the current index; the next poll tries again
             self.set_status(
                 f"Could not follow the active index: {self.redact(describe_error(exc))}", "warning"
             )
             return
-        self._followed.append((cache, shared))
-        self.service = cache
-        self.identity = cache.embedder.identity
+        self._followed.append((move.cache, move.shares_embedder))
+        self.service = move.cache
+        self.identity = move.cache.embedder.identity
         described = self.identity.describe() if self.identity else "its embedder"
         self.set_status(f"The active index is now {physical}: serving it with {described}")
 

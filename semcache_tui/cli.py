@@ -130,7 +130,7 @@ def make_service(args: argparse.Namespace, settings: Any) -> Any:
         from engine.client import RemoteCache
 
         return RemoteCache(server, api_key=getattr(args, "api_key", None) or settings.api_key)
-    from engine.factory import build_cache
+    from engine.assembly import build_cache
 
     return build_cache(settings)
 

@@ -101,6 +101,7 @@ def _target(args: argparse.Namespace, settings: Any) -> Any:
         provider=args.to_provider or settings.embedding_provider,
         ollama_base_url=settings.ollama_base_url,
         backend=settings.embedding_backend,
+        settings=settings,
     )
 
 
@@ -230,7 +231,7 @@ async def _finalize(cache: Any, args: argparse.Namespace, printer: Printer, sett
         if not _confirm(args, question, "finalize"):
             printer.info("nothing changed")
             return 1
-    deleted = await finalize_migration(cache, _stores(settings))
+    deleted = await finalize_migration(cache, _stores(settings), settings=settings)
     printer.info(f"deleted {deleted} entries of the old index")
     if printer.json_mode:
         _emit(printer, {"deleted": deleted})
@@ -241,7 +242,7 @@ async def _rollback(cache: Any, args: argparse.Namespace, printer: Printer, sett
     from engine.migration import rollback_migration
 
     _refuse_if_read_only(args, "rollback")
-    state = await rollback_migration(cache, _stores(settings))
+    state = await rollback_migration(cache, _stores(settings), settings=settings)
     printer.info(
         f"serving from {state.source_index} again; running servers follow within SEMCACHE_FOLLOW_INTERVAL, "
         "open panels at their next refresh"

@@ -293,3 +293,23 @@ async def test_a_restore_keeps_hit_counts_and_storing_again_starts_them_over(mak
         assert (await cache.get(key)).hit_count == 1  # type: ignore[union-attr]
     finally:
         await cache.close()
+
+
+async def test_an_empty_scope_is_refused_everywhere_and_no_scope_is_the_default(cache: SemanticCache) -> None:
+    """One rule for every operation: ``None`` is the default scope, ``""`` is refused with the same 422."""
+    refusals = []
+    for attempt in (
+        cache.store("What is HNSW?", "A graph index.", scope=""),
+        cache.store_many([StoreRequest("What is HNSW?", "A graph index.", "")]),
+        cache.check("What is HNSW?", scope=""),
+        cache.nearest("What is HNSW?", scope=""),
+    ):
+        with pytest.raises(InvalidInputError) as refused:
+            await attempt
+        refusals.append((refused.value.status, str(refused.value)))
+    assert (
+        refusals == [(422, "scope '' is not allowed (use 1-128 letters, digits, '_', '-', '.' or ':')")] * 4
+    )
+    assert (await cache.stats()).entries == 0
+    entry = await cache.store("What is HNSW?", "A graph index.")
+    assert entry.scope == "default" and (await cache.check("What is HNSW?", scope="default")).is_hit

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.assembly import build_cache
 from engine.cache import CachePolicy, SemanticCache, StoreRequest
 from engine.config import Settings
 from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
 from engine.errors import IndexMismatchError, IndexMissingError, InvalidInputError
-from engine.factory import build_cache
 from engine.index_pointer import logical_name, next_physical_name
 from engine.keys import entry_key
 from engine.migration import (

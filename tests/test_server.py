@@ -153,6 +153,20 @@ async def test_bad_input_is_422_json(client: httpx.AsyncClient, body: dict[str, 
     assert error["error"] == "invalid_input" and needle in error["message"]
 
 
+async def test_an_empty_scope_is_refused_by_every_route(client: httpx.AsyncClient) -> None:
+    pair = {"prompt": "What is HNSW?", "response": "A graph index.", "scope": ""}
+    answers = [
+        await client.post("/cache/store", json=pair),
+        await client.post("/cache/store/batch", json={"items": [pair]}),
+        await client.post("/cache/check", json={"prompt": "What is HNSW?", "scope": ""}),
+        await client.post("/cache/search", json={"prompt": "What is HNSW?", "scope": ""}),
+    ]
+    assert {(a.status_code, a.json()["error"], a.json()["message"]) for a in answers} == {
+        (422, "invalid_input", "scope '' is not allowed")
+    }
+    assert (await client.get("/cache/stats")).json()["total_entries"] == 0
+
+
 async def test_not_json_and_unknown_route(client: httpx.AsyncClient) -> None:
     garbage = await client.post(
         "/cache/check", content=b"{not json", headers={"content-type": "application/json"}

@@ -20,11 +20,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from engine.assembly import IndexFollower, build_cache
+from engine.cache import SemanticCache
 from engine.config import Settings
-from engine.factory import build_cache
 from engine.server import errors
 from engine.server.follow import follow_active_index
-from engine.server.instrument import instrument
+from engine.server.instrument import server_instruments
 from engine.server.limits import BodySizeLimit, RateLimit, RateLimiter
 from engine.server.logs import RequestLog
 from engine.server.metrics import ServerMetrics
@@ -42,21 +43,30 @@ _RETRY_START_MAX_S = 30.0
 
 def create_app(settings: Settings | None = None, cache: CacheService | None = None) -> FastAPI:
     """The HTTP app. Without ``cache``, one is built from ``settings`` and closed at shutdown; a given
-    cache belongs to the caller (it is instrumented, see ``instrument``, but never closed here)."""
+    cache belongs to the caller (it gets the server's instruments, see ``server_instruments``, but is never
+    closed or moved along the active-index pointer here)."""
     settings = settings or Settings.load()
-    owned = cache is None
     metrics = ServerMetrics()
-    service = instrument(cache if cache is not None else build_cache(settings), metrics)
-    state = ServerState(cache=service, settings=settings, metrics=metrics)
+    instruments = server_instruments(metrics)
+    built: SemanticCache | None = None
+    served: CacheService
+    if cache is None:
+        served = built = build_cache(settings, instruments)
+    else:
+        # Only a cache in this process has an embedder and a store to watch.
+        served = instruments.fit(cache) if isinstance(cache, SemanticCache) else cache
+    state = ServerState(cache=served, settings=settings, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.tasks.append(asyncio.create_task(_start_in_background(state), name="semcache-start"))
         state.tasks.append(asyncio.create_task(_purge_periodically(state), name="semcache-purge"))
-        if owned and settings.follow_interval > 0:  # a cache given by the caller is the caller's to move
+        if built is not None and settings.follow_interval > 0:  # a given cache is the caller's to move
+            follower = IndexFollower(settings, instruments)
             state.tasks.append(
                 asyncio.create_task(
-                    follow_active_index(state, settings.follow_interval), name="semcache-follow"
+                    follow_active_index(state, follower, built, settings.follow_interval),
+                    name="semcache-follow",
                 )
             )
         try:
@@ -68,8 +78,8 @@ def create_app(settings: Settings | None = None, cache: CacheService | None = No
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if owned:
-                await state.cache.close()  # the cache served last: a migration may have replaced ``service``
+            if built is not None:
+                await state.cache.close()  # the cache served last: a migration may have replaced ``built``
             log.info("server stopped")
 
     app = FastAPI(
@@ -134,16 +144,13 @@ async def _start_in_background(state: ServerState) -> None:
 
 
 async def _purge_periodically(state: ServerState) -> None:
-    purge = getattr(state.cache, "purge_expired", None)
-    if purge is None:
-        return
     interval = state.settings.purge_interval
     while True:
         await asyncio.sleep(interval)
         if not state.ready:
             continue
         try:
-            purged = await purge()
+            purged = await state.cache.purge_expired()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next round tries again; the store may be back by then

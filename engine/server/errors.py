@@ -48,7 +48,8 @@ def error_body(code: str, message: str, hint: str | None = None, **extra: Any) -
 
 
 def _secrets(request: Request) -> Sequence[str | None]:
-    return getattr(request.app.state, "secrets", ())
+    secrets: tuple[str, ...] = request.app.state.secrets  # set by create_app, as every app state is
+    return secrets
 
 
 def _clean(request: Request, body: dict[str, Any]) -> dict[str, Any]:

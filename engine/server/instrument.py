@@ -1,12 +1,11 @@
-"""Give a cache the server's instruments: the batching embedder and a stopwatch on the store's search."""
+"""The server's instruments: the batching embedder and a stopwatch on the store's search, for every cache
+the server serves (given to the cache as it is built, engine/assembly.py)."""
 
 from __future__ import annotations
 
-from engine.cache import SemanticCache
-from engine.embeddings.batching import BatchingEmbedder
+from engine.assembly import Instruments
 from engine.server.metrics import InstrumentedStore, ServerMetrics
-from engine.server.state import store_of
-from engine.service import CacheService
+from engine.stores.base import VectorStore
 
 #: Embedding calls in flight at once: while one computes, the requests of the last one search and answer,
 #: so the model never waits on the event loop. Measured on 2 cores (bench/server.py), two lanes serve about
@@ -14,20 +13,12 @@ from engine.service import CacheService
 EMBED_LANES = 2
 
 
-def instrument(cache: CacheService, metrics: ServerMetrics) -> CacheService:
-    """Give a ``SemanticCache`` the server's batching embedder and a stopwatch on its store's search.
+def server_instruments(metrics: ServerMetrics) -> Instruments:
+    """Concurrent checks share one embedding call; searches and stores are timed and counted."""
 
-    Concurrent checks then share one embedding call. A cache that is already instrumented is left as it is.
-    """
-    if isinstance(cache, SemanticCache):
-        if not isinstance(cache.embedder, BatchingEmbedder):
-            cache.embedder = BatchingEmbedder(
-                cache.embedder, lanes=EMBED_LANES, observer=metrics.observe_embed_batch
-            )
-        elif cache.embedder.observer is None:
-            cache.embedder.observer = metrics.observe_embed_batch
-        name = "vector_store" if hasattr(cache, "vector_store") else "store"
-        store = store_of(cache)
-        if store is not None and not isinstance(store, InstrumentedStore):
-            setattr(cache, name, InstrumentedStore(store, metrics))
-    return cache
+    def watch(store: VectorStore) -> VectorStore:
+        if isinstance(store, InstrumentedStore):
+            return store
+        return InstrumentedStore(store, metrics)
+
+    return Instruments(lanes=EMBED_LANES, on_embed_batch=metrics.observe_embed_batch, watch_store=watch)

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.server.metrics import ServerMetrics
@@ -67,8 +68,8 @@ def log_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    # Every route of the app (APIRoute, the docs' Route) has a path template; a mount or nothing has none.
+    return route.path if isinstance(route, Route) and route.path else "unmatched"
 
 
 class RequestLog:

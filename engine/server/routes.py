@@ -80,18 +80,17 @@ async def store(body: StoreRequest, state: State) -> StoreResponse:
 
 async def _store_many(state: ServerState, items: list[StoreRequest]) -> list[CacheEntry]:
     requests = [
-        CacheStoreRequest(item.prompt, item.response, item.scope or DEFAULT_SCOPE, item.metadata, item.ttl)
+        CacheStoreRequest(
+            item.prompt,
+            item.response,
+            DEFAULT_SCOPE if item.scope is None else item.scope,
+            item.metadata,
+            item.ttl,
+        )
         for item in items
     ]
-    store_many = getattr(state.cache, "store_many", None)
-    if store_many is not None:
-        # Validated all or nothing, embedded in one batch.
-        entries: list[CacheEntry] = await store_many(requests)
-        return entries
-    return [
-        await state.cache.store(r.prompt, r.response, scope=r.scope, metadata=r.metadata, ttl=r.ttl)
-        for r in requests
-    ]
+    # Validated all or nothing, embedded in one batch.
+    return await state.cache.store_many(requests)
 
 
 @cache_router.get("/stats", response_model=StatsResponse, summary="Entries, hits, misses, latency")
@@ -133,7 +132,7 @@ async def store_batch(body: BatchStoreRequest, state: State) -> BatchStoreRespon
 )
 async def search(body: SearchRequest, state: State) -> SearchResponse:
     matches = await state.cache.nearest(body.prompt, scope=body.scope, k=body.k)
-    scope = body.scope or DEFAULT_SCOPE
+    scope = DEFAULT_SCOPE if body.scope is None else body.scope
     return SearchResponse(prompt=body.prompt, scope=scope, matches=[MatchOut.of(m) for m in matches])
 
 

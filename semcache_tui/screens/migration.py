@@ -253,6 +253,7 @@ class MigrationScreen(PanelScreen):
             provider=provider,
             ollama_base_url=self.panel.settings.ollama_base_url,
             backend=self.panel.settings.embedding_backend,
+            settings=self.panel.settings,
         )
 
     def embedder_for(self, target: MigrationTarget) -> Embedder:
@@ -463,7 +464,7 @@ class MigrationScreen(PanelScreen):
     async def finalize(self) -> None:
         cache = self.cache
         assert cache is not None
-        deleted = await finalize_migration(cache, self.stores)
+        deleted = await finalize_migration(cache, self.stores, settings=self.panel.settings)
         await self.load_status().wait()
         self.panel.set_status(f"Finalized: deleted {deleted:,} entries of the old index")
 
@@ -487,7 +488,7 @@ class MigrationScreen(PanelScreen):
     async def rollback(self) -> None:
         cache = self.cache
         assert cache is not None
-        state = await rollback_migration(cache, self.stores)
+        state = await rollback_migration(cache, self.stores, settings=self.panel.settings)
         self.verified = None
         await self.load_status().wait()
         self.render_verify()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -29,6 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from engine.config import INDEX_NAME_RULE, valid_index_name
 from engine.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -57,7 +57,6 @@ __all__ = ["LocalStore"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 #: How stale a search may be with respect to other processes' writes.
 REFRESH_INTERVAL_S = 0.25
 #: How often a busy store purges expired entries and considers a graph snapshot.
@@ -78,8 +77,8 @@ class LocalStore:
         ef_construction: int = 200,
         ef_search: int = 64,
     ) -> None:
-        if not _NAME.match(name) or name.strip(".") == "":
-            raise ConfigError("CACHE_INDEX_NAME", name, "use 1-128 letters, digits, '_', '-' or '.'")
+        if not valid_index_name(name):
+            raise ConfigError("CACHE_INDEX_NAME", name, INDEX_NAME_RULE)
         self.name = name
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / f"{name}.sqlite3"
