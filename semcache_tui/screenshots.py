@@ -65,7 +65,7 @@ def sample_pairs(folder: Path, count: int = SWEEP_SAMPLE) -> Path | None:
 
 def build_app(data_dir: Path, embedder: Any, pairs: Path | None = None, **options: Any) -> SemcacheApp:
     cache = SemanticCache(_store(data_dir), embedder, CachePolicy())
-    settings = Settings(data_dir=data_dir, index_name=INDEX)
+    settings = Settings.load(data_dir=data_dir, index_name=INDEX)
     options.setdefault("probe", FrozenProbe())
     options.setdefault("refresh_interval", 3600.0)
     return SemcacheApp(cache, settings, pairs_path=pairs, **options)
