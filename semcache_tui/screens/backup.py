@@ -157,8 +157,7 @@ class BackupScreen(LocalWorkScreen):
 
     @work(exclusive=True, group="backup", exit_on_error=False, name="create backup")
     async def create(self) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         self.begin_progress("exporting…")
         summary = await create_backup(
             cache, self.folder, progress=self.reporter("exported"), source=self.source()
@@ -186,8 +185,7 @@ class BackupScreen(LocalWorkScreen):
 
     @work(exclusive=True, group="backup", exit_on_error=False, name="export")
     async def export(self, path: Path) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         self.begin_progress("exporting…")
         summary = await export_entries(
             cache, path, include_vectors=False, progress=self.reporter("exported"), source=self.source()
@@ -246,8 +244,7 @@ class BackupScreen(LocalWorkScreen):
 
     @work(exclusive=True, group="backup", exit_on_error=False, name="import")
     async def import_path(self, path: Path) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         self.begin_progress("importing…")
         summary = await import_entries(cache, path, progress=self.reporter("imported"))
         text = (

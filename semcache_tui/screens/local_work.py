@@ -19,6 +19,7 @@ from textual.widgets import ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from engine.cache import SemanticCache
+from engine.errors import InvalidInputError
 from semcache_tui.formatting import describe_error
 from semcache_tui.screens.base import PanelScreen
 
@@ -32,6 +33,13 @@ class LocalWorkScreen(PanelScreen):
         """The cache this panel opened itself; ``None`` when it is attached to a server."""
         service = self.panel.service
         return service if isinstance(service, SemanticCache) else None
+
+    def local_cache(self) -> SemanticCache:
+        """The cache a worker of this screen works on (its keys are disabled when there is none)."""
+        cache = self.cache
+        if cache is None:
+            raise InvalidInputError(self.REMOTE_NOTE.splitlines()[0])
+        return cache
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.cache is None and action in {b.action for b in self.BINDINGS if isinstance(b, Binding)}:

@@ -267,8 +267,7 @@ class MigrationScreen(LocalWorkScreen):
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="plan")
     async def make_plan(self, target: MigrationTarget) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         self.panel.set_status(f"Planning the migration to {target.model} (loading it, measuring its rate)…")
         self.plan = await plan_migration(cache, target, embedder=self.embedder_for(target))
         self.render_plan()
@@ -330,8 +329,7 @@ class MigrationScreen(LocalWorkScreen):
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="migration")
     async def migrate(self, target: MigrationTarget, strategy: str) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         self.begin_progress("starting…")
         self.verified = None
         self.render_verify()
@@ -373,8 +371,7 @@ class MigrationScreen(LocalWorkScreen):
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="verify")
     async def verify(self, state: MigrationState) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         target = MigrationTarget.resuming(state.target_identity, self.panel.settings)
         self.panel.set_status(f"Verifying {state.target_index}…")
         old = SemanticCache(self.stores(state.source_index), cache.embedder, cache.policy)
@@ -415,8 +412,7 @@ class MigrationScreen(LocalWorkScreen):
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="finalize")
     async def finalize(self) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         deleted = await finalize_migration(cache, self.stores)
         await self.load_status().wait()
         self.panel.set_status(f"Finalized: deleted {deleted:,} entries of the old index")
@@ -435,8 +431,7 @@ class MigrationScreen(LocalWorkScreen):
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="rollback")
     async def rollback(self) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         state = await rollback_migration(cache, self.stores)
         self.verified = None
         await self.load_status().wait()
