@@ -69,6 +69,20 @@ class RestoreResult:
     embedded: int = 0
 
 
+def judge(policy: CachePolicy, prompt: str, match: Match, threshold: float) -> str | None:
+    """Why ``match`` is not a hit for ``prompt`` at ``threshold`` under ``policy``, or ``None`` when it is.
+
+    ``check`` decides with it, and the query lab re-marks results with it when the operator moves the
+    threshold (through ``CacheService.judge``, local or remote), so the marks it shows and the answers
+    ``check`` gives come from the same rule.
+    """
+    if match.distance > threshold:
+        return "over threshold"
+    if policy.verify_candidates and match.distance > 0.0:
+        return rejection_reason(prompt, match.entry.prompt)
+    return None
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
@@ -111,6 +125,19 @@ class SemanticCache:
     @property
     def ready(self) -> bool:
         return self._ready is not None and self._ready.done() and self._ready.exception() is None
+
+    @property
+    def identity(self) -> EmbedderIdentity | None:
+        configured = self.embedder.identity
+        return configured if configured is not None else self.vector_store.recorded_identity
+
+    @property
+    def index_name(self) -> str:
+        return self.vector_store.name
+
+    @property
+    def store_kind(self) -> str:
+        return self.vector_store.kind
 
     async def close(self) -> None:
         if self._ready is not None and not self._ready.done():
@@ -156,16 +183,7 @@ class SemanticCache:
         return value
 
     def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
-        """Why ``match`` is not a hit for ``prompt`` at ``threshold``, or ``None`` when it is.
-
-        The query lab calls this to re-mark results when the operator moves the threshold, so the marks
-        it shows and the answers ``check`` gives come from the same rule.
-        """
-        if match.distance > threshold:
-            return "over threshold"
-        if self.policy.verify_candidates and match.distance > 0.0:
-            return rejection_reason(prompt, match.entry.prompt)
-        return None
+        return judge(self.policy, prompt, match, threshold)
 
     # -- operations --------------------------------------------------------------------------------------
 
@@ -189,7 +207,7 @@ class SemanticCache:
             accepted: list[Match] = []
             rejected: list[tuple[Match, str]] = []
             for match in candidates:
-                reason = self.judge(prompt, match, limit)
+                reason = judge(self.policy, prompt, match, limit)
                 if reason is None:
                     accepted.append(match)
                 else:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.cache import CachePolicy, SemanticCache
+from engine.cache import CachePolicy, StoreRequest, judge
 from engine.errors import (
     AuthenticationError,
     BackendUnavailableError,
@@ -42,15 +43,19 @@ if TYPE_CHECKING:
     # httpx imports its command line, and with it rich, when imported: keep it off the headless path.
     import httpx
 
+#: The engine's error class for each code the server answers with (``SemcacheError.to_dict``).
 _ERRORS_BY_CODE: dict[str, type[SemcacheError]] = {
-    "invalid_input": InvalidInputError,
-    "not_found": NotFoundError,
-    "backend_unavailable": BackendUnavailableError,
-    "index_mismatch": IndexMismatchError,
-    "index_missing": IndexMissingError,
-    "embedder_error": EmbedderError,
-    "read_only": ReadOnlyError,
-    "unauthorized": AuthenticationError,
+    cls.code: cls
+    for cls in (
+        InvalidInputError,
+        NotFoundError,
+        BackendUnavailableError,
+        IndexMismatchError,
+        IndexMissingError,
+        EmbedderError,
+        ReadOnlyError,
+        AuthenticationError,
+    )
 }
 
 
@@ -71,6 +76,8 @@ class RemoteCache:
         self.policy = CachePolicy()
         self.start_timeout = start_timeout
         self._identity: EmbedderIdentity | None = None
+        self._index_name: str | None = None
+        self._store_kind: str | None = None
         self._ready = False
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         import httpx
@@ -165,6 +172,18 @@ class RemoteCache:
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def identity(self) -> EmbedderIdentity | None:
+        return self._identity
+
+    @property
+    def index_name(self) -> str | None:
+        return self._index_name
+
+    @property
+    def store_kind(self) -> str | None:
+        return self._store_kind
+
     async def close(self) -> None:
         await self._http.aclose()
 
@@ -177,6 +196,8 @@ class RemoteCache:
         )
         embedder = stats.get("embedder")
         self._identity = EmbedderIdentity.from_dict(embedder) if embedder else None
+        self._index_name = stats.get("index_name")
+        self._store_kind = stats.get("store")
 
     # -- operations --------------------------------------------------------------------------------------
 
@@ -202,8 +223,8 @@ class RemoteCache:
         return [_match(m) for m in body["matches"]]
 
     def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
-        # The very rule SemanticCache applies (it reads only ``self.policy``, which mirrors the server's).
-        return SemanticCache.judge(self, prompt, match, threshold)  # type: ignore[arg-type]
+        # The very rule the server applies, under ``self.policy``, which mirrors the server's.
+        return judge(self.policy, prompt, match, threshold)
 
     async def store(
         self,
@@ -220,6 +241,40 @@ class RemoteCache:
             now = time.time()
             entry = CacheEntry(body["key"], scope or "default", prompt, response, dict(metadata or {}), now)
         return entry
+
+    async def store_many(self, requests: Sequence[StoreRequest]) -> list[CacheEntry]:
+        """Stored all or nothing by the server through ``/cache/store/batch``, embedded in one batch there.
+
+        The entries are described from the requests and the keys the server derived, with this client's
+        clock and the server's TTL, rather than read back one request per entry.
+        """
+        if not requests:
+            return []
+        items = [
+            {
+                "prompt": r.prompt,
+                "response": r.response,
+                "scope": r.scope,
+                "metadata": r.metadata,
+                "ttl": r.ttl,
+            }
+            for r in requests
+        ]
+        body = await self._json("POST", "/cache/store/batch", json={"items": items})
+        now = time.time()
+        entries = []
+        for key, request in zip(body["keys"], requests, strict=True):
+            ttl = self.policy.ttl if request.ttl is None else request.ttl
+            expires_at = now + ttl if ttl > 0 else None
+            metadata = dict(request.metadata or {})
+            entries.append(
+                CacheEntry(key, request.scope, request.prompt, request.response, metadata, now, expires_at)
+            )
+        return entries
+
+    async def purge_expired(self) -> int:
+        """Nothing to do from here: the server purges expired entries itself (SEMCACHE_PURGE_INTERVAL)."""
+        return 0
 
     async def get(self, key: str) -> CacheEntry | None:
         response = await self._request("GET", f"/cache/entries/{key}")

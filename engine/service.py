@@ -1,15 +1,17 @@
-"""``CacheService``: what the control panel and the command line need from a cache.
+"""``CacheService``: everything the server, the control panel and the command line call on a cache.
 
 Two implementations: ``SemanticCache`` (engine/cache.py, opens the store itself) and ``RemoteCache``
-(engine/client.py, talks to a running ``semcache-tui --serve`` over HTTP). The panel is written against
-this protocol only, so it works the same attached to either.
+(engine/client.py, talks to a running ``semcache-tui --serve`` over HTTP). The server, the panel and the
+command line are written against this protocol only, so they work the same with either, and none of them
+needs to ask a cache what it can do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from engine.cache import CachePolicy
+from engine.cache import CachePolicy, StoreRequest
 from engine.models import (
     CacheEntry,
     CacheStats,
@@ -26,11 +28,41 @@ from engine.models import (
 class CacheService(Protocol):
     policy: CachePolicy
 
-    async def start(self) -> EmbedderIdentity: ...
+    # -- life cycle --------------------------------------------------------------------------------------
 
-    async def open_store(self) -> EmbedderIdentity | None: ...
+    async def start(self) -> EmbedderIdentity:
+        """Open the store and load the embedder; concurrent callers share one start."""
+        ...
+
+    async def open_store(self) -> EmbedderIdentity | None:
+        """Open the store only: enough for stats, listing, deleting and clearing."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """``start`` has finished successfully."""
+        ...
 
     async def close(self) -> None: ...
+
+    # -- what is served ----------------------------------------------------------------------------------
+
+    @property
+    def identity(self) -> EmbedderIdentity | None:
+        """The embedder serving this cache (the configured one, else the index's record), if known yet."""
+        ...
+
+    @property
+    def index_name(self) -> str | None:
+        """The physical index served, if known yet."""
+        ...
+
+    @property
+    def store_kind(self) -> str | None:
+        """``"redis"`` or ``"local"``, if known yet."""
+        ...
+
+    # -- operations --------------------------------------------------------------------------------------
 
     async def check(
         self, prompt: str, scope: str | None = None, threshold: float | None = None, k: int = 5
@@ -38,7 +70,9 @@ class CacheService(Protocol):
 
     async def nearest(self, prompt: str, scope: str | None = None, k: int = 10) -> list[Match]: ...
 
-    def judge(self, prompt: str, match: Match, threshold: float) -> str | None: ...
+    def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
+        """Why ``match`` is not a hit at ``threshold`` under this cache's policy (``engine.cache.judge``)."""
+        ...
 
     async def store(
         self,
@@ -49,11 +83,17 @@ class CacheService(Protocol):
         ttl: int | None = None,
     ) -> CacheEntry: ...
 
+    async def store_many(self, requests: Sequence[StoreRequest]) -> list[CacheEntry]:
+        """Store all or nothing, embedded in one batch."""
+        ...
+
     async def get(self, key: str) -> CacheEntry | None: ...
 
     async def delete(self, key: str) -> bool: ...
 
     async def clear(self) -> int: ...
+
+    async def purge_expired(self) -> int: ...
 
     async def list_entries(
         self, offset: int = 0, limit: int = 50, scope: str | None = None, contains: str | None = None

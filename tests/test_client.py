@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.cache import CachePolicy, SemanticCache
+from engine.cache import CachePolicy, SemanticCache, StoreRequest
 from engine.client import RemoteCache
 from engine.config import Settings
 from engine.errors import AuthenticationError, BackendUnavailableError, InvalidInputError
@@ -77,6 +77,19 @@ async def test_remote_cache_is_a_cache_service(served: tuple[SemanticCache, obje
     assert await client.get(entry.key) is None
     await client.store("a", "b")
     assert await client.clear() == 1
+
+    # A batch goes through /cache/store/batch: all or nothing, under the keys the server derives.
+    stored = await client.store_many(
+        [
+            StoreRequest("What is HNSW?", "A graph index.", "units"),
+            StoreRequest("What is RDB?", "A snapshot."),
+        ]
+    )
+    assert {e.key for e in stored} == {e.key for e in (await client.list_entries()).entries}
+    assert (await client.get(stored[0].key)) is not None and stored[0].scope == "units"
+    with pytest.raises(InvalidInputError, match="empty"):
+        await client.store_many([StoreRequest("fine?", "fine"), StoreRequest("", "x")])
+    assert (await client.stats()).entries == 2
     await client.close()
 
 

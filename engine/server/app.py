@@ -134,16 +134,13 @@ async def _start_in_background(state: ServerState) -> None:
 
 
 async def _purge_periodically(state: ServerState) -> None:
-    purge = getattr(state.cache, "purge_expired", None)
-    if purge is None:
-        return
     interval = state.settings.purge_interval
     while True:
         await asyncio.sleep(interval)
         if not state.ready:
             continue
         try:
-            purged = await purge()
+            purged = await state.cache.purge_expired()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next round tries again; the store may be back by then

@@ -22,7 +22,7 @@ from engine.active_index import active_physical_name, close_retired, open_index
 from engine.cache import SemanticCache
 from engine.index_pointer import logical_name
 from engine.server.instrument import instrument
-from engine.server.state import ServerState, store_of
+from engine.server.state import ServerState
 
 log = logging.getLogger("semcache.server")
 
@@ -60,9 +60,9 @@ async def follow_active_index(state: ServerState, interval: float) -> None:
         if not state.ready:
             continue
         try:
-            store = store_of(state.cache)
-            if store is None or not isinstance(state.cache, SemanticCache):
+            if not isinstance(state.cache, SemanticCache):
                 return  # attached to something that is not a local cache: nothing to follow
+            store = state.cache.vector_store
             physical = await active_physical_name(store)
             serving = store.name
             if physical is None or physical == serving:

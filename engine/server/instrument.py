@@ -5,7 +5,6 @@ from __future__ import annotations
 from engine.cache import SemanticCache
 from engine.embeddings.batching import BatchingEmbedder
 from engine.server.metrics import InstrumentedStore, ServerMetrics
-from engine.server.state import store_of
 from engine.service import CacheService
 
 #: Embedding calls in flight at once: while one computes, the requests of the last one search and answer,
@@ -26,8 +25,6 @@ def instrument(cache: CacheService, metrics: ServerMetrics) -> CacheService:
             )
         elif cache.embedder.observer is None:
             cache.embedder.observer = metrics.observe_embed_batch
-        name = "vector_store" if hasattr(cache, "vector_store") else "store"
-        store = store_of(cache)
-        if store is not None and not isinstance(store, InstrumentedStore):
-            setattr(cache, name, InstrumentedStore(store, metrics))
+        if not isinstance(cache.vector_store, InstrumentedStore):
+            cache.vector_store = InstrumentedStore(cache.vector_store, metrics)
     return cache

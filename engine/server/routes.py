@@ -83,15 +83,8 @@ async def _store_many(state: ServerState, items: list[StoreRequest]) -> list[Cac
         CacheStoreRequest(item.prompt, item.response, item.scope or DEFAULT_SCOPE, item.metadata, item.ttl)
         for item in items
     ]
-    store_many = getattr(state.cache, "store_many", None)
-    if store_many is not None:
-        # Validated all or nothing, embedded in one batch.
-        entries: list[CacheEntry] = await store_many(requests)
-        return entries
-    return [
-        await state.cache.store(r.prompt, r.response, scope=r.scope, metadata=r.metadata, ttl=r.ttl)
-        for r in requests
-    ]
+    # Validated all or nothing, embedded in one batch.
+    return await state.cache.store_many(requests)
 
 
 @cache_router.get("/stats", response_model=StatsResponse, summary="Entries, hits, misses, latency")

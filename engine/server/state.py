@@ -16,15 +16,6 @@ from engine.server.metrics import ServerMetrics
 from engine.service import CacheService
 
 
-def store_of(cache: object) -> Any:
-    """The VectorStore inside a ``SemanticCache`` (``vector_store``; ``store`` in older trees), else None."""
-    for name in ("vector_store", "store"):
-        store = getattr(cache, name, None)
-        if store is not None and hasattr(store, "search"):
-            return store
-    return None
-
-
 def secrets_of(settings: Settings) -> tuple[str, ...]:
     """The secret values to remove from messages. Replacing a value of one to three characters would
     mangle every message while protecting nothing (such a key is guessed at once), so those are skipped."""
@@ -55,27 +46,19 @@ class ServerState:
 
     @property
     def ready(self) -> bool:
-        return bool(getattr(self.cache, "ready", True))
-
-    @property
-    def _store(self) -> Any:
-        return store_of(self.cache)
+        return self.cache.ready
 
     @property
     def index_name(self) -> str:
-        return str(getattr(self._store, "name", None) or self.settings.index_name)
+        return self.cache.index_name or self.settings.index_name
 
     @property
     def store_kind(self) -> str:
-        return str(getattr(self._store, "kind", None) or self.settings.store_kind)
+        return self.cache.store_kind or self.settings.store_kind
 
     @property
     def identity(self) -> EmbedderIdentity | None:
-        embedder = getattr(self.cache, "embedder", None)
-        identity = getattr(embedder, "identity", None)
-        if identity is None:
-            identity = getattr(self._store, "recorded_identity", None)
-        return identity
+        return self.cache.identity
 
 
 def server_state(request: Request) -> ServerState:
