@@ -155,11 +155,7 @@ async def demo(service: CacheService, args: argparse.Namespace, printer: Printer
     printer.info("loading the embedding model...")
     identity = await service.start()
     printer.info(f"embedder {identity.describe()}")
-    if hasattr(service, "store_many"):
-        await service.store_many([StoreRequest(p, r) for p, r in SAMPLE_PAIRS])
-    else:
-        for prompt, response in SAMPLE_PAIRS:
-            await service.store(prompt, response)
+    await service.store_many([StoreRequest(p, r) for p, r in SAMPLE_PAIRS])
     printer.info(f"stored {len(SAMPLE_PAIRS)} sample answers")
     results = [await service.check(query) for query in SAMPLE_QUERIES]
     printer.demo(results, await service.stats(), settings)
