@@ -27,7 +27,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine semcache_tui tests bench
 	$(VENV)/bin/ruff format --check engine semcache_tui tests bench
-	$(VENV)/bin/mypy engine
+	$(VENV)/bin/mypy engine semcache_tui
 
 ## Benchmarks print figures (they assert nothing). Each takes a few minutes on 2 cores.
 bench: $(STAMP)

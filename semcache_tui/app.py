@@ -15,7 +15,7 @@ import os
 import signal
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import work
 from textual.app import App
@@ -26,14 +26,16 @@ from textual.worker import Worker, WorkerState
 
 from engine.assembly import IndexFollower
 from engine.cache import SemanticCache
+from engine.client import RemoteCache
 from engine.config import Settings
 from engine.embeddings.base import Embedder
 from engine.errors import SemcacheError
-from engine.models import EmbedderIdentity, IndexInfo
+from engine.models import CacheStats, EmbedderIdentity, HealthReport, IndexInfo
 from engine.redact import redact_secret, redact_url
 from engine.service import CacheService
-from semcache_tui.commands import PanelCommands
+from semcache_tui.formatting import describe_error
 from semcache_tui.monitor import History, Probe, Sample
+from semcache_tui.palette import PanelCommands
 from semcache_tui.screens import NAV, NavItem, PanelScreen
 from semcache_tui.screens.dialogs import KeysDialog
 
@@ -41,16 +43,6 @@ from semcache_tui.screens.dialogs import KeysDialog
 INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 #: A poll that takes longer than this is reported as a failure instead of holding the next one back.
 POLL_TIMEOUT = 10.0
-
-
-def describe_error(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    if isinstance(error, SemcacheError):
-        return str(error)
-    if isinstance(error, asyncio.TimeoutError | TimeoutError):
-        return "timed out"
-    return f"{type(error).__name__}: {error}"
 
 
 class SemcacheApp(App[None]):
@@ -227,18 +219,19 @@ class SemcacheApp(App[None]):
             asyncio.wait_for(service.index_info(), POLL_TIMEOUT),
             return_exceptions=True,
         )
-        health, stats, info = results
+        health, counted, info = results
         errors: list[str] = []
+        report: HealthReport | None = None
         if isinstance(health, BaseException):
             errors.append(f"health: {describe_error(health)}")
-            health = None
         else:
             health.components = [probe.steady(c) for c in health.components]
-        if isinstance(stats, BaseException):
-            errors.append(f"stats: {describe_error(stats)}")
-            stats = None
+            report = health
+        stats: CacheStats | None = None
+        if isinstance(counted, BaseException):
+            errors.append(f"stats: {describe_error(counted)}")
         else:
-            stats = probe.steady_stats(stats)
+            stats = probe.steady_stats(counted)
         if isinstance(info, BaseException):
             self.index_error = self.redact(describe_error(info))
         else:
@@ -248,7 +241,7 @@ class SemcacheApp(App[None]):
         with contextlib.suppress(Exception):
             host = probe.host()
         error = self.redact("; ".join(errors)) if errors else None
-        return Sample(at=probe.now(), report=health, stats=stats, host=host, error=error)
+        return Sample(at=probe.now(), report=report, stats=stats, host=host, error=error)
 
     def show_data(self) -> None:
         """Redraw the current screen, unless a dialog is open (it redraws when the dialog closes)."""
@@ -314,9 +307,8 @@ class SemcacheApp(App[None]):
 
     @property
     def target_label(self) -> str:
-        url = getattr(self.service, "safe_url", None)
-        if url:
-            return f"remote:{redact_url(str(url))}"
+        if isinstance(self.service, RemoteCache):
+            return f"remote:{redact_url(self.service.safe_url)}"
         if self.index_info is not None:
             return f"{self.index_info.store}:{self.index_info.name}"
         return f"{self.settings.store_kind}:{self.settings.index_name}"
@@ -326,10 +318,9 @@ class SemcacheApp(App[None]):
         return self.index_info.name if self.index_info is not None else self.settings.index_name
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> Embedder | None:
         """The embedder when the cache runs in this process (``None`` when attached to a server)."""
-        embedder = getattr(self.service, "embedder", None)
-        return embedder if isinstance(embedder, Embedder) else None
+        return self.service.embedder if isinstance(self.service, SemanticCache) else None
 
     # -- actions ---------------------------------------------------------------------------------------
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.models import CacheStats, ComponentHealth, HealthReport, IndexInfo
+from semcache_tui.formatting import span
 
 HISTORY = 120
 
@@ -66,10 +67,10 @@ class Probe:
         return info
 
     def age(self, timestamp: float) -> str:
-        return f"{_span(self.wall() - timestamp)} ago"
+        return f"{span(self.wall() - timestamp)} ago"
 
     def until(self, timestamp: float | None) -> str:
-        return "never" if timestamp is None else f"in {_span(timestamp - self.wall())}"
+        return "never" if timestamp is None else f"in {span(timestamp - self.wall())}"
 
 
 #: Fact names whose values differ between two runs over the same data (timings, sizes on disk, uptime).
@@ -185,34 +186,7 @@ class History:
     def __iter__(self) -> Iterator[Sample]:
         return iter(self.samples)
 
-    def series(self, name: str) -> list[float]:
-        """The non-missing values of one measure, oldest first (``hit_rate``, ``lookups_per_s``, ...)."""
-        values = (getattr(s, name) for s in self.samples)
+    def series(self, measure: Callable[[Sample], float | None]) -> list[float]:
+        """The non-missing values of one measure, oldest first (e.g. ``lambda s: s.hit_rate``)."""
+        values = (measure(s) for s in self.samples)
         return [float(v) for v in values if v is not None]
-
-
-def human_bytes(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "-" if value is None else str(value)
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
-
-
-def fmt_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} ms"
-
-
-def fmt_rate(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
-
-
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"

@@ -16,13 +16,19 @@ import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.cache import CachePolicy, SemanticCache, StoreRequest
 from engine.config import Settings
 from engine.samples import SAMPLE_PAIRS, SAMPLE_QUERIES
 from semcache_tui.app import SemcacheApp
 from semcache_tui.monitor import FrozenProbe
+from semcache_tui.screens.backup import BackupScreen
+from semcache_tui.screens.entries import EntriesScreen
+from semcache_tui.screens.migration import MigrationScreen
+from semcache_tui.screens.query_lab import QueryLabScreen
+
+S = TypeVar("S")
 
 SIZE = (100, 32)
 INDEX = "semantic_cache"
@@ -65,10 +71,20 @@ def sample_pairs(folder: Path, count: int = SWEEP_SAMPLE) -> Path | None:
 
 def build_app(data_dir: Path, embedder: Any, pairs: Path | None = None, **options: Any) -> SemcacheApp:
     cache = SemanticCache(_store(data_dir), embedder, CachePolicy())
-    settings = Settings(data_dir=data_dir, index_name=INDEX)
+    settings = Settings.load(data_dir=data_dir, index_name=INDEX)
     options.setdefault("probe", FrozenProbe())
     options.setdefault("refresh_interval", 3600.0)
     return SemcacheApp(cache, settings, pairs_path=pairs, **options)
+
+
+def _showing(pilot: Any, kind: type[S], ready: Callable[[S], bool]) -> Callable[[], bool]:
+    """A condition: the current screen is a ``kind`` and ``ready`` holds for it."""
+
+    def check() -> bool:
+        screen = pilot.app.screen
+        return isinstance(screen, kind) and ready(screen)
+
+    return check
 
 
 async def _until(pilot: Any, condition: Callable[[], bool], tries: int = 3000) -> None:
@@ -102,7 +118,7 @@ async def index(pilot: Any) -> None:
 async def query_lab(pilot: Any) -> None:
     await settle(pilot)
     await pilot.press("3", "slash", *"what's the capital city of france", "enter")
-    await _until(pilot, lambda: bool(getattr(pilot.app.screen, "matches", None)))
+    await _until(pilot, _showing(pilot, QueryLabScreen, lambda screen: bool(screen.matches)))
     await pilot.press("plus", "plus")
     await pilot.pause()
 
@@ -110,7 +126,7 @@ async def query_lab(pilot: Any) -> None:
 async def entries(pilot: Any) -> None:
     await settle(pilot)
     await pilot.press("4")
-    await _until(pilot, lambda: bool(getattr(pilot.app.screen, "entries", None)))
+    await _until(pilot, _showing(pilot, EntriesScreen, lambda screen: bool(screen.entries)))
     await pilot.pause()
 
 
@@ -129,14 +145,14 @@ async def sweep(pilot: Any) -> None:
 async def migration(pilot: Any) -> None:
     await settle(pilot)
     await pilot.press("6")
-    await _until(pilot, lambda: getattr(pilot.app.screen, "active", None) is not None)
+    await _until(pilot, _showing(pilot, MigrationScreen, lambda screen: screen.active is not None))
     await pilot.pause()
 
 
 async def backup(pilot: Any) -> None:
     await settle(pilot)
     await pilot.press("7")
-    await _until(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+    await _until(pilot, _showing(pilot, BackupScreen, lambda screen: screen.loaded))
     await pilot.pause()
 
 
@@ -149,7 +165,7 @@ async def keys(pilot: Any) -> None:
 async def read_only(pilot: Any) -> None:
     await settle(pilot)
     await pilot.press("4")
-    await _until(pilot, lambda: bool(getattr(pilot.app.screen, "entries", None)))
+    await _until(pilot, _showing(pilot, EntriesScreen, lambda screen: bool(screen.entries)))
     await pilot.pause()
 
 

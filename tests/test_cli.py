@@ -55,7 +55,7 @@ def test_store_check_hit_miss_json_and_exit_codes(data_dir: Path) -> None:
     assert miss.returncode == 1 and miss.stdout.startswith("MISS")
 
     stats = json.loads(run(data_dir, "stats", "--json").stdout)
-    assert (stats["entries"], stats["hits"], stats["misses"]) == (1, 1, 1)
+    assert (stats["total_entries"], stats["hits"], stats["misses"]) == (1, 1, 1)
 
     listed = run(data_dir, "entries", "--json")
     assert [e["key"] for e in json.loads(listed.stdout)["entries"]] == [key]

@@ -349,7 +349,7 @@ def test_the_target_embedder_runs_where_the_operator_said(monkeypatch: pytest.Mo
     import argparse
 
     from engine.migration import MigrationTarget
-    from semcache_tui.migrate_cli import _target
+    from semcache_tui.cli.migrate import _target
 
     monkeypatch.setenv("EMBEDDING_BACKEND", "torch")
     args = argparse.Namespace(to_model=None, to_dimension=256, to_provider=None)

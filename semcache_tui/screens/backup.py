@@ -9,14 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import DataTable, ProgressBar, Static
-from textual.worker import Worker, WorkerState
+from textual.widgets import DataTable, Static
 
 from engine.backup import (
     BackupFile,
@@ -27,16 +24,9 @@ from engine.backup import (
     prune_backups,
     read_header,
 )
-from engine.cache import SemanticCache
-from semcache_tui.monitor import human_bytes
-from semcache_tui.output import age
-from semcache_tui.screens.base import PanelScreen
-from semcache_tui.screens.dialogs import ConfirmDialog, InputDialog, TypedConfirmDialog
-
-REMOTE_NOTE = (
-    "Backups work on the store itself: this panel is attached to a server (RemoteCache).\n"
-    "Run the panel (or `semcache-tui backup`) with --store/--redis-url on the cache's own store."
-)
+from semcache_tui.formatting import age, describe_error, size
+from semcache_tui.screens.dialogs import ConfirmDialog, InputDialog, TypedConfirmDialog, if_yes
+from semcache_tui.screens.local_work import LocalWorkScreen
 
 
 def check_days(text: str) -> str | None:
@@ -51,8 +41,12 @@ class BackupProgressed(Message):
         self.verb, self.done, self.total = verb, done, total
 
 
-class BackupScreen(PanelScreen):
+class BackupScreen(LocalWorkScreen):
     MODE = "backup"
+    REMOTE_NOTE = (
+        "Backups work on the store itself: this panel is attached to a server (RemoteCache).\n"
+        "Run the panel (or `semcache-tui backup`) with --store/--redis-url on the cache's own store."
+    )
     AUTO_FOCUS = "#backups"
     WRITES: ClassVar = frozenset({"create", "export", "import_file", "prune", "restore"})
     BINDINGS: ClassVar = [
@@ -79,29 +73,16 @@ class BackupScreen(PanelScreen):
     def compose_body(self) -> ComposeResult:
         yield Static("", id="backup-summary")
         yield DataTable(id="backups", cursor_type="row", zebra_stripes=True)
-        with Horizontal(id="backup-progress-row"):
-            yield ProgressBar(total=None, show_eta=False, id="backup-progress")
-            yield Static("", id="backup-progress-text")
-        yield Static("", id="backup-error")
+        yield from self.compose_progress()
+        yield from self.compose_error()
 
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#backups", DataTable).add_columns("name", "kind", "size", "age")
-        self.query_one("#backup-progress-row").display = False
-
-    @property
-    def cache(self) -> SemanticCache | None:
-        service = self.panel.service
-        return service if isinstance(service, SemanticCache) else None
 
     @property
     def folder(self) -> Path:
         return self.panel.settings.resolved_backup_dir
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.cache is None and action in {b.action for b in self.BINDINGS if isinstance(b, Binding)}:
-            return None
-        return super().check_action(action, parameters)
 
     def refresh_data(self) -> None:
         if not self.loaded:
@@ -113,7 +94,7 @@ class BackupScreen(PanelScreen):
     def load(self) -> None:
         summary = self.query_one("#backup-summary", Static)
         if self.cache is None:
-            summary.update(Text(REMOTE_NOTE, style="bold"))
+            summary.update(self.remote_note())
             return
         table = self.query_one("#backups", DataTable)
         row = table.cursor_row
@@ -128,7 +109,7 @@ class BackupScreen(PanelScreen):
             table.add_row(
                 backup.path.name,
                 backup.kind,
-                human_bytes(backup.size),
+                size(backup.size),
                 age(backup.age_seconds(now)),
                 key=str(backup.path),
             )
@@ -148,11 +129,6 @@ class BackupScreen(PanelScreen):
 
     # -- progress and errors ---------------------------------------------------------------------------
 
-    def begin_progress(self, what: str) -> None:
-        self.query_one("#backup-progress-row").display = True
-        self.query_one("#backup-progress", ProgressBar).update(total=None, progress=0)
-        self.query_one("#backup-progress-text", Static).update(f"{what}…")
-
     def reporter(self, verb: str) -> Any:
         def report(done: int, total: int) -> None:
             self.post_message(BackupProgressed(verb, done, total))
@@ -160,30 +136,13 @@ class BackupScreen(PanelScreen):
         return report
 
     def on_backup_progressed(self, message: BackupProgressed) -> None:
-        self.query_one("#backup-progress", ProgressBar).update(
-            total=max(message.total, 1), progress=message.done
-        )
-        self.query_one("#backup-progress-text", Static).update(
-            f"{message.verb} {message.done:,}/{message.total:,}"
-        )
+        self.show_progress(message.done, message.total, f"{message.verb} {message.done:,}/{message.total:,}")
 
     def end_progress(self, text: str) -> None:
-        bar = self.query_one("#backup-progress", ProgressBar)
-        bar.update(total=1, progress=1)
-        self.query_one("#backup-progress-text", Static).update(text)
+        self.show_progress(1, 1, text)
 
-    def show_error(self, message: str) -> None:
-        self.query_one("#backup-error", Static).update(Text(self.panel.redact(message)) if message else "")
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:
-            from semcache_tui.app import describe_error
-
-            self.show_error(f"{event.worker.name or 'task'} failed: {describe_error(event.worker.error)}")
-            self.query_one("#backup-progress-text", Static).update("failed")
-        elif event.state == WorkerState.SUCCESS:
-            self.show_error("")
-        super().on_worker_state_changed(event)
+    def work_failed(self) -> None:
+        self.show_progress_text("failed")
 
     def source(self) -> str | None:
         settings = self.panel.settings
@@ -198,15 +157,12 @@ class BackupScreen(PanelScreen):
 
     @work(exclusive=True, group="backup", exit_on_error=False, name="create backup")
     async def create(self) -> None:
-        cache = self.cache
-        assert cache is not None
-        self.begin_progress("exporting")
+        cache = self.local_cache()
+        self.begin_progress("exporting…")
         summary = await create_backup(
             cache, self.folder, progress=self.reporter("exported"), source=self.source()
         )
-        self.end_progress(
-            f"wrote {summary.path.name}: {summary.count:,} entries, {human_bytes(summary.bytes)}"
-        )
+        self.end_progress(f"wrote {summary.path.name}: {summary.count:,} entries, {size(summary.bytes)}")
         self.panel.set_status(f"Backup written: {summary.path}")
         self.load()
 
@@ -220,7 +176,7 @@ class BackupScreen(PanelScreen):
                 if path.exists():
                     self.app.push_screen(
                         ConfirmDialog(f"{path} exists. Overwrite it?"),
-                        lambda yes: self.export(path) if yes is True else None,
+                        if_yes(self.export, path),
                     )
                 else:
                     self.export(path)
@@ -229,13 +185,12 @@ class BackupScreen(PanelScreen):
 
     @work(exclusive=True, group="backup", exit_on_error=False, name="export")
     async def export(self, path: Path) -> None:
-        cache = self.cache
-        assert cache is not None
-        self.begin_progress("exporting")
+        cache = self.local_cache()
+        self.begin_progress("exporting…")
         summary = await export_entries(
             cache, path, include_vectors=False, progress=self.reporter("exported"), source=self.source()
         )
-        self.end_progress(f"wrote {summary.path}: {summary.count:,} entries, {human_bytes(summary.bytes)}")
+        self.end_progress(f"wrote {summary.path}: {summary.count:,} entries, {size(summary.bytes)}")
         self.panel.set_status(f"Exported {summary.count:,} entries to {summary.path}")
         self.load()
 
@@ -252,17 +207,13 @@ class BackupScreen(PanelScreen):
             try:
                 header = read_header(path)  # a bad file is refused before anyone is asked anything
             except Exception as exc:
-                from semcache_tui.app import describe_error
-
                 self.show_error(f"import refused: {describe_error(exc)}")
                 return
             question = (
                 f"Import {path.name} ({header.get('count', '?')} entries) into index "
                 f"{self.panel.index_name}? Entries already there are updated, never duplicated."
             )
-            self.app.push_screen(
-                ConfirmDialog(question), lambda yes: self.import_path(path) if yes is True else None
-            )
+            self.app.push_screen(ConfirmDialog(question), if_yes(self.import_path, path))
 
         self.app.push_screen(InputDialog("Import from a file", placeholder="/path/to/export.jsonl.gz"), done)
 
@@ -281,8 +232,6 @@ class BackupScreen(PanelScreen):
         try:
             header = read_header(backup.path)
         except Exception as exc:
-            from semcache_tui.app import describe_error
-
             self.show_error(f"restore refused: {describe_error(exc)}")
             return
         name = self.panel.index_name
@@ -291,17 +240,12 @@ class BackupScreen(PanelScreen):
             f"{name}?\nEntries with the same prompt are overwritten by the backup's."
         )
 
-        def done(yes: object) -> None:
-            if yes is True:
-                self.import_path(backup.path)
-
-        self.app.push_screen(TypedConfirmDialog(message, name), done)
+        self.app.push_screen(TypedConfirmDialog(message, name), if_yes(self.import_path, backup.path))
 
     @work(exclusive=True, group="backup", exit_on_error=False, name="import")
     async def import_path(self, path: Path) -> None:
-        cache = self.cache
-        assert cache is not None
-        self.begin_progress("importing")
+        cache = self.local_cache()
+        self.begin_progress("importing…")
         summary = await import_entries(cache, path, progress=self.reporter("imported"))
         text = (
             f"imported {summary.written:,} of {summary.total:,} entries from {path.name}; "
@@ -328,7 +272,7 @@ class BackupScreen(PanelScreen):
                     f"Delete the backups older than {days} days in {self.folder}? "
                     f"({len(old)} of those listed)"
                 ),
-                lambda yes: self.prune(days) if yes is True else None,
+                if_yes(self.prune, days),
             )
 
         self.app.push_screen(

@@ -4,6 +4,7 @@ an entry's full text, and the keys of the current screen."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -15,13 +16,31 @@ from textual.widgets import Input, Label, Static
 
 from engine.models import CacheEntry
 
+if TYPE_CHECKING:
+    from semcache_tui.app import SemcacheApp
+
+
+def if_yes(action: Callable[..., object], *args: object) -> Callable[[object], None]:
+    """A dialog's callback that runs ``action(*args)`` when the answer is yes, and nothing otherwise."""
+
+    def answered(yes: object) -> None:
+        if yes is True:
+            action(*args)
+
+    return answered
+
 
 class Dialog(ModalScreen[object]):
+    """A dialog of the panel (only ``SemcacheApp`` opens them)."""
+
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
+    @property
+    def panel(self) -> SemcacheApp:
+        return self.app  # type: ignore[return-value]
+
     def on_mount(self) -> None:
-        probe = getattr(self.app, "probe", None)
-        if probe is not None and probe.frozen:
+        if self.panel.probe.frozen:
             for field in self.query(Input):
                 field.cursor_blink = False
 

@@ -11,9 +11,9 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
 from engine.models import CacheEntry
+from semcache_tui.formatting import one_line
 from semcache_tui.screens.base import PanelScreen
-from semcache_tui.screens.dialogs import ConfirmDialog, EntryDialog, TypedConfirmDialog
-from semcache_tui.screens.query_lab import one_line
+from semcache_tui.screens.dialogs import ConfirmDialog, EntryDialog, TypedConfirmDialog, if_yes
 
 PAGE = 50
 
@@ -131,11 +131,9 @@ class EntriesScreen(PanelScreen):
             self.panel.set_status("Select an entry to delete first", "warning")
             return
 
-        def done(yes: object) -> None:
-            if yes is True:
-                self.delete(entry)
-
-        self.app.push_screen(ConfirmDialog(f"Delete this entry?\n\n{one_line(entry.prompt, 200)}"), done)
+        self.app.push_screen(
+            ConfirmDialog(f"Delete this entry?\n\n{one_line(entry.prompt, 200)}"), if_yes(self.delete, entry)
+        )
 
     @work(exclusive=True, group="entries-write", exit_on_error=False, name="delete")
     async def delete(self, entry: CacheEntry) -> None:
@@ -153,11 +151,7 @@ class EntriesScreen(PanelScreen):
             "This cannot be undone. The index stays, bound to the same embedder."
         )
 
-        def done(yes: object) -> None:
-            if yes is True:
-                self.clear()
-
-        self.app.push_screen(TypedConfirmDialog(message, name), done)
+        self.app.push_screen(TypedConfirmDialog(message, name), if_yes(self.clear))
 
     @work(exclusive=True, group="entries-write", exit_on_error=False, name="clear")
     async def clear(self) -> None:

@@ -10,7 +10,7 @@ from textual.containers import Grid, VerticalScroll
 from textual.widgets import Static
 
 from engine.models import ComponentHealth
-from semcache_tui.monitor import fmt_ms, fmt_rate, human_bytes
+from semcache_tui.formatting import ms, percent, size
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.screens.dialogs import InputDialog
 from semcache_tui.widgets.health import ComponentPanel, MetricSpark
@@ -64,11 +64,11 @@ class HealthScreen(PanelScreen):
         embedder = report.component("embedder") if report else None
         if sample.error and report is None:
             store = ComponentHealth("store", "down", sample.error)
-        store_rows = [("latency", fmt_ms(store.latency_ms))] if store and store.latency_ms is not None else []
+        store_rows = [("latency", ms(store.latency_ms))] if store and store.latency_ms is not None else []
         self.query_one("#store-panel", ComponentPanel).show(store, store_rows, redact=redact)
         embed_rows = []
         if embedder is not None:
-            embed_rows.append(("embed latency", fmt_ms(embedder.latency_ms)))
+            embed_rows.append(("embed latency", ms(embedder.latency_ms)))
         elif not app.started:
             embedder = ComponentHealth("embedder", "loading", "starting…")
         self.query_one("#embedder-panel", ComponentPanel).show(embedder, embed_rows, redact=redact)
@@ -86,10 +86,10 @@ class HealthScreen(PanelScreen):
                 [
                     ("entries", f"{stats.entries:,}"),
                     ("lookups", f"{stats.lookups:,} ({stats.hits:,} hits, {stats.misses:,} misses)"),
-                    ("hit rate", fmt_rate(sample.hit_rate)),
+                    ("hit rate", percent(sample.hit_rate)),
                     ("lookups/s", "-" if sample.lookups_per_s is None else f"{sample.lookups_per_s:.2f}"),
-                    ("latency p50", fmt_ms(stats.latency_p50_ms)),
-                    ("latency p95", fmt_ms(stats.latency_p95_ms)),
+                    ("latency p50", ms(stats.latency_p50_ms)),
+                    ("latency p95", ms(stats.latency_p95_ms)),
                 ],
             )
         host = sample.host
@@ -104,22 +104,21 @@ class HealthScreen(PanelScreen):
                     ("cpu", f"{host.cpu_percent:.1f}%"),
                     (
                         "memory",
-                        f"{human_bytes(host.memory_used)} of {human_bytes(host.memory_total)}"
-                        f" ({host.memory_percent:.0f}%)",
+                        f"{size(host.memory_used)} of {size(host.memory_total)} ({host.memory_percent:.0f}%)",
                     ),
-                    ("panel rss", human_bytes(host.process_rss)),
+                    ("panel rss", size(host.process_rss)),
                 ],
             )
         history = app.history
         self.query_one("#spark-hit-rate", MetricSpark).show(
-            history.series("hit_rate"), fmt_rate(sample.hit_rate)
+            history.series(lambda s: s.hit_rate), percent(sample.hit_rate)
         )
         self.query_one("#spark-lookups", MetricSpark).show(
-            history.series("lookups_per_s"),
+            history.series(lambda s: s.lookups_per_s),
             "-" if sample.lookups_per_s is None else f"{sample.lookups_per_s:.2f}",
         )
         self.query_one("#spark-latency", MetricSpark).show(
-            history.series("latency_p95"), fmt_ms(sample.latency_p95)
+            history.series(lambda s: s.latency_p95), ms(sample.latency_p95)
         )
         others = [c for c in (report.components if report else []) if c.name not in ("store", "embedder")]
         self.query_one("#other-components", Static).update(

@@ -3,7 +3,7 @@ and whether the embedder that filled it is the one configured now."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -17,18 +17,17 @@ from engine.models import EmbedderIdentity, IndexInfo
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.widgets.health import fact_label, fact_value
 
+if TYPE_CHECKING:
+    from semcache_tui.app import SemcacheApp
+
 MIGRATE_COMMAND = "semcache-tui migrate plan"
 
 
-def configured_identity(app: Any) -> tuple[str, str, int | None]:
+def configured_identity(app: SemcacheApp) -> tuple[str, str, int | None]:
     """The embedder the panel is configured with: from the started service, else the settings."""
-    identity: EmbedderIdentity | None = app.identity
+    identity = app.identity or (app.embedder.identity if app.embedder is not None else None)
     if identity is not None:
         return identity.provider, identity.model, identity.dimension
-    embedder = getattr(app, "embedder", None)
-    known = getattr(embedder, "identity", None)
-    if isinstance(known, EmbedderIdentity):
-        return known.provider, known.model, known.dimension
     settings = app.settings
     return settings.embedding_provider, settings.model_name, settings.embedding_output_dimension
 

@@ -19,8 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Label, ProgressBar, Static
-from textual.worker import Worker, WorkerState
+from textual.widgets import Input, Label, Static
 
 from engine.cache import SemanticCache
 from engine.embeddings.base import Embedder
@@ -36,23 +35,14 @@ from engine.migration import (
     run_migration,
 )
 from engine.stores import create_store
-from semcache_tui.monitor import human_bytes
-from semcache_tui.output import duration
-from semcache_tui.screens.base import PanelScreen
-from semcache_tui.screens.dialogs import ConfirmDialog, TypedConfirmDialog
+from semcache_tui.formatting import duration, size
+from semcache_tui.screens.dialogs import ConfirmDialog, TypedConfirmDialog, if_yes
 from semcache_tui.screens.index import configured_identity
+from semcache_tui.screens.local_work import LocalWorkScreen
 
 STRATEGIES = ("reembed", "recreate")
 #: How many of the source's prompts the verify step looks up through the new index.
 VERIFY_SAMPLE = 8
-REMOTE_NOTE = (
-    "Migrations work on the store itself: this panel is attached to a server (RemoteCache).\n"
-    "Run the panel (or `semcache-tui migrate`) with --store/--redis-url on the cache's own store."
-)
-
-
-def local_cache(service: Any) -> SemanticCache | None:
-    return service if isinstance(service, SemanticCache) else None
 
 
 class MigrationProgressed(Message):
@@ -63,8 +53,12 @@ class MigrationProgressed(Message):
         self.progress = progress
 
 
-class MigrationScreen(PanelScreen):
+class MigrationScreen(LocalWorkScreen):
     MODE = "migration"
+    REMOTE_NOTE = (
+        "Migrations work on the store itself: this panel is attached to a server (RemoteCache).\n"
+        "Run the panel (or `semcache-tui migrate`) with --store/--redis-url on the cache's own store."
+    )
     AUTO_FOCUS = ""
     WRITES: ClassVar = frozenset({"run", "resume", "finalize", "rollback"})
     BINDINGS: ClassVar = [
@@ -85,7 +79,7 @@ class MigrationScreen(PanelScreen):
     #migration-body { height: 1fr; padding: 0 1; }
     #migration-status, #migration-plan, #migration-strategy, #migration-verify { height: auto; margin-bottom: 1; }
     #migration-progress-row { height: auto; }
-    #migration-eta { width: 1fr; padding: 0 1; }
+    #migration-progress-text { width: 1fr; padding: 0 1; }
     #migration-error { height: auto; color: $error; }
     """
 
@@ -116,31 +110,19 @@ class MigrationScreen(PanelScreen):
             yield Static("", id="migration-status")
             yield Static("", id="migration-plan")
             yield Static("", id="migration-strategy")
-            with Horizontal(id="migration-progress-row"):
-                yield ProgressBar(total=None, show_eta=False, id="migration-progress")
-                yield Static("", id="migration-eta")
+            yield from self.compose_progress()
             yield Static("", id="migration-verify")
-            yield Static("", id="migration-error")
+            yield from self.compose_error()
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#migration-progress-row").display = False
         self.render_all()
-
-    @property
-    def cache(self) -> SemanticCache | None:
-        return local_cache(self.panel.service)
 
     def refresh_data(self) -> None:
         if not self.loaded and self.cache is not None:
             self.loaded = True
             self.load_status()
         self.render_all()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.cache is None and action in {b.action for b in self.BINDINGS if isinstance(b, Binding)}:
-            return None
-        return super().check_action(action, parameters)
 
     # -- rendering -------------------------------------------------------------------------------------
 
@@ -153,7 +135,7 @@ class MigrationScreen(PanelScreen):
     def render_status(self) -> None:
         widget = self.query_one("#migration-status", Static)
         if self.cache is None:
-            widget.update(Text(REMOTE_NOTE, style="bold"))
+            widget.update(self.remote_note())
             return
         if not self.loaded or self.active is None:
             widget.update("Reading the migration status…")
@@ -194,9 +176,7 @@ class MigrationScreen(PanelScreen):
         table.add_row("changes", "; ".join(plan.changes) if plan.needed else "none: the index matches")
         table.add_row("entries", f"{plan.entries:,}")
         table.add_row("time", f"about {duration(plan.estimated_seconds)} at {plan.embed_rate:.0f} prompts/s")
-        table.add_row(
-            "storage", f"{human_bytes(plan.bytes_before)} -> {human_bytes(plan.bytes_after)} (estimated)"
-        )
+        table.add_row("storage", f"{size(plan.bytes_before)} -> {size(plan.bytes_after)} (estimated)")
         widget.update(table)
 
     def render_strategy(self) -> None:
@@ -224,18 +204,6 @@ class MigrationScreen(PanelScreen):
                 style=style,
             )
         )
-
-    def show_error(self, message: str) -> None:
-        self.query_one("#migration-error", Static).update(Text(self.panel.redact(message)) if message else "")
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:
-            from semcache_tui.app import describe_error
-
-            self.show_error(f"{event.worker.name or 'task'} failed: {describe_error(event.worker.error)}")
-        elif event.state == WorkerState.SUCCESS:
-            self.show_error("")
-        super().on_worker_state_changed(event)
 
     # -- the target ------------------------------------------------------------------------------------
 
@@ -300,8 +268,7 @@ class MigrationScreen(PanelScreen):
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="plan")
     async def make_plan(self, target: MigrationTarget) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         self.panel.set_status(f"Planning the migration to {target.model} (loading it, measuring its rate)…")
         self.plan = await plan_migration(cache, target, embedder=self.embedder_for(target))
         self.render_plan()
@@ -340,11 +307,7 @@ class MigrationScreen(PanelScreen):
                 "The old index keeps serving until the switch and stays until you finalize."
             )
 
-        def done(yes: object) -> None:
-            if yes is True:
-                self.migrate(target, strategy)
-
-        self.app.push_screen(TypedConfirmDialog(message, name), done)
+        self.app.push_screen(TypedConfirmDialog(message, name), if_yes(self.migrate, target, strategy))
 
     def action_resume(self) -> None:
         if self.refused("resuming a migration"):
@@ -356,26 +319,19 @@ class MigrationScreen(PanelScreen):
         target = MigrationTarget.resuming(state.target_identity, self.panel.settings)
         self.migrate(target, state.strategy)
 
-    def begin_progress(self) -> None:
-        self.query_one("#migration-progress-row").display = True
-        bar = self.query_one("#migration-progress", ProgressBar)
-        bar.update(total=None, progress=0)
-        self.query_one("#migration-eta", Static).update("starting…")
-
     def on_migration_progressed(self, message: MigrationProgressed) -> None:
         p = message.progress
         self.last_progress = p
-        bar = self.query_one("#migration-progress", ProgressBar)
-        bar.update(total=max(p.total, 1), progress=p.done)
-        self.query_one("#migration-eta", Static).update(
-            f"{p.phase.replace('_', ' ')} {p.done:,}/{p.total:,} · eta {duration(p.eta_seconds)}"
+        self.show_progress(
+            p.done,
+            p.total,
+            f"{p.phase.replace('_', ' ')} {p.done:,}/{p.total:,} · eta {duration(p.eta_seconds)}",
         )
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="migration")
     async def migrate(self, target: MigrationTarget, strategy: str) -> None:
-        cache = self.cache
-        assert cache is not None
-        self.begin_progress()
+        cache = self.local_cache()
+        self.begin_progress("starting…")
         self.verified = None
         self.render_verify()
         self.panel.set_status(f"Migrating ({strategy}) to {target.model}…")
@@ -394,10 +350,8 @@ class MigrationScreen(PanelScreen):
             )
         finally:
             await self.load_status().wait()
-        bar = self.query_one("#migration-progress", ProgressBar)
-        bar.update(total=max(state.total, 1), progress=state.total)
-        self.query_one("#migration-eta", Static).update(
-            f"{state.phase.replace('_', ' ')} {state.done:,}/{state.total:,} · done"
+        self.show_progress(
+            state.total, state.total, f"{state.phase.replace('_', ' ')} {state.done:,}/{state.total:,} · done"
         )
         if state.phase == "switched":
             self.panel.set_status(
@@ -418,8 +372,7 @@ class MigrationScreen(PanelScreen):
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="verify")
     async def verify(self, state: MigrationState) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         target = MigrationTarget.resuming(state.target_identity, self.panel.settings)
         self.panel.set_status(f"Verifying {state.target_index}…")
         old = SemanticCache(self.stores(state.source_index), cache.embedder, cache.policy)
@@ -454,16 +407,13 @@ class MigrationScreen(PanelScreen):
             f"Delete every entry of the old index {state.source_index}?\nNo rollback is possible after this."
         )
 
-        def done(yes: object) -> None:
-            if yes is True:
-                self.finalize()
-
-        self.app.push_screen(TypedConfirmDialog(message, self.panel.settings.index_name), done)
+        self.app.push_screen(
+            TypedConfirmDialog(message, self.panel.settings.index_name), if_yes(self.finalize)
+        )
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="finalize")
     async def finalize(self) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         deleted = await finalize_migration(cache, self.stores, settings=self.panel.settings)
         await self.load_status().wait()
         self.panel.set_status(f"Finalized: deleted {deleted:,} entries of the old index")
@@ -475,19 +425,14 @@ class MigrationScreen(PanelScreen):
         if state is None or state.phase not in ("copying", "catching_up", "switched"):
             self.panel.set_status("Nothing to roll back", "warning")
             return
-
-        def done(yes: object) -> None:
-            if yes is True:
-                self.rollback()
-
         self.app.push_screen(
-            ConfirmDialog(f"Serve from {state.source_index} again (leaving {state.target_index})?"), done
+            ConfirmDialog(f"Serve from {state.source_index} again (leaving {state.target_index})?"),
+            if_yes(self.rollback),
         )
 
     @work(exclusive=True, group="migration", exit_on_error=False, name="rollback")
     async def rollback(self) -> None:
-        cache = self.cache
-        assert cache is not None
+        cache = self.local_cache()
         state = await rollback_migration(cache, self.stores, settings=self.panel.settings)
         self.verified = None
         await self.load_status().wait()

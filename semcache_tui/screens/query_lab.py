@@ -16,8 +16,9 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Static
 
 from engine.models import Match
+from semcache_tui.formatting import one_line
 from semcache_tui.screens.base import PanelScreen
-from semcache_tui.screens.dialogs import ConfirmDialog, InputDialog
+from semcache_tui.screens.dialogs import ConfirmDialog, InputDialog, if_yes
 
 K = 10
 STEP = 0.01
@@ -29,11 +30,6 @@ def parse_threshold(text: str) -> float | None:
     except ValueError:
         return None
     return value if 0.0 <= value <= 2.0 else None
-
-
-def one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 class QueryLabScreen(PanelScreen):
@@ -222,13 +218,9 @@ class QueryLabScreen(PanelScreen):
         if match is None:
             self.panel.set_status("Select a result to delete first", "warning")
             return
-
-        def done(yes: object) -> None:
-            if yes is True:
-                self.delete(match)
-
         self.app.push_screen(
-            ConfirmDialog(f"Delete this entry?\n\n{one_line(match.entry.prompt, 200)}"), done
+            ConfirmDialog(f"Delete this entry?\n\n{one_line(match.entry.prompt, 200)}"),
+            if_yes(self.delete, match),
         )
 
     @work(exclusive=True, group="lab-write", exit_on_error=False, name="delete")

@@ -12,6 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import Input, Label, Static
 from textual_plotext import PlotextPlot
 
+from engine.embeddings.base import Embedder
 from engine.errors import InvalidInputError
 from engine.evaluation import (
     DEFAULT_SAMPLE,
@@ -115,7 +116,8 @@ class SweepScreen(PanelScreen):
         self.query_one("#path", Input).focus()
 
     def action_run(self) -> None:
-        if not self.available:
+        embedder = self.panel.embedder
+        if embedder is None:
             self.panel.set_status(
                 "The sweep needs the embedder in this process (not available with --server)", "warning"
             )
@@ -129,10 +131,10 @@ class SweepScreen(PanelScreen):
             sample = int(self.query_one("#sample", Input).value or DEFAULT_SAMPLE)
         except ValueError:
             sample = DEFAULT_SAMPLE
-        self.sweep(path, sample, self.target())
+        self.sweep(embedder, path, sample, self.target())
 
     @work(exclusive=True, group="sweep", exit_on_error=False, name="sweep")
-    async def sweep(self, path: str, sample: int, target: float) -> None:
+    async def sweep(self, embedder: Embedder, path: str, sample: int, target: float) -> None:
         import asyncio
 
         if not 0.0 < target <= 1.0:
@@ -141,9 +143,7 @@ class SweepScreen(PanelScreen):
             )
         pairs = await asyncio.to_thread(load_pairs, path, sample, 0)
         self.panel.set_status(f"Embedding {2 * len(pairs):,} texts for the sweep…")
-        points = await evaluate_pairs(
-            self.panel.embedder, pairs, verify=self.panel.service.policy.verify_candidates
-        )
+        points = await evaluate_pairs(embedder, pairs, verify=self.panel.service.policy.verify_candidates)
         self.points, self.pairs_count = points, len(pairs)
         self.best = recommend(points, target)
         self.draw()

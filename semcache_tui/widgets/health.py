@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline, Static
 
 from engine.models import ComponentHealth
-from semcache_tui.monitor import human_bytes
+from semcache_tui.formatting import ms, size
 
 STATUSES = ("ok", "degraded", "down", "loading", "unknown")
 
@@ -45,9 +45,9 @@ def fact_value(name: str, value: Any) -> str:
         return "-"
     lowered = name.lower()
     if isinstance(value, int | float) and any(p in lowered for p in ("bytes", "size", "memory", "rss")):
-        return human_bytes(value)
+        return size(value)
     if isinstance(value, int | float) and lowered.endswith("_ms"):
-        return f"{value:.1f} ms"
+        return ms(value)
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, dict):

@@ -74,7 +74,7 @@ async def test_reembed_384_to_256_then_verify_and_rollback(small_cache: Semantic
         assert bar.total == 8 and bar.progress == 8
         assert screen.last_progress is not None and screen.last_progress.total == 8
         assert screen.active == "panel__v2"
-        assert "8/8" in text_of(app, "#migration-eta")
+        assert "8/8" in text_of(app, "#migration-progress-text")
         # The panel itself moves to the new index, with the 256-dimension embedder it records: no restart.
         await wait_for(pilot, lambda: app.service.vector_store.name == "panel__v2")
         assert app.identity is not None and app.identity.dimension == 256

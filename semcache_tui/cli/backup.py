@@ -16,21 +16,28 @@ Quiet on success unless ``-v`` (or ``--json``, or ``list``); errors are one line
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from semcache_tui.output import Printer, age, size
+from semcache_tui.cli.common import Handler, Subcommands, confirm, local_cache, refuse_if_read_only
+from semcache_tui.cli.options import add_subcommand_options
+from semcache_tui.cli.output import Printer
+from semcache_tui.formatting import age, size
 
-AddGlobalOptions = Callable[..., None]
+if TYPE_CHECKING:
+    from engine.backup import ExportSummary, ImportSummary, SnapshotResult
+    from engine.cache import SemanticCache
+    from engine.config import Settings
+    from engine.service import CacheService
 
+CHANGE_HINT = "run without --read-only to change the cache or its backups"
 VECTORS_HELP = "include each entry's vector: an import with the same embedder then embeds nothing"
 
 
-def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
+def register(subparsers: Subcommands) -> None:
     """Add the ``backup`` command and its actions to the main parser's subcommands."""
     backup = subparsers.add_parser(
         "backup", help="logical exports, Redis snapshots, restore", description=__doc__.splitlines()[0]
@@ -39,7 +46,7 @@ def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
-        add_global_options(p, suppress=True)
+        add_subcommand_options(p)
         p.add_argument("-v", "--verbose", action="store_true", help="say what was done, with progress")
         p.add_argument("--backup-dir", default=None, help="SEMCACHE_BACKUP_DIR (default <data dir>/backups)")
         return p
@@ -74,65 +81,41 @@ def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
 # -- helpers -----------------------------------------------------------------------------------------------
 
 
-def _backup_dir(args: argparse.Namespace, settings: Any) -> Path:
-    given = getattr(args, "backup_dir", None)
-    return Path(given).expanduser() if given else settings.resolved_backup_dir
+def _backup_dir(args: argparse.Namespace, settings: Settings) -> Path:
+    return Path(args.backup_dir).expanduser() if args.backup_dir else settings.resolved_backup_dir
 
 
 def _say(printer: Printer, args: argparse.Namespace, line: str) -> None:
     """Success chatter: only with -v, never with --json or -q."""
-    if getattr(args, "verbose", False):
+    if args.verbose:
         printer.info(line)
 
 
-def _emit_json(printer: Printer, data: Any) -> None:
-    if printer.json_mode:
-        print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
-
 def _progress(printer: Printer, args: argparse.Namespace, verb: str) -> Callable[[int, int], None] | None:
-    if not getattr(args, "verbose", False) or printer.quiet or printer.json_mode:
+    if not args.verbose or printer.quiet or printer.json_mode:
         return None
 
     def report(done: int, total: int) -> None:
-        print(f"{verb} {done}/{total}", file=sys.stderr, flush=True)
+        printer.progress(f"{verb} {done}/{total}")
 
     return report
 
 
-def _cache(service: Any) -> Any:
-    from engine.cache import SemanticCache
-    from engine.errors import InvalidInputError
-
-    if not isinstance(service, SemanticCache):
-        raise InvalidInputError(
-            "backups work on the store itself, not through --server",
-            "drop --server and pass --store/--redis-url (a remote Redis works)",
-        )
-    return service
+def _cache(service: CacheService) -> SemanticCache:
+    return local_cache(
+        service, "backups", "drop --server and pass --store/--redis-url (a remote Redis works)"
+    )
 
 
 def _refuse_if_read_only(args: argparse.Namespace, action: str) -> None:
-    if getattr(args, "read_only", False):
-        from engine.errors import ReadOnlyError
-
-        raise ReadOnlyError(
-            f"backup {action} refused: --read-only is set",
-            "run without --read-only to change the cache or its backups",
-        )
+    refuse_if_read_only(args, f"backup {action}", CHANGE_HINT)
 
 
-def _confirm(args: argparse.Namespace, question: str, word: str) -> bool:
-    if args.yes:
-        return True
-    if not sys.stdin.isatty():
-        from engine.errors import InvalidInputError
-
-        raise InvalidInputError("restore needs confirmation", "pass --yes to restore without a terminal")
-    return input(f"{question} Type '{word}' to confirm: ").strip() == word
+def _confirm(args: argparse.Namespace, question: str) -> bool:
+    return confirm(args, question, "restore", subject="restore", verb="restore")
 
 
-def _export_dict(summary: Any) -> dict[str, Any]:
+def _export_dict(summary: ExportSummary) -> dict[str, Any]:
     return {
         "path": str(summary.path),
         "count": summary.count,
@@ -143,7 +126,7 @@ def _export_dict(summary: Any) -> dict[str, Any]:
     }
 
 
-def _import_dict(summary: Any) -> dict[str, Any]:
+def _import_dict(summary: ImportSummary) -> dict[str, Any]:
     return {
         "path": str(summary.path),
         "total": summary.total,
@@ -154,7 +137,7 @@ def _import_dict(summary: Any) -> dict[str, Any]:
     }
 
 
-def _snapshot_dict(result: Any) -> dict[str, Any]:
+def _snapshot_dict(result: SnapshotResult) -> dict[str, Any]:
     return {
         "saved_at": result.saved_at,
         "redis_dir": result.redis_dir,
@@ -165,20 +148,27 @@ def _snapshot_dict(result: Any) -> dict[str, Any]:
     }
 
 
-def _redis_source(settings: Any) -> str | None:
+def _redis_url(settings: Settings) -> str | None:
+    return settings.redis_url if settings.store_kind == "redis" else None
+
+
+def _redis_source(settings: Settings) -> str | None:
     return settings.safe_redis_url if settings.store_kind == "redis" else None
 
 
 # -- actions -----------------------------------------------------------------------------------------------
 
 
-async def _create(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _create(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     from engine.backup import RDB_SUFFIX, backup_name, create_backup, snapshot_rdb
     from engine.errors import InvalidInputError
 
     _refuse_if_read_only(args, "create")
     cache = _cache(service)
-    if args.snapshot and (settings.store_kind != "redis" or not settings.redis_url):
+    snapshot_from = _redis_url(settings) if args.snapshot else None
+    if args.snapshot and not snapshot_from:
         raise InvalidInputError("--snapshot is for the Redis store", "drop --snapshot for the local store")
     folder = _backup_dir(args, settings)
     summary = await create_backup(
@@ -193,9 +183,9 @@ async def _create(service: Any, args: argparse.Namespace, printer: Printer, sett
     if summary.note:
         _say(printer, args, f"note: {summary.note}")
     status = 0
-    if args.snapshot:
+    if snapshot_from:
         result = await snapshot_rdb(
-            settings.redis_url,
+            snapshot_from,
             folder,
             password=settings.redis_password,
             filename=backup_name(settings.index_name, time.time(), RDB_SUFFIX),
@@ -208,19 +198,18 @@ async def _create(service: Any, args: argparse.Namespace, printer: Printer, sett
             status = 3
             if not printer.json_mode:
                 print(f"semcache-tui: snapshot not copied: {result.instructions}", file=sys.stderr)
-    _emit_json(printer, data)
+    printer.emit(data)
     return status
 
 
-async def _list(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _list(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
     from engine.backup import list_backups
 
     folder = _backup_dir(args, settings)
     backups = list_backups(folder)
     now = time.time()
     if printer.json_mode:
-        _emit_json(
-            printer,
+        printer.emit(
             {
                 "directory": str(folder),
                 "backups": [
@@ -244,7 +233,9 @@ async def _list(service: Any, args: argparse.Namespace, printer: Printer, settin
     return 0
 
 
-async def _prune(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _prune(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     from engine.backup import prune_backups
 
     _refuse_if_read_only(args, "prune")
@@ -252,11 +243,13 @@ async def _prune(service: Any, args: argparse.Namespace, printer: Printer, setti
     for b in deleted:
         _say(printer, args, f"deleted {b.path.name}")
     _say(printer, args, f"deleted {len(deleted)} backups older than {args.keep_days} days")
-    _emit_json(printer, {"deleted": [str(b.path) for b in deleted]})
+    printer.emit({"deleted": [str(b.path) for b in deleted]})
     return 0
 
 
-async def _export(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _export(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     from engine.backup import export_entries
     from engine.errors import InvalidInputError
 
@@ -274,12 +267,12 @@ async def _export(service: Any, args: argparse.Namespace, printer: Printer, sett
     _say(printer, args, f"wrote {summary.path} ({summary.count} entries, {size(summary.bytes)})")
     if summary.note:
         _say(printer, args, f"note: {summary.note}")
-    _emit_json(printer, _export_dict(summary))
+    printer.emit(_export_dict(summary))
     return 0
 
 
 async def _import_file(
-    service: Any, args: argparse.Namespace, printer: Printer, path: Path, *, replace: bool = False
+    service: CacheService, args: argparse.Namespace, printer: Printer, path: Path, *, replace: bool = False
 ) -> int:
     from engine.backup import import_entries
 
@@ -293,16 +286,20 @@ async def _import_file(
         f"imported {summary.written} of {summary.total} entries from {path} ({how}); "
         f"{summary.expired} expired entries skipped",
     )
-    _emit_json(printer, _import_dict(summary))
+    printer.emit(_import_dict(summary))
     return 0
 
 
-async def _import(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _import(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     _refuse_if_read_only(args, "import")
     return await _import_file(service, args, printer, Path(args.file).expanduser())
 
 
-async def _restore(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _restore(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     from engine.backup import read_header, resolve_backup
     from engine.errors import InvalidInputError
 
@@ -322,24 +319,24 @@ async def _restore(service: Any, args: argparse.Namespace, printer: Printer, set
         f"Restore {path.name} ({header['count']} entries from {header['created_at']}) and {what} "
         f"index {settings.index_name}?"
     )
-    if not _confirm(args, question, "restore"):
+    if not _confirm(args, question):
         printer.info("not restored")
         return 1
     return await _import_file(service, args, printer, path, replace=args.replace)
 
 
-async def _restore_rdb(args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _restore_rdb(args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
     from engine.backup import plan_rdb_restore, redis_answers, replace_rdb
     from engine.errors import InvalidInputError
 
     target = Path(args.target).expanduser() if args.target else None
-    redis_url = settings.redis_url if settings.store_kind == "redis" else None
+    redis_url = _redis_url(settings)
     plan = await plan_rdb_restore(
         Path(args.rdb).expanduser(), redis_url, password=settings.redis_password, target=target
     )
     steps = [f"{n}. {step}" for n, step in enumerate(plan.steps, start=1)]
     if printer.json_mode:
-        _emit_json(printer, {"target": str(plan.target), "local": plan.local, "steps": plan.steps})
+        printer.emit({"target": str(plan.target), "local": plan.local, "steps": plan.steps})
     else:
         # The steps are the point of this command: printed even with -q.
         print(f"Restoring {plan.rdb_file} into Redis ({plan.target}):")
@@ -351,7 +348,7 @@ async def _restore_rdb(args: argparse.Namespace, printer: Printer, settings: Any
             file=sys.stderr,
         )
         return 3
-    if not _confirm(args, f"Replace {plan.target} with {plan.rdb_file}?", "restore"):
+    if not _confirm(args, f"Replace {plan.target} with {plan.rdb_file}?"):
         printer.info("not restored")
         return 1
     while redis_url and await redis_answers(redis_url, password=settings.redis_password):
@@ -368,7 +365,7 @@ async def _restore_rdb(args: argparse.Namespace, printer: Printer, settings: Any
     return 0
 
 
-ACTIONS: dict[str, Callable[..., Coroutine[Any, Any, int]]] = {
+ACTIONS: dict[str, Handler] = {
     "create": _create,
     "list": _list,
     "prune": _prune,
@@ -378,5 +375,7 @@ ACTIONS: dict[str, Callable[..., Coroutine[Any, Any, int]]] = {
 }
 
 
-async def cmd_backup(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def handle(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     return await ACTIONS[args.backup_command](service, args, printer, settings)

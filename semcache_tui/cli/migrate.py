@@ -15,17 +15,26 @@ line with the exit codes of ``semcache_tui.cli``; everything but ``plan`` and ``
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from semcache_tui.output import Printer, duration, size
+from semcache_tui.cli.common import Subcommands, confirm, local_cache, refuse_if_read_only
+from semcache_tui.cli.options import add_subcommand_options
+from semcache_tui.cli.output import Printer
+from semcache_tui.formatting import duration, size
 
-AddGlobalOptions = Callable[..., None]
+if TYPE_CHECKING:
+    from engine.cache import SemanticCache
+    from engine.config import Settings
+    from engine.migration import MigrationProgress, MigrationState, MigrationTarget
+    from engine.service import CacheService
+    from engine.stores.base import VectorStore
+
+#: An action of ``migrate``: it works on the cache opened here, never through ``--server``.
+Action = Callable[["SemanticCache", argparse.Namespace, Printer, "Settings"], Awaitable[int]]
 
 
-def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
+def register(subparsers: Subcommands) -> None:
     """Add the ``migrate`` command and its actions to the main parser's subcommands."""
     migrate = subparsers.add_parser(
         "migrate", help="move the cache to another embedder", description=__doc__.splitlines()[0]
@@ -34,7 +43,7 @@ def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
 
     def action(name: str, help_text: str, *, target: bool = False) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
-        add_global_options(p, suppress=True)
+        add_subcommand_options(p)
         if target:
             p.add_argument("--to-model", default=None, help="target model (default: EMBEDDING_MODEL)")
             p.add_argument("--to-dimension", type=int, default=None, help="target output dimension")
@@ -57,38 +66,11 @@ def register(subparsers: Any, add_global_options: AddGlobalOptions) -> None:
 # -- helpers -----------------------------------------------------------------------------------------------
 
 
-def _cache(service: Any) -> Any:
-    from engine.cache import SemanticCache
-    from engine.errors import InvalidInputError
-
-    if not isinstance(service, SemanticCache):
-        raise InvalidInputError(
-            "migrations work on the store itself, not through --server",
-            "drop --server and pass --store/--redis-url",
-        )
-    return service
-
-
 def _refuse_if_read_only(args: argparse.Namespace, action: str) -> None:
-    if getattr(args, "read_only", False):
-        from engine.errors import ReadOnlyError
-
-        raise ReadOnlyError(
-            f"migrate {action} refused: --read-only is set", "run without --read-only to change the cache"
-        )
+    refuse_if_read_only(args, f"migrate {action}")
 
 
-def _confirm(args: argparse.Namespace, question: str, word: str) -> bool:
-    if args.yes:
-        return True
-    if not sys.stdin.isatty():
-        from engine.errors import InvalidInputError
-
-        raise InvalidInputError("this needs confirmation", "pass --yes to confirm without a terminal")
-    return input(f"{question} Type '{word}' to confirm: ").strip() == word
-
-
-def _target(args: argparse.Namespace, settings: Any) -> Any:
+def _target(args: argparse.Namespace, settings: Settings) -> MigrationTarget:
     from engine.migration import MigrationTarget
 
     model = args.to_model or settings.model_name
@@ -105,27 +87,23 @@ def _target(args: argparse.Namespace, settings: Any) -> Any:
     )
 
 
-def _stores(settings: Any) -> Callable[[str], Any]:
+def _stores(settings: Settings) -> Callable[[str], VectorStore]:
     from engine.stores import create_store
 
     return lambda name: create_store(settings, name)
 
 
-def _emit(printer: Printer, data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
-
-def _progress(printer: Printer) -> Any:
+def _progress(printer: Printer) -> Callable[[MigrationProgress], None] | None:
     if printer.quiet or printer.json_mode:
         return None
 
-    def report(p: Any) -> None:
-        print(f"{p.phase} {p.done}/{p.total} eta {duration(p.eta_seconds)}", file=sys.stderr, flush=True)
+    def report(p: MigrationProgress) -> None:
+        printer.progress(f"{p.phase} {p.done}/{p.total} eta {duration(p.eta_seconds)}")
 
     return report
 
 
-def _state_line(state: Any) -> str:
+def _state_line(state: MigrationState) -> str:
     return (
         f"{state.strategy} {state.source_index} -> {state.target_index} "
         f"({_describe(state.target)}): {state.phase.replace('_', ' ')}, "
@@ -142,12 +120,12 @@ def _describe(data: dict[str, Any]) -> str:
 # -- actions -----------------------------------------------------------------------------------------------
 
 
-async def _plan(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _plan(cache: SemanticCache, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
     from engine.migration import plan_migration
 
     plan = await plan_migration(cache, _target(args, settings))
     if printer.json_mode:
-        _emit(printer, plan.to_dict())
+        printer.emit(plan.to_dict())
         return 0
     source = plan.source.describe() if plan.source else "nothing yet (an empty, unbound index)"
     lines = [
@@ -170,7 +148,7 @@ async def _plan(cache: Any, args: argparse.Namespace, printer: Printer, settings
     return 0
 
 
-async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _run(cache: SemanticCache, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
     from engine.migration import MigrationTarget, migration_status, run_migration
 
     _refuse_if_read_only(args, "run")
@@ -179,7 +157,7 @@ async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings:
     if state is not None and state.in_progress and args.to_model is None and args.to_dimension is None:
         # Resuming: the recorded target, whatever the configuration says.
         target = MigrationTarget.resuming(state.target_identity, settings)
-    if args.strategy == "recreate" and not _confirm(
+    if args.strategy == "recreate" and not confirm(
         args,
         f"Delete every entry of index {settings.index_name} and rebind it to {target.model}?",
         settings.index_name,
@@ -195,7 +173,7 @@ async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings:
         batch=args.batch,
     )
     if printer.json_mode:
-        _emit(printer, result.to_dict())
+        printer.emit(result.to_dict())
     else:
         printer.info(_state_line(result))
         if result.phase == "switched":
@@ -207,38 +185,42 @@ async def _run(cache: Any, args: argparse.Namespace, printer: Printer, settings:
     return 0
 
 
-async def _status(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _status(
+    cache: SemanticCache, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     from engine.migration import migration_status
 
     active, state = await migration_status(cache)
     if printer.json_mode:
-        _emit(
-            printer, {"index": settings.index_name, "active": active, "migration": state and state.to_dict()}
-        )
+        printer.emit({"index": settings.index_name, "active": active, "migration": state and state.to_dict()})
         return 0
     print(f"index {settings.index_name}: serving from {active}")
     print(f"  {_state_line(state)}" if state else "  no migration")
     return 0
 
 
-async def _finalize(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _finalize(
+    cache: SemanticCache, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     from engine.migration import finalize_migration, migration_status
 
     _refuse_if_read_only(args, "finalize")
     _, state = await migration_status(cache)
     if state is not None and state.phase == "switched":
         question = f"Delete every entry of the old index {state.source_index}? No rollback after this."
-        if not _confirm(args, question, "finalize"):
+        if not confirm(args, question, "finalize"):
             printer.info("nothing changed")
             return 1
     deleted = await finalize_migration(cache, _stores(settings), settings=settings)
     printer.info(f"deleted {deleted} entries of the old index")
     if printer.json_mode:
-        _emit(printer, {"deleted": deleted})
+        printer.emit({"deleted": deleted})
     return 0
 
 
-async def _rollback(cache: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
+async def _rollback(
+    cache: SemanticCache, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
     from engine.migration import rollback_migration
 
     _refuse_if_read_only(args, "rollback")
@@ -248,11 +230,11 @@ async def _rollback(cache: Any, args: argparse.Namespace, printer: Printer, sett
         "open panels at their next refresh"
     )
     if printer.json_mode:
-        _emit(printer, state.to_dict())
+        printer.emit(state.to_dict())
     return 0
 
 
-ACTIONS: dict[str, Callable[..., Coroutine[Any, Any, int]]] = {
+ACTIONS: dict[str, Action] = {
     "plan": _plan,
     "run": _run,
     "status": _status,
@@ -261,5 +243,8 @@ ACTIONS: dict[str, Callable[..., Coroutine[Any, Any, int]]] = {
 }
 
 
-async def cmd_migrate(service: Any, args: argparse.Namespace, printer: Printer, settings: Any) -> int:
-    return await ACTIONS[args.migrate_command](_cache(service), args, printer, settings)
+async def handle(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
+    cache = local_cache(service, "migrations", "drop --server and pass --store/--redis-url")
+    return await ACTIONS[args.migrate_command](cache, args, printer, settings)

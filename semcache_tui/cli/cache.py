@@ -1,0 +1,175 @@
+"""The subcommands on the cache itself: check, store, stats, clear, entries, delete, health, index, demo.
+
+Each works the same on a cache opened here and through ``--server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from semcache_tui import __version__
+from semcache_tui.cli.common import Handler, Subcommands, confirm, refuse_if_read_only
+from semcache_tui.cli.options import add_subcommand_options
+from semcache_tui.cli.output import Printer
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.service import CacheService
+
+EXIT_MISS = 1
+EXIT_UNHEALTHY = 4
+
+
+def register(subparsers: Subcommands) -> None:
+    """Add these subcommands to the main parser's."""
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
+        add_subcommand_options(p)
+        return p
+
+    p = command("check", "look a prompt up; exit 0 on a hit, 1 on a miss")
+    p.add_argument("prompt")
+    p.add_argument("--scope", default=None)
+    p.add_argument("-k", type=int, default=5, help="how many matches to show (default 5)")
+
+    p = command("store", "store a response for a prompt")
+    p.add_argument("prompt")
+    p.add_argument("response")
+    p.add_argument("--scope", default=None)
+    p.add_argument("--metadata", default=None, help="a JSON object")
+    p.add_argument(
+        "--entry-ttl", type=int, default=None, help="this entry's TTL in seconds (0: never expires)"
+    )
+
+    command("stats", "entries, hits, misses, hit rate and lookup latency")
+
+    p = command("clear", "delete every entry (asks unless --yes)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    p = command("entries", "list entries, newest first")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--scope", default=None)
+    p.add_argument("--contains", default=None, help="only prompts containing this text")
+
+    p = command("delete", "delete one entry by key")
+    p.add_argument("key")
+
+    command("health", "store and embedder health; exit 4 when something is down")
+    command("index", "the index: documents, dimension, algorithm, recorded embedder")
+    command("demo", "store sample answers, look up paraphrases, print what happened")
+
+
+async def check(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
+    result = await service.check(args.prompt, scope=args.scope, threshold=args.threshold, k=args.k)
+    printer.check_result(result)
+    return 0 if result.is_hit else EXIT_MISS
+
+
+async def store(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
+    refuse_if_read_only(args, "store")
+    metadata = parse_metadata(args.metadata)
+    entry = await service.store(
+        args.prompt, args.response, scope=args.scope, metadata=metadata, ttl=args.entry_ttl
+    )
+    printer.stored(entry)
+    return 0
+
+
+def parse_metadata(raw: str | None) -> dict[str, Any] | None:
+    from engine.errors import InvalidInputError
+
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"--metadata is not valid JSON ({exc.msg})", 'pass an object, e.g. \'{"model": "x"}\''
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("--metadata must be a JSON object", 'pass an object, e.g. \'{"model": "x"}\'')
+    return value
+
+
+async def stats(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
+    printer.stats(await service.stats(), settings)
+    return 0
+
+
+async def clear(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
+    refuse_if_read_only(args, "clear")
+    name = settings.index_name
+    if not confirm(args, f"Delete every entry of index {name}?", name, subject="clear", verb="clear"):
+        printer.info("not cleared")
+        return 1
+    deleted = await service.clear()
+    printer.cleared(deleted)
+    return 0
+
+
+async def entries(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
+    page = await service.list_entries(
+        offset=args.offset, limit=args.limit, scope=args.scope, contains=args.contains
+    )
+    printer.entries(page)
+    return 0
+
+
+async def delete(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
+    refuse_if_read_only(args, "delete")
+    from engine.errors import NotFoundError
+
+    if not await service.delete(args.key):
+        raise NotFoundError(f"no entry with key {args.key}", "list keys with `semcache-tui entries`")
+    printer.deleted(args.key)
+    return 0
+
+
+async def health(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
+    report = await service.health()
+    printer.health(report)
+    return 0 if report.status != "unhealthy" else EXIT_UNHEALTHY
+
+
+async def index(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
+    printer.index(await service.index_info())
+    return 0
+
+
+async def demo(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
+    """The main job in one command: fill the cache with samples, look up paraphrases, show the numbers."""
+    from engine.cache import StoreRequest
+    from engine.samples import SAMPLE_PAIRS, SAMPLE_QUERIES
+
+    printer.info(f"semcache {__version__}: store={settings.store_kind} model={settings.model_name}")
+    printer.info("loading the embedding model...")
+    identity = await service.start()
+    printer.info(f"embedder {identity.describe()}")
+    await service.store_many([StoreRequest(p, r) for p, r in SAMPLE_PAIRS])
+    printer.info(f"stored {len(SAMPLE_PAIRS)} sample answers")
+    results = [await service.check(query) for query in SAMPLE_QUERIES]
+    printer.demo(results, await service.stats(), settings)
+    return 0
+
+
+COMMANDS: dict[str, Handler] = {
+    "check": check,
+    "store": store,
+    "stats": stats,
+    "clear": clear,
+    "entries": entries,
+    "delete": delete,
+    "health": health,
+    "index": index,
+    "demo": demo,
+}

@@ -1,0 +1,87 @@
+"""How the panel and the command line write errors, sizes, times and rates: one convention for each.
+
+Sizes are binary with IEC names (1024 bytes make a KiB), so a backup reads "3.4 MiB" in the panel and in
+``semcache-tui backup list`` alike. No Textual or Rich here: the command line imports this too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from engine.errors import SemcacheError
+
+#: (below this many seconds, seconds per unit, unit, decimals), smallest unit first.
+Steps = tuple[tuple[float, float, str, int], ...]
+
+#: An estimate or an ETA, at the precision an operator needs: 45s, 12m, 3.5h.
+ETA_STEPS: Steps = ((120, 1, "s", 0), (7200, 60, "m", 0), (math.inf, 3600, "h", 1))
+#: How old a file is, at a glance: 45s, 12m, 5h, 3d.
+AGE_STEPS: Steps = ((120, 1, "s", 0), (7200, 60, "m", 0), (172800, 3600, "h", 0), (math.inf, 86400, "d", 0))
+#: A span on the panel's clock (an entry's age or remaining time): each unit from its first whole one.
+SPAN_STEPS: Steps = ((60, 1, "s", 0), (3600, 60, "m", 0), (86400, 3600, "h", 0), (math.inf, 86400, "d", 0))
+
+SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def describe_error(error: BaseException | None) -> str:
+    """One line for a failure: our errors say what to do; anything else names its type."""
+    if error is None:
+        return "unknown error"
+    if isinstance(error, SemcacheError):
+        return str(error)
+    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+        return "timed out"
+    return f"{type(error).__name__}: {error}"
+
+
+def size(value: object) -> str:
+    """A size in bytes: 512 B, 3.4 MiB; ``-`` when unknown."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-" if value is None else str(value)
+    amount = float(value)
+    for unit in SIZE_UNITS:
+        if abs(amount) < 1024 or unit == SIZE_UNITS[-1]:
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable: the last unit takes any size")
+
+
+def ms(value: float | None) -> str:
+    """A latency: 8.3 ms; ``-`` when there is none yet."""
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def percent(share: float | None) -> str:
+    """A share in [0, 1]: 12.5%; ``-`` when there is none yet."""
+    return "-" if share is None else f"{share * 100:.1f}%"
+
+
+def clock(seconds: float, steps: Steps) -> str:
+    """``seconds`` in the first unit of ``steps`` it stays below."""
+    for below, unit_seconds, unit, decimals in steps:
+        if seconds < below:
+            return f"{seconds / unit_seconds:.{decimals}f}{unit}"
+    _, unit_seconds, unit, decimals = steps[-1]
+    return f"{seconds / unit_seconds:.{decimals}f}{unit}"
+
+
+def duration(seconds: float | None) -> str:
+    """An estimate or an ETA: 45s, 12m, 3.5h; ``?`` when it cannot be told yet."""
+    return "?" if seconds is None else clock(seconds, ETA_STEPS)
+
+
+def age(seconds: float) -> str:
+    """How old something is: 45s, 12m, 5h, 3d (a clock skew never shows a negative age)."""
+    return clock(max(0.0, seconds), AGE_STEPS)
+
+
+def span(seconds: float) -> str:
+    """A span either side of now, without its sign: 45s, 2m, 5h, 3d."""
+    return clock(abs(seconds), SPAN_STEPS)
+
+
+def one_line(text: str, width: int) -> str:
+    """``text`` on one line of at most ``width`` characters, cut with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
