@@ -23,7 +23,8 @@ import numpy as np
 
 from engine.embeddings.sentence_transformers import SentenceTransformerEmbedder
 
-DATA = Path("/work/shared/data/qqp_dev.jsonl.gz")
+#: The QQP sample in the shared data folder beside the repository (``../shared/data``).
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qqp_dev.jsonl.gz"
 PAIRS = 3000
 
 

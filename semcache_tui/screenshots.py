@@ -32,7 +32,8 @@ S = TypeVar("S")
 
 SIZE = (100, 32)
 INDEX = "semantic_cache"
-SHARED_PAIRS = Path("/work/shared/data/qqp_dev.jsonl.gz")
+#: The QQP sample in the shared data folder beside the repository (``../shared/data``), when there is one.
+SHARED_PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qqp_dev.jsonl.gz"
 SWEEP_SAMPLE = 200
 
 
