@@ -927,16 +927,16 @@ def names_rule(a: Facts, b: Facts, text_a: str, text_b: str) -> str | None:
     Python") is left to the learned score, which sees it as a feature. Names are compared without case
     and against the other text's letters with spaces removed, so "Hill-station"/"hill station" agree.
     """
-    only_a = _one_sided(a.names, b, text_b)
+    only_a = one_sided_names(a.names, b, text_b)
     if not only_a:
         return None
-    only_b = _one_sided(b.names, a, text_a)
+    only_b = one_sided_names(b.names, a, text_a)
     if not only_b:
         return None
     return f"entities differ: {_listed(only_a)} vs {_listed(only_b)}"
 
 
-def _one_sided(names: frozenset[str], other: Facts, other_text: str) -> set[str]:
+def one_sided_names(names: frozenset[str], other: Facts, other_text: str) -> set[str]:
     squashed = _squashed(other_text)
     other_words = {_name_form(t.text) for t in tokens(other_text)}
     found: set[str] = set()
@@ -981,13 +981,22 @@ def flags(query: str, candidate: str) -> dict[str, str]:
     return found
 
 
-def rejection_reason(query: str, candidate: str) -> str | None:
-    """Why ``candidate``'s answer must not be served for ``query``, or ``None`` when no rule objects."""
+def rejection_reason(query: str, candidate: str, *, strict_numbers: bool = False) -> str | None:
+    """Why ``candidate``'s answer must not be served for ``query``, or ``None`` when no rule objects.
+
+    ``strict_numbers`` also refuses a number written on one side only. The learned verifier leaves that
+    case to its score (a feature); a cache without the verifier (``engine/verify.py``) has no score to
+    lean on, so it keeps refusing it as it always did.
+    """
     a, b = facts(query), facts(candidate)
     for name, rule in RULES:
         reason = rule(a, b, query, candidate)
         if reason is None and name == "direction":
             reason = rule(b, a, candidate, query)
+        if reason is None and name == "numbers" and strict_numbers and number_one_sided(a, b):
+            only_a = sorted((Counter(a.numbers) - Counter(b.numbers)).elements())
+            only_b = sorted((Counter(b.numbers) - Counter(a.numbers)).elements())
+            reason = f"numbers differ: {_listed(only_a)} vs {_listed(only_b)}"
         if reason is not None:
             return reason
     return None
