@@ -38,7 +38,14 @@ def show(title: str, report: EvaluationReport, curve_cuts: tuple[float, ...]) ->
         f"   verifier @ target {report.target_precision} (cut {report.cut:.3f}): precision {v.precision:.3f}  "
         f"served {v.served:.3f}  ({v.served_count} served)"
     )
-    print("   verifier curve   cut   precision  served")
+    if report.pairwise_verifier is not None and report.pairwise_baseline is not None:
+        pb, pv = report.pairwise_baseline, report.pairwise_verifier
+        print(f"   pair-wise (own text_a only, no search): baseline precision {pb.precision:.3f} served {pb.served:.3f}; verifier precision {pv.precision:.3f} served {pv.served:.3f}")
+        print("   pair-wise verifier curve  cut   precision  served")
+        for point in report.pairwise_curve:
+            if any(abs(point.cut - c) < 1e-9 for c in curve_cuts):
+                print(f"                           {point.cut:5.3f}    {point.precision:.3f}    {point.served:.3f}")
+    print("   verifier curve (simulated cache)   cut   precision  served")
     for point in report.curve:
         if any(abs(point.cut - c) < 1e-9 for c in curve_cuts):
             print(f"                  {point.cut:5.3f}    {point.precision:.3f}    {point.served:.3f}")

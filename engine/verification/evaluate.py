@@ -107,6 +107,11 @@ class EvaluationReport:
     baseline: Figures
     curve: list[CurvePoint] = field(default_factory=list)
     baseline_curve: list[CurvePoint] = field(default_factory=list)
+    #: The pair-wise view (each text_b judged against its own text_a only, no search): the measure of the
+    #: figures quoted in issue 13 (baseline precision 0.76 serving 0.58 of duplicates).
+    pairwise_verifier: CurvePoint | None = None
+    pairwise_baseline: CurvePoint | None = None
+    pairwise_curve: list[CurvePoint] = field(default_factory=list)
 
 
 @dataclass
@@ -134,16 +139,6 @@ class Simulation:
             if ok.any():
                 out[i] = cands[np.flatnonzero(ok)[np.argmax(scores[ok])]]
         return out
-
-    def best_scores(self) -> np.ndarray:
-        """Per query, the best non-vetoed candidate's score and whether it is the right one."""
-        best = np.full(len(self.pairs), -1.0)
-        for i, (scores, vetoed) in enumerate(zip(self.scores, self.vetoed, strict=True)):
-            if self.same_text[i]:
-                best[i] = 2.0
-            elif (~vetoed).any():
-                best[i] = float(scores[~vetoed].max())
-        return best
 
     def baseline_entry(self, threshold: float = BASELINE_THRESHOLD) -> np.ndarray:
         """The old rule: the nearest candidate within ``threshold`` that passes the legacy checks."""
@@ -306,6 +301,28 @@ def simulate(
     )
 
 
+def pairwise(
+    pairs: Sequence[Pair], vectors_a: np.ndarray, vectors_b: np.ndarray, verifier: Verifier, cuts: Sequence[float]
+) -> tuple[list[CurvePoint], CurvePoint]:
+    """Each pair judged alone (serve text_a for text_b?): the verifier's curve over ``cuts``, and the
+    baseline (distance <= 0.15 and the legacy checks)."""
+    labels = np.array([p.label for p in pairs], dtype=bool)
+    positives = max(int(labels.sum()), 1)
+    texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
+    scores = verifier.scores(pair_features(texts_b, vectors_b, texts_a, vectors_a))
+    vetoed = np.array([critical.rejection_reason(b, a) is not None for a, b in zip(texts_a, texts_b, strict=True)])
+    same = np.array([normalize_prompt(a) == normalize_prompt(b) for a, b in zip(texts_a, texts_b, strict=True)])
+
+    def point(cut: float, served: np.ndarray) -> CurvePoint:
+        count, correct = int(served.sum()), int((served & labels).sum())
+        return CurvePoint(float(cut), correct / count if count else 1.0, correct / positives, count, correct)
+
+    curve = [point(cut, same | (~vetoed & (scores >= cut))) for cut in cuts]
+    distance = 1.0 - np.einsum("ij,ij->i", np.asarray(vectors_a), np.asarray(vectors_b))
+    legacy = np.array([legacy_rejection_reason(b, a) is not None for a, b in zip(texts_a, texts_b, strict=True)])
+    return curve, point(BASELINE_THRESHOLD, same | (~legacy & (distance <= BASELINE_THRESHOLD)))
+
+
 def cap_recall(simulation: Simulation) -> float:
     """Share of label-1 pairs whose own text_a is among their candidates (or is the same prompt)."""
     hits = [
@@ -342,6 +359,7 @@ def evaluate_pairs(
     vectors_a = np.asarray(embed_fn([p.text_a for p in pairs]), dtype=np.float32)
     vectors_b = np.asarray(embed_fn([p.text_b for p in pairs]), dtype=np.float32)
     simulation = simulate(pairs, vectors_a, vectors_b, verifier, cap=cap, k=k)
+    pair_curve, pair_baseline = pairwise(pairs, vectors_a, vectors_b, verifier, [*default_cuts(), cut])
     return EvaluationReport(
         pairs=len(pairs),
         positives=sum(p.label for p in pairs),
@@ -354,4 +372,7 @@ def evaluate_pairs(
         baseline=simulation.figures(simulation.baseline_entry()),
         curve=simulation.curve(default_cuts()),
         baseline_curve=simulation.distance_curve([round(t, 2) for t in np.arange(0.05, cap + 1e-9, 0.01)]),
+        pairwise_verifier=pair_curve[-1],
+        pairwise_baseline=pair_baseline,
+        pairwise_curve=pair_curve[:-1],
     )
