@@ -19,32 +19,40 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.verification.corpus import DEFAULT_DATA_DIR, VectorCache, read_pairs  # noqa: E402
-from engine.verification.evaluate import (  # noqa: E402
+from engine.verification.corpus import DEFAULT_DATA_DIR, VectorCache, read_pairs
+from engine.verification.evaluate import (
     DEFAULT_CAP,
     EvaluationReport,
     evaluate_pairs,
 )
-from engine.verification.model import DEFAULT_WEIGHTS, Verifier  # noqa: E402
-from engine.verification.train import NEAR_MISSES  # noqa: E402
+from engine.verification.model import DEFAULT_WEIGHTS, Verifier
+from engine.verification.train import NEAR_MISSES
 
 
 def show(title: str, report: EvaluationReport, curve_cuts: tuple[float, ...]) -> None:
-    print(f"\n== {title}: {report.pairs} pairs, {report.positives} duplicates; cap {report.cap}, k {report.k}")
+    print(
+        f"\n== {title}: {report.pairs} pairs, {report.positives} duplicates; cap {report.cap}, k {report.k}"
+    )
     print(f"   cap recall (own text_a within the cap): {report.cap_recall:.3f}")
     b, v = report.baseline, report.verifier
-    print(f"   baseline (distance <= 0.15 + old checks): precision {b.precision:.3f}  served {b.served:.3f}  ({b.served_count} served)")
+    print(
+        f"   baseline (distance <= 0.15 + old checks): precision {b.precision:.3f}  served {b.served:.3f}  ({b.served_count} served)"
+    )
     print(
         f"   verifier @ target {report.target_precision} (cut {report.cut:.3f}): precision {v.precision:.3f}  "
         f"served {v.served:.3f}  ({v.served_count} served)"
     )
     if report.pairwise_verifier is not None and report.pairwise_baseline is not None:
         pb, pv = report.pairwise_baseline, report.pairwise_verifier
-        print(f"   pair-wise (own text_a only, no search): baseline precision {pb.precision:.3f} served {pb.served:.3f}; verifier precision {pv.precision:.3f} served {pv.served:.3f}")
+        print(
+            f"   pair-wise (own text_a only, no search): baseline precision {pb.precision:.3f} served {pb.served:.3f}; verifier precision {pv.precision:.3f} served {pv.served:.3f}"
+        )
         print("   pair-wise verifier curve  cut   precision  served")
         for point in report.pairwise_curve:
             if any(abs(point.cut - c) < 1e-9 for c in curve_cuts):
-                print(f"                           {point.cut:5.3f}    {point.precision:.3f}    {point.served:.3f}")
+                print(
+                    f"                           {point.cut:5.3f}    {point.precision:.3f}    {point.served:.3f}"
+                )
     print("   verifier curve (simulated cache)   cut   precision  served")
     for point in report.curve:
         if any(abs(point.cut - c) < 1e-9 for c in curve_cuts):
@@ -60,7 +68,9 @@ def show_categories(report: EvaluationReport) -> None:
     for cat in report.verifier.categories:
         b = base[cat.category]
         if cat.positives:
-            print(f"   {cat.category:16s} {cat.positives:5d}  served {b.served_rate:6.1%}          served {cat.served_rate:6.1%}")
+            print(
+                f"   {cat.category:16s} {cat.positives:5d}  served {b.served_rate:6.1%}          served {cat.served_rate:6.1%}"
+            )
         if cat.negatives:
             print(
                 f"   {cat.category:16s} {cat.negatives:5d}  wrong  {b.wrong_served_rate:6.1%}          wrong  {cat.wrong_served_rate:6.1%}"
@@ -87,7 +97,9 @@ def latency(verifier: Verifier, vectors: VectorCache, pairs: list, embed_latency
         verifier.verdicts(texts[n], qv[n], group, cut)
         timings.append((time.perf_counter() - started) * 1000.0)
     ms = np.array(timings)
-    print(f"\n== latency of verdicts(query, 5 candidates), vectors given, cold text caches: p50 {np.percentile(ms, 50):.3f} ms  p99 {np.percentile(ms, 99):.3f} ms  ({len(ms)} checks)")
+    print(
+        f"\n== latency of verdicts(query, 5 candidates), vectors given, cold text caches: p50 {np.percentile(ms, 50):.3f} ms  p99 {np.percentile(ms, 99):.3f} ms  ({len(ms)} checks)"
+    )
     rule_times: list[float] = []
     for a, b in zip(texts, cands, strict=True):
         critical.tokens.cache_clear()
@@ -95,7 +107,9 @@ def latency(verifier: Verifier, vectors: VectorCache, pairs: list, embed_latency
         started = time.perf_counter()
         critical.rejection_reason(a, b)
         rule_times.append((time.perf_counter() - started) * 1e6)
-    print(f"   critical-token rules alone, per pair, cold: p50 {np.percentile(rule_times, 50):.0f} us  p99 {np.percentile(rule_times, 99):.0f} us")
+    print(
+        f"   critical-token rules alone, per pair, cold: p50 {np.percentile(rule_times, 50):.0f} us  p99 {np.percentile(rule_times, 99):.0f} us"
+    )
     if embed_latency:
         from engine.verification.corpus import bundled_embed_fn
 
@@ -106,7 +120,9 @@ def latency(verifier: Verifier, vectors: VectorCache, pairs: list, embed_latency
             started = time.perf_counter()
             embed(cands[n : n + 5])
             e_times.append((time.perf_counter() - started) * 1000.0)
-        print(f"   embedding 5 candidate texts with the bundled model (ONNX Runtime): p50 {np.percentile(e_times, 50):.1f} ms  p99 {np.percentile(e_times, 99):.1f} ms")
+        print(
+            f"   embedding 5 candidate texts with the bundled model (ONNX Runtime): p50 {np.percentile(e_times, 50):.1f} ms  p99 {np.percentile(e_times, 99):.1f} ms"
+        )
 
 
 def main() -> None:
@@ -120,7 +136,9 @@ def main() -> None:
 
     verifier = Verifier.load(args.weights)
     vectors = VectorCache()
-    print(f"verifier {args.weights.name}: {args.weights.stat().st_size} bytes, default target precision {verifier.default_target_precision}, default cut {verifier.default_cut:.3f}")
+    print(
+        f"verifier {args.weights.name}: {args.weights.stat().st_size} bytes, default target precision {verifier.default_target_precision}, default cut {verifier.default_cut:.3f}"
+    )
     print("calibration (calib split of QQP train): target -> cut")
     for target in (0.80, 0.85, 0.88, 0.90, 0.92, 0.95, 0.97):
         print(f"   {target:.2f} -> {verifier.cut_for_precision(target):.3f}")
@@ -136,9 +154,13 @@ def main() -> None:
     show_categories(near_report)
     positives = [c for c in near_report.verifier.categories if c.positives]
     negatives = [c for c in near_report.verifier.categories if c.negatives]
-    wrong = sum(c.wrong_served_rate * c.negatives for c in negatives) / max(sum(c.negatives for c in negatives), 1)
+    wrong = sum(c.wrong_served_rate * c.negatives for c in negatives) / max(
+        sum(c.negatives for c in negatives), 1
+    )
     chat = [c for c in positives if c.category == "paraphrase"]
-    print(f"   overall: wrong-served {wrong:.1%} of {sum(c.negatives for c in negatives)} near misses; chat paraphrases served {chat[0].served_rate if chat else 0:.1%}")
+    print(
+        f"   overall: wrong-served {wrong:.1%} of {sum(c.negatives for c in negatives)} near misses; chat paraphrases served {chat[0].served_rate if chat else 0:.1%}"
+    )
 
     latency(verifier, vectors, dev, not args.skip_embed_latency)
 

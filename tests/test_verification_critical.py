@@ -15,13 +15,29 @@ NEAR_MISSES = [
     ("Concerts in Boston on March 3", "Concerts in Boston on July 3", "dates differ"),
     ("What's the weather in Paris today?", "What's the weather in Paris tomorrow?", "dates differ"),
     ("Can I eat eggs while pregnant?", "Can I not eat eggs while pregnant?", "negation differs"),
-    ("Why can’t I sleep at night?", "Why can I sleep at night?", "negation differs"),
+    ("Why can\u2019t I sleep at night?", "Why can I sleep at night?", "negation differs"),
     ("How do I make bread with yeast?", "How do I make bread without yeast?", "negation differs"),
-    ("My laptop turns on after the update", "My laptop no longer turns on after the update", "negation differs"),
+    (
+        "My laptop turns on after the update",
+        "My laptop no longer turns on after the update",
+        "negation differs",
+    ),
     ("List all fruits except bananas", "List all fruits including bananas", "negation differs"),
-    ("How do I reverse a list in Python?", "How do I reverse a list in Java?", "platform differs: python vs java"),
-    ("How to install Docker on Windows", "How to install Docker on macOS", "platform differs: windows vs macos"),
-    ("Best note taking apps for iPhone", "Best note taking apps for Android", "platform differs: ios vs android"),
+    (
+        "How do I reverse a list in Python?",
+        "How do I reverse a list in Java?",
+        "platform differs: python vs java",
+    ),
+    (
+        "How to install Docker on Windows",
+        "How to install Docker on macOS",
+        "platform differs: windows vs macos",
+    ),
+    (
+        "Best note taking apps for iPhone",
+        "Best note taking apps for Android",
+        "platform differs: ios vs android",
+    ),
     ("How to convert USD to EUR", "How to convert EUR to USD", "direction reversed: usd->eur vs eur->usd"),
     ("How do I get from Boston to Chicago?", "How do I get from Chicago to Boston?", "direction reversed"),
     ("Did Federer beat Nadal in the final?", "Did Nadal beat Federer in the final?", "roles swapped"),
@@ -73,10 +89,17 @@ def test_engine_verify_keeps_its_reason_kinds() -> None:
     # The cache, the client and the query lab compare these exact strings.
     assert verify.rejection_reason("Convert 50 km to miles", "Convert 5 km to miles") == "numbers differ"
     assert verify.rejection_reason("Can I eat eggs?", "Can I not eat eggs?") == "negation differs"
-    assert verify.rejection_detail("Convert 50 km to miles", "Convert 5 km to miles") == "numbers differ: 50 vs 5"
+    assert (
+        verify.rejection_detail("Convert 50 km to miles", "Convert 5 km to miles")
+        == "numbers differ: 50 vs 5"
+    )
     assert verify.rejection_reason("What is machine learning?", "Can you explain machine learning?") is None
 
 
 def test_numbers_are_read_with_their_units_and_written_forms() -> None:
-    assert facts("Run 5km then 3.50 miles and $20").number_units == (("20", "usd"), ("3.5", "mile"), ("5", "km"))
+    assert facts("Run 5km then 3.50 miles and $20").number_units == (
+        ("20", "usd"),
+        ("3.5", "mile"),
+        ("5", "km"),
+    )
     assert facts("two cats and 1,000 dogs").numbers == ("1000", "2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -46,7 +47,11 @@ def test_a_changed_number_is_refused_with_the_numbers_reason(verifier: Verifier)
 
 def test_verdicts_keep_the_candidates_order_and_say_why(verifier: Verifier) -> None:
     query = "how do i reverse a list in python"
-    stored = ["what's the way to reverse a Python list", "how do i reverse a list in java", "best pizza toppings"]
+    stored = [
+        "what's the way to reverse a Python list",
+        "how do i reverse a list in java",
+        "best pizza toppings",
+    ]
     vectors = embed([query, *stored])
     verdicts = verifier.verdicts(query, vectors[0], list(zip(stored, vectors[1:], strict=True)), 0.5)
     assert [v.passed for v in verdicts] == [True, False, False]
@@ -95,8 +100,8 @@ def test_weights_of_another_format_are_refused(tmp_path: Path) -> None:
 def test_calibration_is_monotone_and_cut_for_precision_follows_it(verifier: Verifier) -> None:
     table = verifier.calibration
     assert len(table) > 10
-    assert all(a.cut < b.cut for a, b in zip(table, table[1:], strict=False))
-    assert all(a.precision <= b.precision + 1e-9 for a, b in zip(table, table[1:], strict=False))
+    assert all(a.cut < b.cut for a, b in itertools.pairwise(table))
+    assert all(a.precision <= b.precision + 1e-9 for a, b in itertools.pairwise(table))
     cuts = [verifier.cut_for_precision(p) for p in (0.5, 0.7, 0.8, 0.85, 0.88, 0.9, 0.95)]
     assert cuts == sorted(cuts)
     assert verifier.default_cut == verifier.cut_for_precision(verifier.default_target_precision)
@@ -127,9 +132,13 @@ def test_evaluate_pairs_on_a_small_file(tmp_path: Path, verifier: Verifier) -> N
     ]
     path = tmp_path / "pairs.jsonl"
     path.write_text(
-        "".join(json.dumps({"text_a": a, "text_b": b, "label": y, "category": c}) + "\n" for a, b, y, c in rows)
+        "".join(
+            json.dumps({"text_a": a, "text_b": b, "label": y, "category": c}) + "\n" for a, b, y, c in rows
+        )
     )
-    report = evaluate_pairs(read_pairs(path), verifier, embed, target_precision=verifier.default_target_precision)
+    report = evaluate_pairs(
+        read_pairs(path), verifier, embed, target_precision=verifier.default_target_precision
+    )
     assert report.pairs == 5 and report.positives == 2
     # Nothing wrong is served; which duplicates are served depends on the score (see MODEL_CARD.md: the
     # shipped model scores some near repeats low, e.g. "what's the capital of france" at 0.40).

@@ -90,7 +90,9 @@ class VectorCache:
         for begin in range(0, len(missing), chunk):
             part = missing[begin : begin + chunk]
             embed = self._embedder()
-            vectors = [np.asarray(embed(part[i : i + batch]), dtype=np.float32) for i in range(0, len(part), batch)]
+            vectors = [
+                np.asarray(embed(part[i : i + batch]), dtype=np.float32) for i in range(0, len(part), batch)
+            ]
             self._add(part, np.concatenate(vectors))
             if progress:
                 print(f"  embedded {begin + len(part)}/{len(missing)}", flush=True)

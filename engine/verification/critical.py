@@ -25,10 +25,10 @@ from functools import lru_cache
 # -- words and tokens ----------------------------------------------------------------------------------
 
 #: A word with the characters that belong to code and product names (c++, c#, node.js, snake_case).
-_TOKEN = re.compile(r"[A-Za-z0-9$€£%][A-Za-z0-9_+#'’.\-]*")
-_TRAILING = ".,-'’"
+_TOKEN = re.compile(r"[A-Za-z0-9$€£%][A-Za-z0-9_+#'\u2019.\-]*")
+_TRAILING = ".,-'\u2019"
 _SENTENCE_END = re.compile(r"[.?!:;]\s*$|^\s*$")
-_APOSTROPHE = re.compile(r"[’`]")
+_APOSTROPHE = re.compile(r"[\u2019`]")
 
 _NUMBER_WORDS = {
     "two": "2",
@@ -764,19 +764,25 @@ def facts(text: str) -> Facts:
         prev = lowers[i - 1] if i else ""
         if bare in _PRODUCTS:
             products.add(_PRODUCTS[bare])
-        elif bare in _AMBIGUOUS_PRODUCTS and (
-            (tok.text[:1].isupper() and not tok.initial and not title_case) or prev in _PRODUCT_CONTEXT
+        elif (
+            bare in _AMBIGUOUS_PRODUCTS
+            and ((tok.text[:1].isupper() and not tok.initial and not title_case) or prev in _PRODUCT_CONTEXT)
+            and (bare not in {"go", "word", "edge", "c", "r"} or tok.text[:1].isupper())
         ):
-            if bare not in {"go", "word", "edge", "c", "r"} or tok.text[:1].isupper():
-                products.add(_AMBIGUOUS_PRODUCTS[bare])
+            products.add(_AMBIGUOUS_PRODUCTS[bare])
         form = _name_form(tok.text)
         if not form or form in _NOT_NAMES or form.isdigit():
             continue
-        if _is_identifier(tok.text) or bare in _PRODUCTS:
+        if (
+            _is_identifier(tok.text)
+            or bare in _PRODUCTS
+            or (
+                tok.text[:1].isupper()
+                and not title_case
+                and (not tok.initial or (tok.text.isupper() and len(tok.text) >= 2))
+            )
+        ):
             names.append(form)
-        elif tok.text[:1].isupper() and not title_case:
-            if not tok.initial or (tok.text.isupper() and len(tok.text) >= 2):
-                names.append(form)
 
     # Direction: "x to y", "x into y", "x than y" and "from x ... to y" over the words without articles.
     content = [w.rstrip("?!.,:;") for w in lowers if w not in _ARTICLES]
@@ -831,9 +837,7 @@ def numbers_rule(a: Facts, b: Facts, text_a: str, text_b: str) -> str | None:
         version_a = {v for _, v in a.versions}
         version_b = {v for _, v in b.versions}
         if (version_a - version_b) or (version_b - version_a):
-            return (
-                f"versions differ: {_listed(_versioned(a, only_a))} vs {_listed(_versioned(b, only_b))}"
-            )
+            return f"versions differ: {_listed(_versioned(a, only_a))} vs {_listed(_versioned(b, only_b))}"
         years = [v for v in (*only_a, *only_b) if len(v) == 4 and v[:2] in {"19", "20"}]
         kind = "years" if years else "numbers"
         return f"{kind} differ: {_listed(only_a)} vs {_listed(only_b)}"

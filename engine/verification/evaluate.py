@@ -56,7 +56,9 @@ def legacy_rejection_reason(query: str, candidate: str) -> str | None:
         n.replace(",", "") for n in _LEGACY_NUMBER.findall(candidate)
     }:
         return "numbers differ"
-    negated = [any(w in _LEGACY_NEGATIONS for w in _LEGACY_WORD.findall(t.lower())) for t in (query, candidate)]
+    negated = [
+        any(w in _LEGACY_NEGATIONS for w in _LEGACY_WORD.findall(t.lower())) for t in (query, candidate)
+    ]
     if negated[0] != negated[1]:
         return "negation differs"
     return None
@@ -131,7 +133,9 @@ class Simulation:
     def served_entry(self, cut: float) -> np.ndarray:
         """The entry served for each query at ``cut`` (-1 for none): the best passing candidate."""
         out = np.full(len(self.pairs), -1, dtype=np.int64)
-        for i, (cands, scores, vetoed) in enumerate(zip(self.candidates, self.scores, self.vetoed, strict=True)):
+        for i, (cands, scores, vetoed) in enumerate(
+            zip(self.candidates, self.scores, self.vetoed, strict=True)
+        ):
             if self.same_text[i]:
                 out[i] = self.own[i]
                 continue
@@ -189,7 +193,9 @@ class Simulation:
         labels = np.array([p.label for p in self.pairs], dtype=bool)
         best = np.full(len(self.pairs), -1.0)
         right = np.zeros(len(self.pairs), dtype=bool)
-        for i, (cands, scores, vetoed) in enumerate(zip(self.candidates, self.scores, self.vetoed, strict=True)):
+        for i, (cands, scores, vetoed) in enumerate(
+            zip(self.candidates, self.scores, self.vetoed, strict=True)
+        ):
             if self.same_text[i]:
                 best[i], right[i] = 2.0, True
             elif (~vetoed).any():
@@ -217,7 +223,9 @@ class Simulation:
             correct = int((served & (entry == self.own) & labels).sum())
             count = int(served.sum())
             points.append(
-                CurvePoint(float(threshold), correct / count if count else 1.0, correct / positives, count, correct)
+                CurvePoint(
+                    float(threshold), correct / count if count else 1.0, correct / positives, count, correct
+                )
             )
         return points
 
@@ -260,7 +268,11 @@ def simulate(
             exact = entry_of.get(query_keys[offset])
             if exact is not None:
                 sims[row, exact] = -2.0  # an exact repeat is served before the search
-            top = np.argpartition(-sims[row], min(k, len(entries) - 1))[:k] if len(entries) > k else np.arange(len(entries))
+            top = (
+                np.argpartition(-sims[row], min(k, len(entries) - 1))[:k]
+                if len(entries) > k
+                else np.arange(len(entries))
+            )
             top = top[np.argsort(-sims[row, top])]
             dist = 1.0 - sims[row, top]
             keep = dist <= cap
@@ -280,11 +292,17 @@ def simulate(
     else:
         flat_scores = 1.0 - (np.concatenate(distances) if distances else np.zeros(0))
     flat_veto = np.array(
-        [critical.rejection_reason(pairs[i].text_b, entries[j]) is not None for i, j in zip(flat_query, flat_entry, strict=True)],
+        [
+            critical.rejection_reason(pairs[i].text_b, entries[j]) is not None
+            for i, j in zip(flat_query, flat_entry, strict=True)
+        ],
         dtype=bool,
     )
     flat_legacy = np.array(
-        [legacy_rejection_reason(pairs[i].text_b, entries[j]) is not None for i, j in zip(flat_query, flat_entry, strict=True)],
+        [
+            legacy_rejection_reason(pairs[i].text_b, entries[j]) is not None
+            for i, j in zip(flat_query, flat_entry, strict=True)
+        ],
         dtype=bool,
     )
     bounds = np.cumsum([0] + [len(c) for c in candidates])
@@ -302,7 +320,11 @@ def simulate(
 
 
 def pairwise(
-    pairs: Sequence[Pair], vectors_a: np.ndarray, vectors_b: np.ndarray, verifier: Verifier, cuts: Sequence[float]
+    pairs: Sequence[Pair],
+    vectors_a: np.ndarray,
+    vectors_b: np.ndarray,
+    verifier: Verifier,
+    cuts: Sequence[float],
 ) -> tuple[list[CurvePoint], CurvePoint]:
     """Each pair judged alone (serve text_a for text_b?): the verifier's curve over ``cuts``, and the
     baseline (distance <= 0.15 and the legacy checks)."""
@@ -310,8 +332,12 @@ def pairwise(
     positives = max(int(labels.sum()), 1)
     texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
     scores = verifier.scores(pair_features(texts_b, vectors_b, texts_a, vectors_a))
-    vetoed = np.array([critical.rejection_reason(b, a) is not None for a, b in zip(texts_a, texts_b, strict=True)])
-    same = np.array([normalize_prompt(a) == normalize_prompt(b) for a, b in zip(texts_a, texts_b, strict=True)])
+    vetoed = np.array(
+        [critical.rejection_reason(b, a) is not None for a, b in zip(texts_a, texts_b, strict=True)]
+    )
+    same = np.array(
+        [normalize_prompt(a) == normalize_prompt(b) for a, b in zip(texts_a, texts_b, strict=True)]
+    )
 
     def point(cut: float, served: np.ndarray) -> CurvePoint:
         count, correct = int(served.sum()), int((served & labels).sum())
@@ -319,7 +345,9 @@ def pairwise(
 
     curve = [point(cut, same | (~vetoed & (scores >= cut))) for cut in cuts]
     distance = 1.0 - np.einsum("ij,ij->i", np.asarray(vectors_a), np.asarray(vectors_b))
-    legacy = np.array([legacy_rejection_reason(b, a) is not None for a, b in zip(texts_a, texts_b, strict=True)])
+    legacy = np.array(
+        [legacy_rejection_reason(b, a) is not None for a, b in zip(texts_a, texts_b, strict=True)]
+    )
     return curve, point(BASELINE_THRESHOLD, same | (~legacy & (distance <= BASELINE_THRESHOLD)))
 
 

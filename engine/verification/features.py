@@ -49,7 +49,7 @@ WIDTH = len(SCALAR_NAMES) + 2 * DIMENSION
 
 @lru_cache(maxsize=4096)
 def _text_parts(text: str) -> tuple[frozenset[str], frozenset[str], frozenset[str], int, str, str]:
-    lower = text.lower().replace("’", "'")
+    lower = text.lower().replace("\u2019", "'")
     words = _WORD.findall(lower)
     content = frozenset(w for w in words if w not in critical._STOP)
     squashed = " ".join(words)

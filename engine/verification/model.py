@@ -85,11 +85,15 @@ class Verifier:
         except FileNotFoundError:
             raise VerifierError(f"the verifier's weights {path} are missing", _RETRAIN_HINT) from None
         except OSError as exc:
-            raise VerifierError(f"the verifier's weights {path} cannot be read: {exc}", _RETRAIN_HINT) from None
+            raise VerifierError(
+                f"the verifier's weights {path} cannot be read: {exc}", _RETRAIN_HINT
+            ) from None
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise VerifierError(f"the verifier's manifest {manifest_path} is missing", _RETRAIN_HINT) from None
+            raise VerifierError(
+                f"the verifier's manifest {manifest_path} is missing", _RETRAIN_HINT
+            ) from None
         except (OSError, ValueError) as exc:
             raise VerifierError(
                 f"the verifier's manifest {manifest_path} is unreadable: {exc}", _RETRAIN_HINT
@@ -125,9 +129,12 @@ class Verifier:
                 precisions = np.asarray(data["calib_precision"], dtype=np.float64)
                 served = np.asarray(data["calib_served"], dtype=np.float64)
         except (KeyError, ValueError, OSError) as exc:
-            raise VerifierError(f"the verifier's weights {path} are unreadable: {exc}", _RETRAIN_HINT) from None
+            raise VerifierError(
+                f"the verifier's weights {path} are unreadable: {exc}", _RETRAIN_HINT
+            ) from None
         calibration = [
-            CalibrationPoint(float(c), float(p), float(s)) for c, p, s in zip(cuts, precisions, served, strict=True)
+            CalibrationPoint(float(c), float(p), float(s))
+            for c, p, s in zip(cuts, precisions, served, strict=True)
         ]
         return cls(
             layers=layers,
@@ -161,7 +168,8 @@ class Verifier:
             from engine.errors import InvalidInputError
 
             raise InvalidInputError(
-                f"target precision {precision} is out of range", "use a number above 0 and at most 1, e.g. 0.9"
+                f"target precision {precision} is out of range",
+                "use a number above 0 and at most 1, e.g. 0.9",
             )
         for point in self.calibration:  # sorted by cut, ascending
             if point.precision >= precision:
@@ -187,8 +195,12 @@ class Verifier:
         if not candidates:
             return []
         texts = [text for text, _ in candidates]
-        vectors = np.stack([np.asarray(vector, dtype=np.float32).reshape(DIMENSION) for _, vector in candidates])
-        query_vectors = np.broadcast_to(np.asarray(query_vector, dtype=np.float32).reshape(1, DIMENSION), vectors.shape)
+        vectors = np.stack(
+            [np.asarray(vector, dtype=np.float32).reshape(DIMENSION) for _, vector in candidates]
+        )
+        query_vectors = np.broadcast_to(
+            np.asarray(query_vector, dtype=np.float32).reshape(1, DIMENSION), vectors.shape
+        )
         scores = self.scores(pair_features([query] * len(texts), query_vectors, texts, vectors))
         verdicts: list[Verdict] = []
         for text, score in zip(texts, scores, strict=True):
@@ -225,7 +237,7 @@ def save(
     import io
 
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
     blob = buffer.getvalue()
     path.write_bytes(blob)
     manifest = {
@@ -235,5 +247,7 @@ def save(
         "sha256": hashlib.sha256(blob).hexdigest(),
         "bytes": len(blob),
     }
-    path.with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.with_suffix(".json").write_text(
+        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return manifest

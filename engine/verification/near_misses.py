@@ -222,7 +222,10 @@ NUMBERS: dict[str, Templates] = {
         ("Best laptops under ${big}", "Best laptops under ${big2}"),
         ("Events happening in {city} on {mon} {d}", "Events happening in {city} on {mon} {d2}"),
         ("What was the population of India in {y}?", "What was the population of India in {z}?"),
-        ("How long to boil an egg for {n} minutes vs soft", "How long to boil an egg for {m} minutes vs soft"),
+        (
+            "How long to boil an egg for {n} minutes vs soft",
+            "How long to boil an egg for {m} minutes vs soft",
+        ),
     ],
 }
 NUM_SLOTS = {
@@ -362,9 +365,9 @@ def generate(seed: int = 0) -> list[dict[str, object]]:
     seen: set[tuple[str, str]] = set()
     unique: list[dict[str, object]] = []
     for row in rows:
-        key = (str(row["text_a"]), str(row["text_b"]))
-        if key not in seen:
-            seen.add(key)
+        pair_key = (str(row["text_a"]), str(row["text_b"]))
+        if pair_key not in seen:
+            seen.add(pair_key)
             unique.append(row)
     return unique
 

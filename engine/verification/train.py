@@ -81,7 +81,13 @@ def build_training_set(
     w = [np.array([NEAR_MISS_WEIGHT if p.category != "qqp" else 1.0 for p in pairs], dtype=np.float32)]
     if mine:
         qqp = [p for p in pairs if p.category == "qqp"]
-        sim = simulate(qqp, vectors.vectors([p.text_a for p in qqp]), vectors.vectors([p.text_b for p in qqp]), None, cap=cap)
+        sim = simulate(
+            qqp,
+            vectors.vectors([p.text_a for p in qqp]),
+            vectors.vectors([p.text_b for p in qqp]),
+            None,
+            cap=cap,
+        )
         mined = mined_negatives(sim)
         qa = [qqp[i].text_b for i, _ in mined]
         ea = [sim.entries[j] for _, j in mined]
@@ -140,11 +146,16 @@ def train_mlp(
             linears = [m for m in net if isinstance(m, torch.nn.Linear)]
             layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
             best = (auc, epoch, layers)
-    return best[2], mean.astype(np.float32), scale.astype(np.float32), {
-        "val_auc_by_epoch": history,
-        "best_epoch": best[1] + 1,
-        "best_val_auc": round(best[0], 5),
-    }
+    return (
+        best[2],
+        mean.astype(np.float32),
+        scale.astype(np.float32),
+        {
+            "val_auc_by_epoch": history,
+            "best_epoch": best[1] + 1,
+            "best_val_auc": round(best[0], 5),
+        },
+    )
 
 
 def calibration_table(points: Sequence[CurvePoint]) -> list[CalibrationPoint]:
@@ -168,13 +179,19 @@ def calibration_table(points: Sequence[CurvePoint]) -> list[CalibrationPoint]:
     return list(reversed(table))
 
 
-def operating_points(simulation: Simulation, targets: Sequence[float] = (0.85, 0.88, 0.9, 0.92, 0.95)) -> dict[str, Any]:
+def operating_points(
+    simulation: Simulation, targets: Sequence[float] = (0.85, 0.88, 0.9, 0.92, 0.95)
+) -> dict[str, Any]:
     curve = simulation.curve([round(c, 4) for c in np.linspace(0.0, 1.0, 401)])
     out: dict[str, Any] = {}
     for target in targets:
         meeting = [p for p in curve if p.precision >= target and p.served_count >= MIN_SUPPORT]
         best = max(meeting, key=lambda p: p.served, default=None)
-        out[str(target)] = None if best is None else {"cut": best.cut, "precision": round(best.precision, 4), "served": round(best.served, 4)}
+        out[str(target)] = (
+            None
+            if best is None
+            else {"cut": best.cut, "precision": round(best.precision, 4), "served": round(best.served, 4)}
+        )
     return out
 
 
@@ -198,26 +215,48 @@ def main(argv: Sequence[str] | None = None) -> None:
     for pair in qqp:
         by_split[split_of(pair)].append(pair)
     vectors = VectorCache(args.cache_dir)
-    print(f"QQP train: {len(qqp)} pairs ({', '.join(f'{k} {len(v)}' for k, v in by_split.items())}); near-miss train: {len(near)}", flush=True)
+    print(
+        f"QQP train: {len(qqp)} pairs ({', '.join(f'{k} {len(v)}' for k, v in by_split.items())}); near-miss train: {len(near)}",
+        flush=True,
+    )
 
     fit_pairs = by_split["fit"] + near
     x, y, w = build_training_set(fit_pairs, vectors, mine=args.mine, cap=DEFAULT_CAP)
     val = by_split["val"]
-    xv = pair_features([p.text_b for p in val], vectors.vectors([p.text_b for p in val]), [p.text_a for p in val], vectors.vectors([p.text_a for p in val]))
+    xv = pair_features(
+        [p.text_b for p in val],
+        vectors.vectors([p.text_b for p in val]),
+        [p.text_a for p in val],
+        vectors.vectors([p.text_a for p in val]),
+    )
     yv = np.array([p.label for p in val], dtype=np.float32)
-    print(f"features: {x.shape[0]} training rows x {WIDTH} ({int(y.sum())} positive); {time.perf_counter() - started:.0f}s", flush=True)
+    print(
+        f"features: {x.shape[0]} training rows x {WIDTH} ({int(y.sum())} positive); {time.perf_counter() - started:.0f}s",
+        flush=True,
+    )
 
     layers, mean, scale, history = train_mlp(x, y, w, (xv, yv), args.seed, args.epochs)
     trained = time.perf_counter()
     provisional = Verifier(layers, mean, scale, [], DEFAULT_TARGET_PRECISION)
 
     def sim_of(pairs: list[Pair], verifier: Verifier | None) -> Simulation:
-        return simulate(pairs, vectors.vectors([p.text_a for p in pairs]), vectors.vectors([p.text_b for p in pairs]), verifier, cap=DEFAULT_CAP, k=DEFAULT_K)
+        return simulate(
+            pairs,
+            vectors.vectors([p.text_a for p in pairs]),
+            vectors.vectors([p.text_b for p in pairs]),
+            verifier,
+            cap=DEFAULT_CAP,
+            k=DEFAULT_K,
+        )
 
     calib_sim = sim_of(by_split["calib"], provisional)
     calib = by_split["calib"]
     calib_curve, calib_base = pairwise(
-        calib, vectors.vectors([p.text_a for p in calib]), vectors.vectors([p.text_b for p in calib]), provisional, CUTS
+        calib,
+        vectors.vectors([p.text_a for p in calib]),
+        vectors.vectors([p.text_b for p in calib]),
+        provisional,
+        CUTS,
     )
     table = calibration_table(calib_curve)
     val_sim = sim_of(val, provisional)
@@ -233,9 +272,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "cap_recall": {"val": round(cap_recall(val_sim), 4), "calib": round(cap_recall(calib_sim), 4)},
         "val_operating_points_mlp_simulated": operating_points(val_sim),
         "calib_operating_points_mlp_simulated": operating_points(calib_sim),
-        "calib_pairwise_baseline_0.15": {"precision": round(calib_base.precision, 4), "served": round(calib_base.served, 4)},
+        "calib_pairwise_baseline_0.15": {
+            "precision": round(calib_base.precision, 4),
+            "served": round(calib_base.served, 4),
+        },
         "calib_pairwise_table": [
-            {"cut": p.cut, "precision": round(p.precision, 4), "served": round(p.served, 4)} for p in table[::10]
+            {"cut": p.cut, "precision": round(p.precision, 4), "served": round(p.served, 4)}
+            for p in table[::10]
         ],
     }
     base_val = sim_of(val, None)
@@ -290,7 +333,9 @@ def compare_candidates(
     lr = LogisticRegression(C=0.1, max_iter=2000)
     lr.fit((x - mean) / scale, y, sample_weight=w)
     layer = [(lr.coef_.T.astype(np.float32), lr.intercept_.astype(np.float32))]
-    verifier = Verifier(layer, mean.astype(np.float32), scale.astype(np.float32), [], DEFAULT_TARGET_PRECISION)
+    verifier = Verifier(
+        layer, mean.astype(np.float32), scale.astype(np.float32), [], DEFAULT_TARGET_PRECISION
+    )
     out["logistic_regression"] = {
         "val_auc": round(float(roc_auc_score(yv, verifier.scores(xv))), 5),
         "val_operating_points": operating_points(sim_of(val, verifier)),
@@ -298,7 +343,13 @@ def compare_candidates(
     layers, m, sc, history = train_mlp(x, y, w, (xv, yv), seed, 12, hidden=(64,))
     small = Verifier(layers, m, sc, [], DEFAULT_TARGET_PRECISION)
     out["mlp_64"] = {**history, "val_operating_points": operating_points(sim_of(val, small))}
-    distance = Verifier([(np.eye(x.shape[1], 1, dtype=np.float32) * 50.0, np.array([-42.5], dtype=np.float32))], np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32), [], DEFAULT_TARGET_PRECISION)
+    distance = Verifier(
+        [(np.eye(x.shape[1], 1, dtype=np.float32) * 50.0, np.array([-42.5], dtype=np.float32))],
+        np.zeros(x.shape[1], np.float32),
+        np.ones(x.shape[1], np.float32),
+        [],
+        DEFAULT_TARGET_PRECISION,
+    )
     out["cosine_only_auc"] = round(float(roc_auc_score(yv, distance.scores(xv))), 5)
     return out
 
