@@ -14,11 +14,10 @@ The embedder is shared when a move does not change the identity, so no model loa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.cache import CachePolicy, SemanticCache
+from engine.cache import CacheObserver, CachePolicy, SemanticCache
 from engine.config import Settings
 from engine.embeddings import create_embedder
 from engine.embeddings.base import Embedder
@@ -34,11 +33,11 @@ log = logging.getLogger("semcache")
 @dataclass(frozen=True, slots=True)
 class Instruments:
     """What a server watches on the caches it serves: concurrent embeddings batched over ``lanes`` calls in
-    flight and reported to ``on_embed_batch``, and each store seen through ``watch_store``."""
+    flight and reported to ``on_embed_batch``, and the cache's searches and stores reported to ``observer``."""
 
     lanes: int
     on_embed_batch: BatchObserver
-    watch_store: Callable[[VectorStore], VectorStore]
+    observer: CacheObserver
 
     def embedder(self, embedder: Embedder) -> Embedder:
         """``embedder`` batched; one already batched keeps its lanes and gets the observer if it has none."""
@@ -51,7 +50,7 @@ class Instruments:
     def fit(self, cache: SemanticCache) -> SemanticCache:
         """Give a cache built elsewhere (by the caller of ``create_app``) the same instruments."""
         cache.embedder = self.embedder(cache.embedder)
-        cache.vector_store = self.watch_store(cache.vector_store)
+        cache.observer = self.observer
         return cache
 
 
@@ -60,7 +59,7 @@ def _cache(
 ) -> SemanticCache:
     if instruments is None:
         return SemanticCache(store, embedder, policy)
-    return SemanticCache(instruments.watch_store(store), instruments.embedder(embedder), policy)
+    return SemanticCache(store, instruments.embedder(embedder), policy, instruments.observer)
 
 
 def policy_from_settings(settings: Settings) -> CachePolicy:

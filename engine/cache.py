@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -89,11 +89,26 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
+class CacheObserver(Protocol):
+    """What a server watches inside the cache (engine/server/instrument.py): searches and stores."""
+
+    def searched(self, seconds: float) -> None: ...
+
+    def stored(self, entries: int) -> None: ...
+
+
 class SemanticCache:
-    def __init__(self, store: VectorStore, embedder: Embedder, policy: CachePolicy | None = None) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        policy: CachePolicy | None = None,
+        observer: CacheObserver | None = None,
+    ) -> None:
         self.vector_store = store
         self.embedder = embedder
         self.policy = policy or CachePolicy()
+        self.observer = observer
         self._ready: asyncio.Future[EmbedderIdentity] | None = None
         self._opened = False
 
@@ -184,6 +199,23 @@ class SemanticCache:
     def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
         return judge(self.policy, prompt, match, threshold)
 
+    # -- the store, watched ------------------------------------------------------------------------------
+
+    async def _search(
+        self, vector: np.ndarray, *, scope: str, k: int, max_distance: float | None
+    ) -> list[Match]:
+        started = time.perf_counter()
+        try:
+            return await self.vector_store.search(vector, scope=scope, k=k, max_distance=max_distance)
+        finally:
+            if self.observer is not None:
+                self.observer.searched(time.perf_counter() - started)
+
+    async def _upsert(self, items: list[tuple[CacheEntry, np.ndarray]]) -> None:
+        await self.vector_store.upsert(items)
+        if self.observer is not None:
+            self.observer.stored(len(items))
+
     # -- operations --------------------------------------------------------------------------------------
 
     async def check(
@@ -202,7 +234,7 @@ class SemanticCache:
             result = CheckResult(prompt, scope, limit, True, [Match(exact, 0.0)], 0.0, exact=True)
         else:
             vector = (await self.embedder.embed([prompt]))[0]
-            candidates = await self.vector_store.search(vector, scope=scope, k=k, max_distance=limit)
+            candidates = await self._search(vector, scope=scope, k=k, max_distance=limit)
             accepted: list[Match] = []
             rejected: list[tuple[Match, str]] = []
             for match in candidates:
@@ -231,7 +263,7 @@ class SemanticCache:
             raise InvalidInputError(f"k={k} is out of range", f"ask for 1 to {MAX_K} matches")
         await self.start()
         vector = (await self.embedder.embed([prompt]))[0]
-        return await self.vector_store.search(vector, scope=scope, k=k, max_distance=None)
+        return await self._search(vector, scope=scope, k=k, max_distance=None)
 
     def _entry(self, request: StoreRequest, now: float) -> CacheEntry:
         prompt = self._prompt(request.prompt)
@@ -275,7 +307,7 @@ class SemanticCache:
         await self.start()
         batch = list(unique.values())
         vectors = await self.embedder.embed([entry.prompt for entry in batch])
-        await self.vector_store.upsert(list(zip(batch, vectors, strict=True)))
+        await self._upsert(list(zip(batch, vectors, strict=True)))
         return entries
 
     # -- backup and restore (engine/backup/) ------------------------------------------------------------
@@ -366,7 +398,7 @@ class SemanticCache:
                 items.append((entry, fresh[i]))
             else:
                 items.append((entry, normalize_rows(np.asarray(vector, dtype=np.float32))[0]))
-        await self.vector_store.upsert(items)
+        await self._upsert(items)
         result.written = len(items)
         result.embedded = len(missing)
         return result

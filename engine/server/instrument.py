@@ -1,11 +1,10 @@
-"""The server's instruments: the batching embedder and a stopwatch on the store's search, for every cache
-the server serves (given to the cache as it is built, engine/assembly.py)."""
+"""The server's instruments: the batching embedder and the metrics' watch on searches and stores, for every
+cache the server serves (given to the cache as it is built, engine/assembly.py)."""
 
 from __future__ import annotations
 
 from engine.assembly import Instruments
-from engine.server.metrics import InstrumentedStore, ServerMetrics
-from engine.stores.base import VectorStore
+from engine.server.metrics import ServerMetrics
 
 #: Embedding calls in flight at once: while one computes, the requests of the last one search and answer,
 #: so the model never waits on the event loop. Measured on 2 cores (bench/server.py), two lanes serve about
@@ -15,10 +14,4 @@ EMBED_LANES = 2
 
 def server_instruments(metrics: ServerMetrics) -> Instruments:
     """Concurrent checks share one embedding call; searches and stores are timed and counted."""
-
-    def watch(store: VectorStore) -> VectorStore:
-        if isinstance(store, InstrumentedStore):
-            return store
-        return InstrumentedStore(store, metrics)
-
-    return Instruments(lanes=EMBED_LANES, on_embed_batch=metrics.observe_embed_batch, watch_store=watch)
+    return Instruments(lanes=EMBED_LANES, on_embed_batch=metrics.observe_embed_batch, observer=metrics)

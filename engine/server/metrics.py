@@ -10,15 +10,9 @@ figures they share through the store (entries, hits and misses of every replica)
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Sequence
-from typing import Any
 
-import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-
-from engine.models import Match
 
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -52,7 +46,7 @@ class ServerMetrics:
         self.misses = Counter(
             "semcache_cache_misses_total", "Checks answered with a miss", registry=self.registry
         )
-        self.stored = Counter("semcache_cache_stored_total", "Entries stored", registry=self.registry)
+        self.stored_total = Counter("semcache_cache_stored_total", "Entries stored", registry=self.registry)
         self.embed_seconds = Histogram(
             "semcache_embed_duration_seconds",
             "Time of one (batched) call of the embedder",
@@ -72,6 +66,13 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+    # The cache's observer (engine/cache.py CacheObserver): every search and store of every cache served.
+    def searched(self, seconds: float) -> None:
+        self.search_seconds.observe(seconds)
+
+    def stored(self, entries: int) -> None:
+        self.stored_total.inc(entries)
+
     def observe_embed_batch(self, texts: int, requests: int, seconds: float) -> None:
         self.embed_seconds.observe(seconds)
         self.embed_batch_size.observe(texts)
@@ -82,31 +83,3 @@ class ServerMetrics:
             MultiProcessCollector(combined)
             return generate_latest(combined)
         return generate_latest(self.registry)
-
-
-class InstrumentedStore:
-    """A store seen through a stopwatch on ``search``; everything else is the store itself."""
-
-    def __init__(self, inner: Any, metrics: ServerMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-
-    @property
-    def wrapped(self) -> Any:
-        return self._inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    async def search(
-        self, vector: np.ndarray, *, scope: str, k: int, max_distance: float | None = None
-    ) -> list[Match]:
-        started = time.perf_counter()
-        try:
-            return await self._inner.search(vector, scope=scope, k=k, max_distance=max_distance)
-        finally:
-            self._metrics.search_seconds.observe(time.perf_counter() - started)
-
-    async def upsert(self, items: Sequence[Any]) -> None:
-        await self._inner.upsert(items)
-        self._metrics.stored.inc(len(items))
