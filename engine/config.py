@@ -46,6 +46,9 @@ ALLOWED: dict[str, str] = {
     "SEMCACHE_CORS_ORIGINS": "must be a comma-separated list of origins (https://example.com) or *",
     "SEMCACHE_MAX_BODY_BYTES": "must be a whole number of bytes, 1024 or more",
     "SEMCACHE_PURGE_INTERVAL": "must be a number of seconds greater than 0",
+    "SEMCACHE_UPSTREAM_URL": "must be an http:// or https:// base URL of an OpenAI-compatible API (e.g. .../v1)",
+    "SEMCACHE_UPSTREAM_TIMEOUT": "must be a number of seconds greater than 0",
+    "SEMCACHE_PROXY_MAX_TEMPERATURE": "must be a temperature, 0 or more (unset: no ceiling)",
 }
 
 
@@ -128,6 +131,31 @@ class Settings(BaseSettings):
     purge_interval: float = Field(
         60.0, validation_alias=_env("SEMCACHE_PURGE_INTERVAL", "purge_interval"), gt=0
     )
+
+    # The OpenAI-compatible caching proxy (engine/proxy): mounted only when an upstream is configured.
+    upstream_url: str | None = Field(None, validation_alias=_env("SEMCACHE_UPSTREAM_URL", "upstream_url"))
+    upstream_timeout: float = Field(
+        600.0, validation_alias=_env("SEMCACHE_UPSTREAM_TIMEOUT", "upstream_timeout"), gt=0
+    )
+    proxy_max_temperature: float | None = Field(
+        None, validation_alias=_env("SEMCACHE_PROXY_MAX_TEMPERATURE", "proxy_max_temperature"), ge=0
+    )
+    proxy_store_length: bool = Field(
+        False, validation_alias=_env("SEMCACHE_PROXY_STORE_LENGTH", "proxy_store_length")
+    )
+    proxy_store_tool_calls: bool = Field(
+        False, validation_alias=_env("SEMCACHE_PROXY_STORE_TOOL_CALLS", "proxy_store_tool_calls")
+    )
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _upstream_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("not an http url")
+        return value.rstrip("/")
 
     @field_validator("ollama_base_url")
     @classmethod

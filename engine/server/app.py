@@ -101,6 +101,10 @@ def create_app(settings: Settings | None = None, cache: CacheService | None = No
     app.include_router(health_router)
     app.include_router(cache_router)
     app.include_router(metrics_router)
+    if settings.upstream_url:  # the OpenAI-compatible caching proxy
+        from engine.proxy import proxy_router
+
+        app.include_router(proxy_router(state))
 
     # Added innermost first: the request log sees everything, including 413s and 429s.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

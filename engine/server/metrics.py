@@ -65,6 +65,30 @@ class ServerMetrics:
             buckets=_STAGE_BUCKETS,
             registry=self.registry,
         )
+        # The OpenAI-compatible proxy (engine/proxy), when an upstream is configured.
+        self.proxy_requests = Counter(
+            "semcache_proxy_requests_total",
+            "Requests to the proxy's completion routes, by route and outcome (hit, miss, bypass)",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
+        self.proxy_upstream_seconds = Histogram(
+            "semcache_proxy_upstream_duration_seconds",
+            "Time until the upstream's answer was complete (the whole stream for a streamed one)",
+            buckets=(*_STAGE_BUCKETS, 30.0, 60.0, 120.0, 300.0),
+            registry=self.registry,
+        )
+        self.proxy_upstream_errors = Counter(
+            "semcache_proxy_upstream_errors_total",
+            "Upstream failures passed to the client, by kind (status, timeout, connection, stream)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.proxy_tokens_saved = Counter(
+            "semcache_proxy_tokens_saved_total",
+            "Estimate of upstream tokens saved: the prompt and completion tokens of the answers served on hits",
+            registry=self.registry,
+        )
 
     # The cache's observer (engine/cache.py CacheObserver): every search and store of every cache served.
     def searched(self, seconds: float) -> None:
