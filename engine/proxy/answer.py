@@ -93,7 +93,7 @@ class Answer:
             return None
         usage: dict[str, Any] = body["usage"] if isinstance(body.get("usage"), dict) else {}
         if kind == "chat":
-            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
             text, tool_calls = message.get("content"), message.get("tool_calls") or None
         else:
             text, tool_calls = choice.get("text"), None

@@ -212,13 +212,24 @@ class CachingProxy:
     async def _relay(
         self, upstream: httpx.Response, started: float, kind: Kind | None, store: Lookup | None
     ) -> AsyncIterator[bytes]:
-        """The upstream's body as it arrives. When the client goes away, Starlette cancels this at its next
-        ``await``: the upstream is closed and nothing is stored."""
+        """The upstream's body as it arrives. A streamed answer is stored just before its ``[DONE]`` is
+        passed on (clients may hang up as soon as they read it); when the client goes away earlier,
+        Starlette cancels this at its next ``await``: the upstream is closed and nothing is stored."""
         assembler = StreamAssembler(kind) if kind is not None and store is not None else None
+        observed = False
         try:
             async for data in upstream.aiter_bytes():
-                if assembler is not None:
+                if assembler is not None and store is not None:
                     assembler.feed(data)
+                    if assembler.done:
+                        cut = data.find(b"data: [DONE]")
+                        if cut > 0:
+                            yield data[:cut]
+                            data = data[cut:]
+                        self.state.metrics.proxy_upstream_seconds.observe(time.perf_counter() - started)
+                        observed = True
+                        await self._store(store, assembler.answer())
+                        assembler = None
                 yield data
         except httpx.HTTPError as exc:
             # The client sees the stream end without [DONE]; nothing is stored.
@@ -227,9 +238,10 @@ class CachingProxy:
             return
         finally:
             await upstream.aclose()
-        self.state.metrics.proxy_upstream_seconds.observe(time.perf_counter() - started)
-        if assembler is not None and store is not None:
-            await self._store(store, assembler.answer())
+        if assembler is not None:
+            log.info("proxy: not stored: the upstream's stream ended without [DONE]")
+        if not observed:
+            self.state.metrics.proxy_upstream_seconds.observe(time.perf_counter() - started)
 
     async def _store(self, lookup: Lookup, answer: Answer | None) -> None:
         if answer is None:
