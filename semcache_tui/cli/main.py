@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     serve.add_argument("--json-logs", action="store_true", help="log one JSON object per line")
+    serve.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="serve an OpenAI-compatible caching proxy in front of this base URL (SEMCACHE_UPSTREAM_URL)",
+    )
     add_global_options(parser, suppress=False)
 
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -54,4 +54,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         embedding_output_dimension=args.dimension,
         ollama_base_url=args.ollama_url,
         api_key=args.api_key,
+        upstream_url=getattr(args, "upstream", None),  # a --serve flag
     )

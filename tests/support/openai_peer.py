@@ -391,6 +391,7 @@ class _PeerServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between them
     server: _PeerServer
 
     def log_message(self, format: str, *args: Any) -> None:
