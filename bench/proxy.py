@@ -26,7 +26,20 @@ import openai
 from tests.support.openai_peer import OpenAIPeer
 from tests.support.server_process import ServerProcess
 
-WORDS = "river mountain violin harbour meadow lantern glacier orchard canyon falcon tundra compass".split()
+WORDS = [
+    "river",
+    "mountain",
+    "violin",
+    "harbour",
+    "meadow",
+    "lantern",
+    "glacier",
+    "orchard",
+    "canyon",
+    "falcon",
+    "tundra",
+    "compass",
+]
 
 
 def prompts(count: int) -> list[str]:
