@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--json-logs", action="store_true")
-    parser.add_argument("--upstream", metavar="URL", help="OpenAI-compatible base URL (SEMCACHE_UPSTREAM_URL)")
+    parser.add_argument(
+        "--upstream", metavar="URL", help="OpenAI-compatible base URL (SEMCACHE_UPSTREAM_URL)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.load(upstream_url=args.upstream)

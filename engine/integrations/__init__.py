@@ -1,0 +1,1 @@
+"""Adapters that plug semcache into other frameworks; each needs an optional extra."""
