@@ -19,8 +19,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -30,6 +30,10 @@ from engine.proxy.answer import Answer, StreamAssembler, replay_events, response
 from engine.proxy.request import TENANT_PATTERN, TENANT_RULE, Kind, Lookup, Uncacheable, lookup_for
 from engine.proxy.upstream import Upstream
 from engine.server.state import ServerState
+
+if TYPE_CHECKING:
+    # httpx imports its command line, and with it rich, when imported: kept off the headless import path.
+    import httpx
 
 log = logging.getLogger("semcache.proxy")
 
@@ -159,6 +163,8 @@ class CachingProxy:
         reason: str,
         store: Lookup | None,
     ) -> Response:
+        import httpx
+
         metrics = self.state.metrics
         extra: dict[str, str] = {}
         if kind is not None and outcome is not None:
@@ -215,6 +221,8 @@ class CachingProxy:
         """The upstream's body as it arrives. A streamed answer is stored just before its ``[DONE]`` is
         passed on (clients may hang up as soon as they read it); when the client goes away earlier,
         Starlette cancels this at its next ``await``: the upstream is closed and nothing is stored."""
+        import httpx
+
         assembler = StreamAssembler(kind) if kind is not None and store is not None else None
         observed = False
         try:

@@ -10,8 +10,11 @@ keep the upstream's status, body and headers minus hop-by-hop headers and the fr
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    # httpx imports its command line, and with it rich, when imported: kept off the headless import path.
+    import httpx
 
 #: RFC 9110 section 7.6.1, plus the headers httpx sets itself for the new connection.
 _HOP_BY_HOP = frozenset(
@@ -37,6 +40,8 @@ class Upstream:
     def __init__(self, base_url: str, timeout: float, *, strip_api_key: bool) -> None:
         self.base_url = base_url.rstrip("/")
         self.strip_api_key = strip_api_key
+        import httpx
+
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
