@@ -127,7 +127,7 @@ def test_the_kubernetes_manifests_validate_strictly() -> None:
     import kubernetes_validate
 
     kinds = set()
-    for path, document in manifests():
+    for _, document in manifests():
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)  # raises on any error
         kinds.add(document["kind"])
     assert kinds == {"Deployment", "Service", "Secret", "HorizontalPodAutoscaler"}

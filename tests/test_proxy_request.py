@@ -204,3 +204,14 @@ def test_tool_call_deltas_are_assembled() -> None:
 def test_split_text_joins_back() -> None:
     for text in ("", "a", "word " * 50, "x" * 200, "short text"):
         assert "".join(split_text(text, 16)) == text
+
+
+def test_a_bad_upstream_url_is_a_configuration_error_naming_the_variable(tmp_path: Any) -> None:
+    from engine.config import Settings
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        Settings.load(data_dir=tmp_path, upstream_url="ftp://llm.example/v1")
+    assert "SEMCACHE_UPSTREAM_URL" in str(refused.value)
+    assert Settings.load(data_dir=tmp_path, upstream_url="http://llm:8000/v1/").upstream_url == "http://llm:8000/v1"
+    assert Settings.load(data_dir=tmp_path).upstream_url is None
