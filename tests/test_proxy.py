@@ -458,3 +458,38 @@ def test_a_proxy_only_mounts_with_an_upstream(tmp_path: Path) -> None:
 
     paths = set(create_app(Settings.load(data_dir=tmp_path)).openapi()["paths"])
     assert "/cache/check" in paths and not any(p.startswith(("/v1", "/proxy")) for p in paths)
+
+
+async def test_an_upstream_timeout_answers_504_and_a_refused_connection_502(
+    tmp_path: Path, peer: OpenAIPeer, embedder: Any
+) -> None:
+    """In process (httpx over ASGI), with a short SEMCACHE_UPSTREAM_TIMEOUT: a deadline as a setting."""
+    from engine.cache import CachePolicy, SemanticCache
+    from engine.config import Settings
+    from engine.server import create_app
+    from engine.stores.local import LocalStore
+    from tests.support.server_process import free_port
+
+    peer.reset()
+    cache = SemanticCache(LocalStore(tmp_path / "data", name="timeouts"), embedder, CachePolicy())
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Are you there?"}]}
+    headers = {"Authorization": f"Bearer {CLIENT_SECRET}"}
+    try:
+        for upstream, status, kind in (
+            (peer.base_url, 504, "upstream_timeout"),
+            (f"http://127.0.0.1:{free_port()}/v1", 502, "upstream_unavailable"),
+        ):
+            settings = Settings.load(data_dir=tmp_path / "data", upstream_url=upstream, upstream_timeout=0.2)
+            app = create_app(settings, cache)
+            peer.delay = 2.0
+            async with app.router.lifespan_context(app):
+                await cache.start()
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                    answer = await http.post("/v1/chat/completions", json=body, headers=headers)
+            assert answer.status_code == status and answer.json()["error"]["type"] == kind
+            assert answer.headers["x-semcache"] == "miss"
+        assert (await cache.stats()).entries == 0
+    finally:
+        peer.reset()
+        await cache.close()
