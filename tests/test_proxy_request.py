@@ -213,5 +213,19 @@ def test_a_bad_upstream_url_is_a_configuration_error_naming_the_variable(tmp_pat
     with pytest.raises(ConfigError) as refused:
         Settings.load(data_dir=tmp_path, upstream_url="ftp://llm.example/v1")
     assert "SEMCACHE_UPSTREAM_URL" in str(refused.value)
-    assert Settings.load(data_dir=tmp_path, upstream_url="http://llm:8000/v1/").upstream_url == "http://llm:8000/v1"
+    assert (
+        Settings.load(data_dir=tmp_path, upstream_url="http://llm:8000/v1/").upstream_url
+        == "http://llm:8000/v1"
+    )
     assert Settings.load(data_dir=tmp_path).upstream_url is None
+
+
+def test_serve_takes_upstream_on_the_command_line(tmp_path: Any) -> None:
+    from semcache_tui.cli.main import build_parser
+    from semcache_tui.cli.options import settings_from_args
+
+    args = build_parser().parse_args(
+        ["--serve", "--data-dir", str(tmp_path), "--upstream", "http://vllm:8000/v1"]
+    )
+    assert settings_from_args(args).upstream_url == "http://vllm:8000/v1"
+    assert settings_from_args(build_parser().parse_args(["--data-dir", str(tmp_path)])).upstream_url is None

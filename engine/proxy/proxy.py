@@ -68,6 +68,12 @@ class Directives:
         )
 
 
+async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
+    # An async iterator: Starlette would hand a plain one to a worker thread, one hop per event.
+    for event in events:
+        yield event
+
+
 def openai_error(status: int, message: str, kind: str) -> JSONResponse:
     """An error of the proxy's own (no upstream answer to pass on), in OpenAI's error shape."""
     body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
@@ -143,8 +149,8 @@ class CachingProxy:
             "x-semcache-tokens-saved": str(answer.tokens),
         }
         if lookup.stream:
-            events = replay_events(kind, answer, model, lookup.include_usage)
-            return StreamingResponse(iter(list(events)), media_type="text/event-stream", headers=headers)
+            events = list(replay_events(kind, answer, model, lookup.include_usage))
+            return StreamingResponse(_replay(events), media_type="text/event-stream", headers=headers)
         return JSONResponse(response_body(kind, answer, model), headers=headers)
 
     # -- forwarding --------------------------------------------------------------------------------------
