@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/redis_store.py
 	$(PY) -m bench.embedder
 	$(PY) -m bench.server
+	$(PY) -m bench.proxy
 	$(PY) bench/startup.py
 
 screenshots: $(STAMP)
