@@ -61,7 +61,9 @@ async def test_search_with_vectors_returns_the_stored_unit_vectors(make_store: M
     await store.upsert([(near, 3 * unit(1, 0.1)), (far, unit(1, 1))])
     stored = await store.get_vectors([near.key, far.key])
     for max_distance in (None, 0.5):
-        matches = await store.search(unit(1), scope="default", k=5, max_distance=max_distance, with_vectors=True)
+        matches = await store.search(
+            unit(1), scope="default", k=5, max_distance=max_distance, with_vectors=True
+        )
         assert [m.entry.key for m in matches] == [near.key, far.key]
         for match in matches:
             assert match.vector is not None and match.vector.dtype == np.float32
@@ -83,9 +85,13 @@ async def test_feedback_round_trip_and_refused_queries(make_store: MakeStore) ->
     assert await store.feedback([served.key, quiet.key]) == {}
 
     assert await store.record_feedback(served.key, "q1", False) == EntryFeedback(1, 0, frozenset({"q1"}))
-    assert await store.record_feedback(served.key, "q2", False) == EntryFeedback(2, 0, frozenset({"q1", "q2"}))
+    assert await store.record_feedback(served.key, "q2", False) == EntryFeedback(
+        2, 0, frozenset({"q1", "q2"})
+    )
     # Reported wrong again for the same query: counted, refused once.
-    assert await store.record_feedback(served.key, "q2", False) == EntryFeedback(3, 0, frozenset({"q1", "q2"}))
+    assert await store.record_feedback(served.key, "q2", False) == EntryFeedback(
+        3, 0, frozenset({"q1", "q2"})
+    )
     # Right for q1 takes it out of the refused set; right for a query never refused only counts.
     assert await store.record_feedback(served.key, "q1", True) == EntryFeedback(3, 1, frozenset({"q2"}))
     assert await store.record_feedback(served.key, "q9", True) == EntryFeedback(3, 2, frozenset({"q2"}))
