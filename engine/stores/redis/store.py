@@ -406,6 +406,8 @@ class RedisStore:
             params = ["radius", f"{max_distance + 1e-6:.9f}", "vec", blob]
             if self._hnsw_index:
                 params += ["eps", self.range_epsilon]
+        # Vectors only when asked: at k=5, 384 dims they add ~60 us to a ~1 ms range query (5 x 1.5 KB more
+        # in the reply; bench/search_vectors.py), where the local store reads them for its re-ranking anyway.
         returned = [*s.ENTRY_FIELDS, s.DISTANCE, *([self._vector_field] if with_vectors else [])]
         reply = await self._command(
             "FT.SEARCH", self.name, text, "PARAMS", len(params), *params,
