@@ -83,7 +83,8 @@ class Keys:
         return f"@semcache:{self.name}:refused:"
 
     def refused(self, key: str) -> str:
-        """The set of query keys entry ``key`` must never be served for again."""
+        """The set of query keys entry ``key`` must never be served for again. No TTL of its own (a hit
+        slides the entry's expiry): ``RedisStore.purge_expired`` removes those of expired entries."""
         return f"{self.refused_prefix}{key}"
 
     def feedback_fields(self, key: str) -> tuple[str, str]:

@@ -554,10 +554,15 @@ class RedisStore:
         return [field for key in keys for field in self.keys.feedback_fields(key)]
 
     async def _refused_keys(self) -> AsyncIterator[str]:
-        async for raw in self.client.scan_iter(
-            match=q.glob_escape(self.keys.refused_prefix) + "*", count=BATCH, _type="SET"
-        ):
-            yield q.text(raw)
+        """Every refused set of this index, its entry alive or not (a key met twice by SCAN is harmless)."""
+        match, cursor = q.glob_escape(self.keys.refused_prefix) + "*", 0
+        while True:
+            step = functools.partial(self.client.scan, cursor, match=match, count=BATCH, _type="SET")
+            cursor, found = await self._run(step)
+            for raw in found:
+                yield q.text(raw)
+            if int(cursor) == 0:
+                return
 
     async def _forget_every_refused(self) -> None:
         """Unlink every refused set of this index (``clear``, ``drop``), left behind by expiry included."""
