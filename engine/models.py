@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ def clamp_distance(distance: float) -> float:
 class Match:
     entry: CacheEntry
     distance: float
+    #: The entry's stored unit vector, when the search was asked for it (``with_vectors``).
+    vector: np.ndarray | None = None
 
     @property
     def similarity(self) -> float:
@@ -107,6 +112,19 @@ class StoreCounters:
     hits: int
     misses: int
     recent_latencies_ms: list[float]
+    #: Feedback reports ever recorded (``VectorStore.record_feedback``), wrong and right.
+    feedback_wrong: int = 0
+    feedback_right: int = 0
+
+
+@dataclass(slots=True)
+class EntryFeedback:
+    """What operators and applications reported about the hits one entry served."""
+
+    wrong: int = 0
+    right: int = 0
+    #: The query keys this entry must never be served for again (reported wrong, not since reported right).
+    refused_queries: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
