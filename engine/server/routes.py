@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from engine.cache import MAX_LISTING
@@ -13,7 +13,7 @@ from engine.cache import StoreRequest as CacheStoreRequest
 from engine.errors import NotFoundError
 from engine.keys import DEFAULT_SCOPE, SCOPE_REGEX, SCOPE_RULE
 from engine.models import CacheEntry, ComponentHealth, HealthReport
-from engine.server.auth import require_api_key
+from engine.server.auth import key_matches, presented_key, require_api_key
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.schemas import (
     BatchStoreRequest,
@@ -212,8 +212,10 @@ async def _health_report(state: ServerState) -> HealthReport:
     response_model=HealthResponse,
     responses={503: {"model": HealthResponse, "description": "a dependency is down"}},
     summary="Store and embedder health (never computes an embedding)",
+    description="Open to all for the seed's clients and load balancers; with SEMCACHE_API_KEY set, the "
+    "detail (message and components: hosts, versions, memory, index names, counts) only with the key.",
 )
-async def health(state: State) -> JSONResponse:
+async def health(request: Request, state: State) -> JSONResponse:
     report = await _health_report(state)
     down = [c for c in report.components if c.status == "down"]
     store = report.component("store")
@@ -222,9 +224,12 @@ async def health(state: State) -> JSONResponse:
         cache_healthy=store is not None and store.ok,
         ready=state.ready,
         down=[c.name for c in down],
-        message=state.redact("; ".join(f"{c.name} down: {c.detail}" for c in down)),
-        components=[ComponentOut.of(c, state.redact) for c in report.components],
+        message="",
     )
+    expected = state.settings.api_key
+    if expected is None or key_matches(expected, presented_key(request)):
+        body.message = state.redact("; ".join(f"{c.name} down: {c.detail}" for c in down))
+        body.components = [ComponentOut.of(c, state.redact) for c in report.components]
     return JSONResponse(body.model_dump(), status_code=503 if down else 200)
 
 

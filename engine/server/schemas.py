@@ -345,8 +345,10 @@ class HealthResponse(BaseModel):
     cache_healthy: bool
     ready: bool
     down: list[str] = Field(default_factory=list, description="the dependencies that are down")
-    message: str = ""
-    components: list[ComponentOut]
+    message: str = Field("", description="what is down and why (with the API key, when one is set)")
+    components: list[ComponentOut] = Field(
+        default_factory=list, description="each dependency's detail (with the API key, when one is set)"
+    )
 
 
 class ReadyResponse(BaseModel):
