@@ -147,6 +147,14 @@ async def test_a_backup_with_a_time_out_of_range_is_refused_before_writing(
         with pytest.raises(InvalidInputError, match=f"{name} .* out of range"):
             await import_entries(both, damaged)
         assert await both.vector_store.count() == 0
+    stringly = tmp_path / "stringly.jsonl.gz"
+    with gzip.open(stringly, "wt", encoding="utf-8") as handle:
+        for item in (header | {"version": "1"}, *entries):
+            handle.write(json.dumps(item) + "\n")
+    with pytest.raises(
+        InvalidInputError, match=r"has version '1' in its header; .* reads version 1, a number"
+    ):
+        await import_entries(both, stringly)
     deep = tmp_path / "deep.jsonl.gz"
     with gzip.open(deep, "wt", encoding="utf-8") as handle:
         for item in (header, *entries[:-1], entries[-1] | {"metadata": nested(300)}):
