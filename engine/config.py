@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     purge_interval: float = Field(
         60.0, validation_alias=_env("SEMCACHE_PURGE_INTERVAL", "purge_interval"), gt=0
     )
+    shutdown_grace: float = Field(
+        30.0, validation_alias=_env("SEMCACHE_SHUTDOWN_GRACE", "shutdown_grace"), ge=0
+    )
 
     @field_validator("ollama_base_url")
     @classmethod
