@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench screenshots serve clean
+.PHONY: install run test fuzz lint bench screenshots serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+## The API fuzzed from its OpenAPI schema on both stores (also part of `test`); more examples: FUZZ_EXAMPLES=200.
+fuzz: $(STAMP)
+	SEMCACHE_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),25) $(VENV)/bin/pytest -q tests/test_fuzz_api.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine semcache_tui tests bench

@@ -22,6 +22,7 @@ from engine.embeddings.base import Embedder, normalize_rows
 from engine.errors import InvalidInputError
 from engine.keys import DEFAULT_SCOPE, SCOPE_RULE, entry_key, normalize_prompt, valid_scope
 from engine.models import (
+    MAX_TIMESTAMP,
     CacheEntry,
     CacheStats,
     CheckResult,
@@ -31,11 +32,18 @@ from engine.models import (
     HealthReport,
     IndexInfo,
     Match,
+    metadata_problem,
 )
 from engine.stores.base import VectorStore
 from engine.verify import rejection_reason
 
 MAX_K = 100
+#: The longest TTL a store accepts: 100 years, in seconds. Beyond it a Unix expiry time leaves the range
+#: every store and reader handles (and "forever" is spelled 0).
+MAX_TTL = 100 * 31_557_600
+#: The deepest page of ``list_entries``: Redis answers at most MAXSEARCHRESULTS (1,000,000 by default)
+#: results per query, so offset + limit beyond it is refused here on both stores, for one contract.
+MAX_LISTING = 1_000_000
 
 
 @dataclass(slots=True)
@@ -81,6 +89,37 @@ def judge(policy: CachePolicy, prompt: str, match: Match, threshold: float) -> s
     if policy.verify_candidates and match.distance > 0.0:
         return rejection_reason(prompt, match.entry.prompt)
     return None
+
+
+def valid_text(value: str, what: str) -> str:
+    """``value`` if it can be stored and sent as UTF-8; a lone surrogate ("\\ud800", valid in JSON) cannot."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} holds a lone surrogate (U+{ord(value[exc.start]):04X}) at character {exc.start}",
+            "send valid Unicode text: a surrogate must come in a pair",
+        ) from None
+    return value
+
+
+def ttl_seconds(ttl: object) -> int:
+    """``ttl`` if it is a whole number of seconds in the documented range (0 keeps an entry forever)."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
+        shown = repr(ttl) if not isinstance(ttl, int) or abs(ttl) < 10**20 else "out of range"
+        raise InvalidInputError(
+            f"ttl {shown} is not allowed: use 0 (keep forever) or 1 to {MAX_TTL} seconds (100 years)",
+            "send a whole number of seconds",
+        )
+    return ttl
+
+
+def _metadata(metadata: object) -> dict[str, Any]:
+    problem = metadata_problem(metadata)
+    if problem is not None:
+        raise InvalidInputError(problem, "send a smaller, flatter JSON object as metadata")
+    assert isinstance(metadata, dict)  # metadata_problem refuses anything else
+    return dict(metadata)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -165,6 +204,7 @@ class SemanticCache:
     def _prompt(self, prompt: str, what: str = "prompt") -> str:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInputError(f"{what} is empty", f"send a non-empty {what}")
+        valid_text(prompt, what)
         if len(prompt) > self.policy.max_prompt_chars:
             raise InvalidInputError(
                 f"{what} is {len(prompt)} characters, over the limit of {self.policy.max_prompt_chars}",
@@ -191,10 +231,7 @@ class SemanticCache:
         return value
 
     def _ttl(self, ttl: int | None) -> int:
-        value = self.policy.ttl if ttl is None else int(ttl)
-        if value < 0:
-            raise InvalidInputError(f"ttl {ttl} is negative", "use a number of seconds, or 0 to keep forever")
-        return value
+        return self.policy.ttl if ttl is None else ttl_seconds(ttl)
 
     def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
         return judge(self.policy, prompt, match, threshold)
@@ -270,7 +307,7 @@ class SemanticCache:
         response = self._prompt(request.response, "response")
         scope = self._scope(request.scope)
         ttl = self._ttl(request.ttl)
-        metadata = dict(request.metadata or {})
+        metadata = _metadata(request.metadata or {})
         return CacheEntry(
             key=entry_key(scope, prompt),
             scope=scope,
@@ -335,13 +372,17 @@ class SemanticCache:
         prompt = self._prompt(entry.prompt)
         response = self._prompt(entry.response, "response")
         scope = self._scope(entry.scope)
-        if not isinstance(entry.metadata, dict):
-            raise InvalidInputError("metadata is not an object", "metadata must be a JSON object")
+        metadata = _metadata(entry.metadata)
         for name, value in (("created_at", entry.created_at), ("expires_at", entry.expires_at)):
             if value is None and name == "expires_at":
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise InvalidInputError(f"{name} {value!r} is not a time", f"{name} must be Unix seconds")
+            if not 0 <= value <= MAX_TIMESTAMP:
+                raise InvalidInputError(
+                    f"{name} {value!r} is out of range",
+                    f"{name} must be Unix seconds from 0 to {MAX_TIMESTAMP:.0f} (the end of year 9999)",
+                )
         if isinstance(entry.hit_count, bool) or not isinstance(entry.hit_count, int) or entry.hit_count < 0:
             raise InvalidInputError(f"hit_count {entry.hit_count!r} is not allowed", "use a count, 0 or more")
         return replace(
@@ -350,7 +391,7 @@ class SemanticCache:
             scope=scope,
             prompt=prompt,
             response=response,
-            metadata=dict(entry.metadata),
+            metadata=metadata,
             created_at=float(entry.created_at),
             expires_at=None if entry.expires_at is None else float(entry.expires_at),
         )
@@ -420,6 +461,15 @@ class SemanticCache:
     ) -> EntryPage:
         if offset < 0 or not 1 <= limit <= 1000:
             raise InvalidInputError("offset must be 0 or more and limit 1 to 1000")
+        if offset + limit > MAX_LISTING:
+            raise InvalidInputError(
+                f"offset {offset} + limit {limit} is past the deepest page, {MAX_LISTING} entries",
+                "narrow the listing with scope or contains, or export the cache (`semcache-tui backup`)",
+            )
+        if scope is not None:
+            scope = self._scope(scope)
+        if contains is not None:
+            valid_text(contains, "contains")
         await self.open_store()
         return await self.vector_store.list_entries(
             offset=offset, limit=limit, scope=scope, contains=contains

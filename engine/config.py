@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     purge_interval: float = Field(
         60.0, validation_alias=_env("SEMCACHE_PURGE_INTERVAL", "purge_interval"), gt=0
     )
+    shutdown_grace: float = Field(
+        30.0, validation_alias=_env("SEMCACHE_SHUTDOWN_GRACE", "shutdown_grace"), ge=0
+    )
 
     # The OpenAI-compatible caching proxy (engine/proxy): mounted only when an upstream is configured.
     upstream_url: str | None = Field(None, validation_alias=_env("SEMCACHE_UPSTREAM_URL", "upstream_url"))

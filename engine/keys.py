@@ -12,7 +12,9 @@ import unicodedata
 
 _SPACE = re.compile(r"\s+")
 DEFAULT_SCOPE = "default"
-_SCOPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+#: The scope rule as a regular expression (the HTTP schema publishes it as the scope's ``pattern``).
+SCOPE_REGEX = r"^[A-Za-z0-9_.:\-]{1,128}$"
+_SCOPE_PATTERN = re.compile(SCOPE_REGEX)
 #: What ``valid_scope`` allows, in the words an error uses.
 SCOPE_RULE = "1-128 letters, digits, '_', '-', '.' or ':'"
 

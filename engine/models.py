@@ -2,9 +2,54 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Metadata deeper than this is refused at the door: deep nesting costs every reader (serializers recurse),
+#: while real metadata (a model name, a user id, a few tags) is two or three levels deep.
+MAX_METADATA_DEPTH = 16
+#: Metadata larger than this, serialized as UTF-8 JSON, is refused: it is stored and sent with every hit.
+MAX_METADATA_BYTES = 64 * 1024
+#: Timestamps (``created_at``, ``expires_at``) are Unix seconds from 0 to the end of year 9999, the range
+#: every store, ``datetime`` and JSON reader handles.
+MAX_TIMESTAMP = 253402300799.0
+
+
+def metadata_problem(metadata: object) -> str | None:
+    """Why ``metadata`` cannot be stored (not an object, too deep, too big, not JSON), or ``None``.
+
+    The depth is measured without recursion, so a hostile document cannot exhaust the stack here.
+    """
+    if not isinstance(metadata, dict):
+        return "metadata is not a JSON object"
+    stack: list[tuple[object, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            return f"metadata is nested deeper than the limit of {MAX_METADATA_DEPTH} levels"
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values() if isinstance(item, dict | list))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
+    try:
+        size = len(json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (ValueError, TypeError) as exc:  # NaN, Infinity, a lone surrogate, a value JSON cannot hold
+        return f"metadata is not valid JSON ({type(exc).__name__}: {str(exc)[:80]})"
+    if size > MAX_METADATA_BYTES:
+        return f"metadata is {size} bytes of JSON, over the limit of {MAX_METADATA_BYTES}"
+    return None
+
+
+def readable_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` as readers may show it: an entry written before the limits (or by another tool) whose
+    metadata breaks them is shown with a marker instead, so one bad entry cannot fail a listing or a hit."""
+    problem = metadata_problem(metadata)
+    return metadata if problem is None else {"_semcache_unreadable": problem}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +103,8 @@ def clamp_distance(distance: float) -> float:
 class Match:
     entry: CacheEntry
     distance: float
+    #: The entry's stored unit vector, when the search was asked for it (``with_vectors``).
+    vector: np.ndarray | None = None
 
     @property
     def similarity(self) -> float:
@@ -107,6 +154,19 @@ class StoreCounters:
     hits: int
     misses: int
     recent_latencies_ms: list[float]
+    #: Feedback reports ever recorded (``VectorStore.record_feedback``), wrong and right.
+    feedback_wrong: int = 0
+    feedback_right: int = 0
+
+
+@dataclass(slots=True)
+class EntryFeedback:
+    """What operators and applications reported about the hits one entry served."""
+
+    wrong: int = 0
+    right: int = 0
+    #: The query keys this entry must never be served for again (reported wrong, not since reported right).
+    refused_queries: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)

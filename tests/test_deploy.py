@@ -21,10 +21,13 @@ import jsonschema
 import pytest
 import yaml
 
-from engine.server.runner import GRACEFUL_TIMEOUT_S
+from engine.config import Settings
 from tests.support.server_process import ROOT, ServerProcess, _die_with_parent
 
 DEPLOY = ROOT / "deploy"
+#: How long a stopping server drains requests in flight (SEMCACHE_SHUTDOWN_GRACE's default), which every
+#: supervisor's own stop timeout must exceed.
+GRACEFUL_TIMEOUT_S = float(Settings.model_fields["shutdown_grace"].default)
 K8S_VERSION = "1.33.0"
 
 

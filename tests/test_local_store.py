@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMissingError, InvalidInputError
-from engine.models import CacheEntry, EmbedderIdentity
+from engine.models import CacheEntry, EmbedderIdentity, EntryFeedback
 from engine.stores.base import LATENCY_WINDOW, VectorStore
 from engine.stores.local import LocalStore
 from tests.support.local_store_child import IDENTITY as CHILD_IDENTITY
@@ -493,3 +493,33 @@ async def test_get_vectors_returns_the_stored_vectors(open_store: OpenStore) -> 
     np.testing.assert_allclose(got["v0"], vectors[0], atol=1e-6)
     np.testing.assert_allclose(got["v2"], vectors[2], atol=1e-6)
     assert await store.get_vectors([]) == {}
+
+
+async def test_a_data_folder_from_before_feedback_opens_and_gains_it(data_dir: Path) -> None:
+    old = LocalStore(data_dir, name="idx")
+    await old.open()
+    await old.bind(IDENTITY)
+    await old.upsert([(entry("kept"), unit(np.random.default_rng(3))[0])])
+    await old.record_lookup(hit_key="kept", latency_ms=2.0)
+    await old.close()
+    # What schema 1 wrote: no feedback tables, no feedback counters.
+    with sqlite3.connect(data_dir / "idx.sqlite3") as conn:
+        conn.execute("DROP TABLE feedback")
+        conn.execute("DROP TABLE refused")
+        conn.execute("DELETE FROM counters WHERE name LIKE 'feedback_%'")
+        conn.execute("UPDATE meta SET v = 1 WHERE k = 'schema'")
+    conn.close()
+
+    store = LocalStore(data_dir, name="idx")
+    try:
+        assert await store.open() == IDENTITY
+        assert (await store.get("kept")) is not None and (await store.counters()).hits == 1
+        assert await store.feedback(["kept"]) == {}
+        reported = await store.record_feedback("kept", "q", False)
+        assert reported == EntryFeedback(1, 0, frozenset({"q"}))
+        assert (await store.counters()).feedback_wrong == 1
+    finally:
+        await store.close()
+    with sqlite3.connect(data_dir / "idx.sqlite3") as conn:
+        assert conn.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()[0] == 2
+    conn.close()

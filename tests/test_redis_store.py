@@ -21,6 +21,7 @@ from engine.models import CacheEntry, EmbedderIdentity
 from engine.stores.redis import RedisStore
 from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
+from engine.stores.redis.connection import make_client
 from tests.support.redis_server import RedisServer, free_port
 
 DIM = 8
@@ -68,7 +69,9 @@ async def store(redis_url: str) -> AsyncIterator[RedisStore]:
 async def _drop(store: RedisStore) -> None:
     try:
         await store.client.execute_command("FT.DROPINDEX", store.name, "DD")
-        await store.client.delete(store.keys.meta, store.keys.stats, store.keys.latencies, store.keys.hits)
+        await store.client.delete(
+            store.keys.meta, store.keys.stats, store.keys.latencies, store.keys.hits, store.keys.feedback
+        )
     except Exception:
         pass
     await store.close()
@@ -452,6 +455,34 @@ async def test_redis_going_away_and_coming_back(redis_server_factory: Callable[.
         await flaky.close()
 
 
+async def test_a_pooled_connection_the_server_killed_is_replaced_by_the_next_command(
+    store: RedisStore, redis_url: str
+) -> None:
+    await store.upsert([(entry("still here"), unit(1))])
+    pooled = await store.client.client_id()
+    killer = redis.Redis.from_url(redis_url)
+    try:
+        assert killer.client_kill_filter(_id=pooled) == 1
+    finally:
+        killer.close()
+    # The one immediate retry reconnects: the caller never sees the dead connection.
+    assert [m.entry.prompt for m in await store.search(unit(1), scope="default", k=1)] == ["still here"]
+    assert await store.client.client_id() != pooled
+
+
+def test_the_synchronous_client_also_replaces_a_killed_connection(redis_url: str) -> None:
+    client = make_client(redis_url, None, sync=True)
+    killer = redis.Redis.from_url(redis_url)
+    try:
+        pooled = client.client_id()
+        assert killer.client_kill_filter(_id=pooled) == 1
+        assert client.ping() is True
+        assert client.client_id() != pooled
+    finally:
+        killer.close()
+        client.close()
+
+
 # -- inspection ----------------------------------------------------------------------------------------
 
 
@@ -607,6 +638,25 @@ async def test_upsert_keeps_a_carried_hit_count_and_a_new_store_starts_at_zero(s
     # Storing the prompt again (an entry with no count) starts its count again.
     await store.upsert([(entry("restored"), unit(1))])
     assert (await store.get(restored.key)).hit_count == 0  # type: ignore[union-attr]
+
+
+async def test_feedback_keys_live_under_our_bookkeeping_prefix(store: RedisStore) -> None:
+    item = entry("reported")
+    await store.upsert([(item, unit(1))])
+    await store.record_feedback(item.key, "query-1", False)
+    await store.record_feedback(item.key, "query-2", True)
+    fb, refused = f"@semcache:{store.name}:fb", f"@semcache:{store.name}:refused:{item.key}"
+    assert (store.keys.feedback, store.keys.refused(item.key)) == (fb, refused)
+    assert await store.client.hgetall(fb) == {f"{item.key}:w".encode(): b"1", f"{item.key}:r".encode(): b"1"}
+    assert await store.client.smembers(refused) == {b"query-1"}
+    assert await store.client.hmget(store.keys.stats, ["feedback_wrong", "feedback_right"]) == [b"1", b"1"]
+    assert await store.count() == 1  # never indexed as documents
+    # A batch is one MULTI/EXEC: a second entry stored with the first one's reset drops its feedback too.
+    await store.upsert([(entry("reported"), unit(1)), (entry("other"), unit(0, 1))])
+    assert await store.client.exists(fb, refused) == 0
+    await store.record_feedback(item.key, "query-1", False)
+    await store.drop()
+    assert [key async for key in store.client.scan_iter(match=f"@semcache:{store.name}:*")] == []
 
 
 async def test_clear_removes_every_entry_past_the_offset_cap(capped_store: RedisStore) -> None:

@@ -162,7 +162,10 @@ def _parse_header(path: Path, line: str) -> _Header:
     version = header.get("version")
     if version != VERSION:
         raise InvalidInputError(
-            f"{path} is a version {version} backup; this semcache reads version {VERSION}",
+            f"{path} is a version {version} backup; this semcache reads version {VERSION}"
+            if isinstance(version, int)
+            # A version "1" (a string) must not read as the version 1 this semcache reads.
+            else f"{path} has version {version!r} in its header; this semcache reads version {VERSION}, a number",
             "import it with the semcache-tui release that wrote it, or upgrade this one",
         )
     count, vectors, embedder = header.get("count"), header.get("vectors"), header.get("embedder")

@@ -30,6 +30,7 @@ from engine.server.limits import BodySizeLimit, RateLimit, RateLimiter
 from engine.server.logs import RequestLog
 from engine.server.metrics import ServerMetrics
 from engine.server.routes import cache_router, health_router, metrics_router
+from engine.server.shutdown import ShutdownDeadline
 from engine.server.state import ServerState, secrets_of
 from engine.service import CacheService
 
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, cache: CacheService | None = No
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
+    app.add_middleware(ShutdownDeadline)  # inside the request log, which then shows the 503
     app.add_middleware(RequestLog, metrics=metrics)
     return app
 

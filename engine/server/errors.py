@@ -4,7 +4,9 @@
     request validation        -> 422 {"error": "invalid_input", ...}
     a store client's own
     connection error          -> 503 {"error": "backend_unavailable", ...}
-    anything else             -> 500 {"error": "internal"}, logged with its traceback
+    anything else             -> 500 {"error": "internal"}, logged with its traceback, and the
+                                 connection closed (``Connection: close``): a pooled client then opens a
+                                 new one instead of meeting a reset on its next request
 
 Secrets (the API key, the Redis password, passwords inside URLs) are removed from every message.
 """
@@ -20,9 +22,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from engine.errors import SemcacheError
 from engine.redact import redact_secret
+from engine.server.logs import Verbatim
 
 log = logging.getLogger("semcache.server")
 
@@ -98,8 +102,26 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else "request refused"
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     body = error_body(_HTTP_CODES.get(exc.status_code, "error"), message)
-    return JSONResponse(_clean(request, body), status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(_clean(request, body), status_code=exc.status_code, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path answers: starlette names only the first route's (GET and
+    DELETE on /cache/entries/{key} are two routes), so each method is tried against every route."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -119,10 +141,10 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         request.url.path,
         type(exc).__name__,
         redact_secret(str(exc), *secrets),
-        frames.rstrip(),
+        Verbatim(frames.rstrip()),
     )
     body = error_body("internal", f"internal error ({type(exc).__name__}); the server log has the details")
-    return JSONResponse(body, status_code=500)
+    return JSONResponse(body, status_code=500, headers={"Connection": "close"})
 
 
 def install(app: FastAPI) -> None:

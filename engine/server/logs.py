@@ -1,14 +1,18 @@
 """One log line per request (plain text, or one JSON object per line), and the request metrics.
 
 A request line carries method, path (without the query string), status, duration and client address;
-never a header, so neither an API key nor a password can reach the log.
+never a header, so neither an API key nor a password can reach the log. What a client sends cannot forge a
+line either: the text format escapes control characters (CR, LF, the other C0 and C1 codes) in every
+argument of every message, and the JSON format escapes them as JSON does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.routing import Route
@@ -24,6 +28,39 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "asctime",
     "color_message",
 }
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (and the Unicode line separators) escaped: one line, always."""
+    return _CONTROL.sub(lambda found: ascii(found.group())[1:-1], text)
+
+
+class Verbatim(str):
+    """An argument logged as it is, line breaks included: for text we wrote ourselves (a traceback's frames)."""
+
+    __slots__ = ()
+
+
+def _escaped(value: object) -> object:
+    if isinstance(value, Verbatim | int | float):  # numbers keep %d and %.1f working
+        return value
+    return printable(value if isinstance(value, str) else str(value))
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text, one line per message whatever its arguments hold (a path with %0A, a header's value)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.args:
+            record = logging.makeLogRecord(record.__dict__)
+            if isinstance(record.args, Mapping):
+                record.args = {k: _escaped(v) for k, v in record.args.items()}
+            else:
+                record.args = tuple(_escaped(v) for v in record.args or ())
+        return super().format(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,7 +84,8 @@ def log_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
         {"()": JsonFormatter}
         if json_logs
         else {
-            "format": "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+            "()": TextFormatter,
+            "fmt": "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
             "datefmt": "%Y-%m-%dT%H:%M:%S",
         }
     )

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from engine.cache import MAX_LISTING
 from engine.cache import StoreRequest as CacheStoreRequest
 from engine.errors import NotFoundError
-from engine.keys import DEFAULT_SCOPE
+from engine.keys import DEFAULT_SCOPE, SCOPE_REGEX, SCOPE_RULE
 from engine.models import CacheEntry, ComponentHealth, HealthReport
-from engine.server.auth import require_api_key
+from engine.server.auth import key_matches, presented_key, require_api_key
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.schemas import (
     BatchStoreRequest,
@@ -43,9 +44,15 @@ HEALTH_TIMEOUT_S = 5.0
 State = Annotated[ServerState, Depends(server_state)]
 
 _ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorResponse, "description": "the body is not valid UTF-8 or not valid JSON"},
     401: {"model": ErrorResponse, "description": "API key missing or wrong"},
-    422: {"model": ErrorResponse, "description": "invalid input"},
-    503: {"model": ErrorResponse, "description": "a dependency (store, embedder) is down"},
+    413: {"model": ErrorResponse, "description": "the body is over SEMCACHE_MAX_BODY_BYTES"},
+    422: {"model": ErrorResponse, "description": "invalid input; the message names the field and the rule"},
+    429: {"model": ErrorResponse, "description": "over SEMCACHE_RATE_LIMIT; see Retry-After"},
+    503: {"model": ErrorResponse, "description": "a dependency (store, embedder) is down, or shutting down"},
+}
+_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse, "description": "no entry with this key"}
 }
 
 cache_router = APIRouter(
@@ -139,16 +146,31 @@ async def search(body: SearchRequest, state: State) -> SearchResponse:
 @cache_router.get("/entries", response_model=EntriesResponse, summary="Entries, a page at a time")
 async def entries(
     state: State,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_LISTING,
+            description=f"entries to skip; offset + limit is at most {MAX_LISTING} (Redis's "
+            "MAXSEARCHRESULTS): deeper pages are refused on both stores",
+        ),
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    scope: str | None = None,
-    contains: str | None = None,
+    scope: Annotated[
+        str | None,
+        # The pattern is published; engine/cache.py enforces it, with the message every route gives.
+        Query(
+            description=f"only this scope ({SCOPE_RULE}); none lists every scope",
+            json_schema_extra={"pattern": SCOPE_REGEX},
+        ),
+    ] = None,
+    contains: Annotated[str | None, Query(description="only prompts containing this text")] = None,
 ) -> EntriesResponse:
     page = await state.cache.list_entries(offset=offset, limit=limit, scope=scope, contains=contains)
     return EntriesResponse.of(page)
 
 
-@cache_router.get("/entries/{key}", response_model=EntryOut, summary="One entry")
+@cache_router.get("/entries/{key}", response_model=EntryOut, summary="One entry", responses=_NOT_FOUND)
 async def entry(key: str, state: State) -> EntryOut:
     found = await state.cache.get(key)
     if found is None:
@@ -156,7 +178,9 @@ async def entry(key: str, state: State) -> EntryOut:
     return EntryOut.of(found)
 
 
-@cache_router.delete("/entries/{key}", response_model=DeleteResponse, summary="Delete one entry")
+@cache_router.delete(
+    "/entries/{key}", response_model=DeleteResponse, summary="Delete one entry", responses=_NOT_FOUND
+)
 async def delete_entry(key: str, state: State) -> DeleteResponse:
     if not await state.cache.delete(key):
         raise NotFoundError(f"no entry with key {key}", "list keys with GET /cache/entries")
@@ -188,8 +212,10 @@ async def _health_report(state: ServerState) -> HealthReport:
     response_model=HealthResponse,
     responses={503: {"model": HealthResponse, "description": "a dependency is down"}},
     summary="Store and embedder health (never computes an embedding)",
+    description="Open to all for the seed's clients and load balancers; with SEMCACHE_API_KEY set, the "
+    "detail (message and components: hosts, versions, memory, index names, counts) only with the key.",
 )
-async def health(state: State) -> JSONResponse:
+async def health(request: Request, state: State) -> JSONResponse:
     report = await _health_report(state)
     down = [c for c in report.components if c.status == "down"]
     store = report.component("store")
@@ -198,9 +224,12 @@ async def health(state: State) -> JSONResponse:
         cache_healthy=store is not None and store.ok,
         ready=state.ready,
         down=[c.name for c in down],
-        message=state.redact("; ".join(f"{c.name} down: {c.detail}" for c in down)),
-        components=[ComponentOut.of(c, state.redact) for c in report.components],
+        message="",
     )
+    expected = state.settings.api_key
+    if expected is None or key_matches(expected, presented_key(request)):
+        body.message = state.redact("; ".join(f"{c.name} down: {c.detail}" for c in down))
+        body.components = [ComponentOut.of(c, state.redact) for c in report.components]
     return JSONResponse(body.model_dump(), status_code=503 if down else 200)
 
 

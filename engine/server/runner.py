@@ -1,7 +1,8 @@
 """``serve``: run the app under uvicorn, one process or several workers.
 
 uvicorn answers SIGTERM and SIGINT gracefully: it stops accepting connections, lets in-flight requests
-finish (up to ``GRACEFUL_TIMEOUT_S``), then runs the app's shutdown (background tasks stop, the cache
+finish (up to ``SEMCACHE_SHUTDOWN_GRACE`` seconds; a request still running then gets a JSON 503
+``shutting_down``, see ``shutdown.py``), then runs the app's shutdown (background tasks stop, the cache
 closes). With ``workers > 1`` each worker builds its own app through ``app_from_env``; the settings,
 command-line flags included, travel to them in one environment variable.
 """
@@ -24,8 +25,6 @@ from engine.server.logs import log_config
 from engine.server.metrics import MULTIPROCESS_ENV
 
 log = logging.getLogger("semcache.server")
-
-GRACEFUL_TIMEOUT_S = 30
 
 
 def serve(
@@ -52,7 +51,7 @@ def serve(
         "port": port,
         "log_config": logging_config,
         "access_log": False,  # our RequestLog writes one line per request instead
-        "timeout_graceful_shutdown": GRACEFUL_TIMEOUT_S,
+        "timeout_graceful_shutdown": settings.shutdown_grace,
         "server_header": False,
     }
     if workers > 1:

@@ -10,9 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from engine.cache import MAX_K, MAX_TTL, ttl_seconds
+from engine.errors import InvalidInputError
+from engine.keys import SCOPE_REGEX, SCOPE_RULE
 from engine.models import (
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
     CacheEntry,
     CacheStats,
     CheckResult,
@@ -22,26 +27,63 @@ from engine.models import (
     IndexInfo,
     Match,
     clamp_distance,
+    readable_metadata,
 )
+
+# The schema publishes the rules engine/cache.py enforces (with messages that name them): a text must hold
+# a non-blank character, a scope must match SCOPE_REGEX. Validation stays there, for every caller.
+_TEXT: dict[str, Any] = {"minLength": 1}
+_SCOPE: dict[str, Any] = {"pattern": SCOPE_REGEX}
+_SCOPE_HELP = f"{SCOPE_RULE}; none means the default scope"
+_K_RANGE: dict[str, Any] = {"minimum": 1, "maximum": MAX_K}
 
 # -- requests --------------------------------------------------------------------------------------------
 
 
 class CheckRequest(BaseModel):
-    prompt: str = Field(description="the prompt to look up")
+    prompt: str = Field(description="the prompt to look up", json_schema_extra=_TEXT)
     threshold: float | None = Field(
-        None, description="cosine distance in [0, 2]; lower is stricter (default: the server's)"
+        None,
+        description="cosine distance in [0, 2]; lower is stricter (default: the server's)",
+        json_schema_extra={"minimum": 0.0, "maximum": 2.0},
     )
-    scope: str | None = Field(None, description="only entries stored in this scope can match")
-    k: int = Field(5, description="at most this many matches, closest first")
+    scope: str | None = Field(
+        None,
+        description=f"only entries stored in this scope can match: {_SCOPE_HELP}",
+        json_schema_extra=_SCOPE,
+    )
+    k: int = Field(5, description="at most this many matches, closest first", json_schema_extra=_K_RANGE)
 
 
 class StoreRequest(BaseModel):
-    prompt: str
-    response: str
-    metadata: dict[str, Any] | None = None
-    scope: str | None = None
-    ttl: int | None = Field(None, description="seconds to keep the entry; 0 keeps it forever")
+    prompt: str = Field(json_schema_extra=_TEXT)
+    response: str = Field(json_schema_extra=_TEXT)
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description=f"any JSON object, at most {MAX_METADATA_DEPTH} levels deep and {MAX_METADATA_BYTES} "
+        "bytes serialized",
+    )
+    scope: str | None = Field(None, description=_SCOPE_HELP, json_schema_extra=_SCOPE)
+    ttl: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_TTL,
+        description=f"seconds to keep the entry: 0 keeps it forever, otherwise 1 to {MAX_TTL} (100 years); "
+        "none means the server's default",
+    )
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl_in_range(cls, value: object) -> object:
+        # Before pydantic's own checks, so 1.5, 1e16 and 10**400 are all refused naming the range.
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 3600.0 is a whole number of seconds
+        try:
+            return ttl_seconds(value)
+        except InvalidInputError as exc:
+            raise ValueError(exc.message) from None
 
 
 class BatchStoreRequest(BaseModel):
@@ -49,9 +91,11 @@ class BatchStoreRequest(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    prompt: str
-    scope: str | None = None
-    k: int = Field(10, description="how many nearest entries, whatever their distance")
+    prompt: str = Field(json_schema_extra=_TEXT)
+    scope: str | None = Field(None, description=_SCOPE_HELP, json_schema_extra=_SCOPE)
+    k: int = Field(
+        10, description="how many nearest entries, whatever their distance", json_schema_extra=_K_RANGE
+    )
 
 
 # -- responses -------------------------------------------------------------------------------------------
@@ -79,7 +123,7 @@ class MatchOut(BaseModel):
             vector_distance=distance,
             cosine_similarity=1.0 - distance,
             cached_at=entry.created_at,
-            metadata=entry.metadata,
+            metadata=readable_metadata(entry.metadata),
             key=entry.key,
             scope=entry.scope,
             expires_at=entry.expires_at,
@@ -220,7 +264,16 @@ class EntryOut(BaseModel):
 
     @classmethod
     def of(cls, entry: CacheEntry) -> EntryOut:
-        return cls(**entry.to_dict())
+        return cls(
+            key=entry.key,
+            scope=entry.scope,
+            prompt=entry.prompt,
+            response=entry.response,
+            metadata=readable_metadata(entry.metadata),
+            created_at=entry.created_at,
+            expires_at=entry.expires_at,
+            hit_count=entry.hit_count,
+        )
 
 
 class EntriesResponse(BaseModel):
@@ -292,8 +345,10 @@ class HealthResponse(BaseModel):
     cache_healthy: bool
     ready: bool
     down: list[str] = Field(default_factory=list, description="the dependencies that are down")
-    message: str = ""
-    components: list[ComponentOut]
+    message: str = Field("", description="what is down and why (with the API key, when one is set)")
+    components: list[ComponentOut] = Field(
+        default_factory=list, description="each dependency's detail (with the API key, when one is set)"
+    )
 
 
 class ReadyResponse(BaseModel):

@@ -5,15 +5,22 @@ Rules every store keeps, so ``engine/cache.py`` can rely on them:
   to [0, 2];
 - expired entries are never returned (by ``get``, ``search``, ``list_entries`` or ``iter_entries``);
 - ``search`` only returns entries of the given scope, closest first, at most ``k``, and when
-  ``max_distance`` is given only those at or under it;
-- ``upsert`` is durable when it returns (an acknowledged write survives the process being killed), and
-  stores each entry's ``hit_count`` as given: 0 for a prompt stored again (its count starts again), the
-  carried count for a restore or a migration;
-- hit/miss counters and recent latencies live in the store, so every process sharing it sees them.
+  ``max_distance`` is given only those at or under it; with ``with_vectors`` each match carries the
+  entry's stored unit vector (what ``get_vectors`` returns for it);
+- ``upsert`` is durable when it returns (an acknowledged write survives the process being killed), is all
+  or nothing (a batch with one bad entry, such as an expiry outside ``check_expiry``'s range, writes
+  none), and stores each entry's ``hit_count`` as given: 0 for a prompt stored again (its count starts
+  again, and its feedback is forgotten: a new entry), the carried count for a restore or a migration
+  (feedback already held for the key is kept);
+- hit/miss counters, feedback totals and recent latencies live in the store, so every process sharing it
+  sees them;
+- feedback about an entry lives and dies with it: ``delete``, ``clear``, ``purge_expired`` and ``drop``
+  remove it, and feedback of an entry that expired is never returned.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -23,6 +30,7 @@ from engine.models import (
     CacheEntry,
     ComponentHealth,
     EmbedderIdentity,
+    EntryFeedback,
     EntryPage,
     IndexInfo,
     Match,
@@ -31,6 +39,10 @@ from engine.models import (
 
 #: How many recent lookup latencies a store keeps for p50/p95.
 LATENCY_WINDOW = 1000
+#: The latest expiry a store accepts: the last second of year 9999. Redis refuses a PEXPIREAT far past
+#: it, and only after the rest of a transaction was queued (EXEC does not roll back), so both stores
+#: check every entry before writing any.
+MAX_EXPIRES_AT = 253402300799.0
 
 
 @runtime_checkable
@@ -54,10 +66,23 @@ class VectorStore(Protocol):
     async def get(self, key: str) -> CacheEntry | None: ...
 
     async def search(
-        self, vector: np.ndarray, *, scope: str, k: int, max_distance: float | None = None
-    ) -> list[Match]: ...
+        self,
+        vector: np.ndarray,
+        *,
+        scope: str,
+        k: int,
+        max_distance: float | None = None,
+        with_vectors: bool = False,
+    ) -> list[Match]:
+        """With ``with_vectors``, each ``Match.vector`` is the entry's stored float32 unit vector (read in
+        the same round trip); without it, ``None``."""
 
-    async def upsert(self, items: Sequence[tuple[CacheEntry, np.ndarray]]) -> None: ...
+    async def get_vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored float32 vector of each key present; absent keys are left out."""
+
+    async def upsert(self, items: Sequence[tuple[CacheEntry, np.ndarray]]) -> None:
+        """Write the batch whole or not at all; ``InvalidInputError`` (nothing written) for an entry whose
+        ``expires_at`` is not finite, not positive or past ``MAX_EXPIRES_AT``."""
 
     async def delete(self, key: str) -> bool: ...
 
@@ -88,12 +113,49 @@ class VectorStore(Protocol):
 
     async def counters(self) -> StoreCounters: ...
 
+    async def record_feedback(self, entry_key: str, query_key: str, correct: bool) -> EntryFeedback:
+        """Record, atomically, one report that serving entry ``entry_key`` for query ``query_key`` (an
+        opaque key the cache derives from the normalized prompt and scope) was wrong or right; return the
+        entry's feedback after it. Wrong: ``wrong`` + 1 and the query joins ``refused_queries``. Right:
+        ``right`` + 1 and the query leaves ``refused_queries``. The store's totals count it either way.
+        ``NotFoundError`` when the entry does not exist (or expired)."""
+
+    async def feedback(self, entry_keys: Sequence[str]) -> dict[str, EntryFeedback]:
+        """The feedback of each of ``entry_keys``, in one round trip; entries without any are absent."""
+
     async def purge_expired(self) -> int: ...
 
     async def info(self) -> IndexInfo: ...
 
     async def health(self) -> ComponentHealth:
         """Cheap: a ping and a few facts, never a scan."""
+
+
+def unit_vector(vector: np.ndarray) -> np.ndarray:
+    """``vector`` as contiguous float32 of length 1, the form every store keeps; ``InvalidInputError`` for
+    a zero or non-finite one (it has no direction to compare)."""
+    from engine.errors import InvalidInputError
+
+    array = np.asarray(vector, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(array))
+    if not math.isfinite(norm) or norm == 0.0:
+        raise InvalidInputError("a vector is zero or not finite", "embedders return unit vectors")
+    # Unit length is the protocol's promise; renormalizing is cheap insurance that 1 - dot is cosine.
+    return np.ascontiguousarray(array / norm, dtype=np.float32)
+
+
+def check_expiry(entries: Sequence[CacheEntry]) -> None:
+    """Refuse (``InvalidInputError``) the first entry whose expiry no store can keep."""
+    from engine.errors import InvalidInputError
+
+    for entry in entries:
+        when = entry.expires_at
+        if when is not None and not (math.isfinite(when) and 0 < when <= MAX_EXPIRES_AT):
+            raise InvalidInputError(
+                f"entry {entry.key} expires at {when!r}, outside what a store can keep: nothing was stored",
+                f"an expiry is a Unix time in seconds, above 0 and at most {MAX_EXPIRES_AT:.0f} "
+                "(the end of year 9999); leave it unset for an entry that never expires",
+            )
 
 
 def mismatch_error(index: str, recorded: EmbedderIdentity, configured: EmbedderIdentity) -> Exception:

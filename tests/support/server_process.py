@@ -6,6 +6,7 @@ Each one loads the bundled model (seconds), so tests share them through module-s
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import signal
 import socket
@@ -33,8 +34,15 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 class ServerProcess:
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        module: str = "engine.server",
+    ) -> None:
         self.workdir = workdir
+        self.module = module
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -63,7 +71,7 @@ class ServerProcess:
         command = [
             sys.executable,
             "-m",
-            "engine.server",
+            self.module,
             "--port",
             str(self.port),
             "--workers",
@@ -123,3 +131,19 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
+
+
+def batch_lasting(server: ServerProcess, seconds: float, headers: dict[str, str]) -> list[dict[str, str]]:
+    """Items for a ``/cache/store/batch`` that takes about ``seconds`` on this machine now: sized by timing
+    a small batch first, so a test that needs a request in flight does not depend on an idle machine."""
+    probe = [{"prompt": f"Probe question {i} on subject {i * 3}?", "response": "Probe."} for i in range(100)]
+    started = time.perf_counter()
+    answer = httpx.post(
+        server.url + "/cache/store/batch", json={"items": probe}, headers=headers, timeout=120
+    )
+    answer.raise_for_status()
+    per_item = (time.perf_counter() - started) / len(probe)
+    n = min(40_000, max(500, math.ceil(seconds / per_item)))
+    return [
+        {"prompt": f"Question number {i} about topic {i * 7}?", "response": f"Answer {i}."} for i in range(n)
+    ]

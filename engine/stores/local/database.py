@@ -11,7 +11,7 @@ it never rebuilds the graph for another process's write. Writers hold SQLite's w
 the number, so sequences commit in order and a reader never sees seq N+1 without seq N.
 
 The module reads in the order of its sections: the connection, the schema, writes, reads, the change
-sequence, the lookup counters.
+sequence, the lookup counters, feedback.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import BackendUnavailableError, IndexMismatchError
-from engine.models import CacheEntry, EmbedderIdentity
+from engine.models import CacheEntry, EmbedderIdentity, EntryFeedback
 from engine.stores.base import LATENCY_WINDOW
 
 # -- connection --------------------------------------------------------------------------------------
@@ -123,10 +123,11 @@ def size_on_disk(path: Path) -> int:
 
 # -- schema ------------------------------------------------------------------------------------------
 # The layout of the data file: its tables, the entry columns every read selects and how a row becomes a
-# ``CacheEntry``, creating the schema on a new file, and the ``meta`` records (schema version, the file's
-# instance id, the embedder identity the index is bound to).
+# ``CacheEntry``, creating the schema on a new file (and migrating an older one), and the ``meta`` records
+# (schema version, the file's instance id, the embedder identity the index is bound to).
 
-SCHEMA_VERSION = 1
+#: 2 added feedback (the ``feedback`` and ``refused`` tables, the feedback counters).
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v NOT NULL);
@@ -151,7 +152,22 @@ CREATE TABLE IF NOT EXISTS removed (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,
 CREATE INDEX IF NOT EXISTS removed_seq ON removed (seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS latencies (n INTEGER PRIMARY KEY AUTOINCREMENT, ms REAL NOT NULL);
+-- Feedback hangs on the entry's id, never reused: an entry stored again in another scope (a new id) starts
+-- clean by itself, and every write that removes entries removes their rows in the same transaction.
+CREATE TABLE IF NOT EXISTS feedback (
+    entry_id INTEGER PRIMARY KEY,
+    wrong_reports INTEGER NOT NULL DEFAULT 0,
+    right_reports INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS refused (
+    entry_id INTEGER NOT NULL,
+    query_key TEXT NOT NULL,
+    PRIMARY KEY (entry_id, query_key)
+) WITHOUT ROWID;
 """
+
+#: The lookup and feedback totals in ``counters``.
+COUNTER_NAMES = ("hits", "misses", "feedback_wrong", "feedback_right")
 
 #: What every entry read selects, in the order ``entry_from_row`` reads it.
 ENTRY_COLUMNS = "id, key, scope, prompt, response, metadata, created_at, expires_at, hit_count"
@@ -178,7 +194,8 @@ def entry_from_row(row: Sequence[object]) -> CacheEntry:
 
 
 def setup(conn: sqlite3.Connection, path: Path) -> None:
-    """Create the schema on a new file; refuse a file written by a newer schema."""
+    """Create the schema on a new file, bring an older file's up to date (the tables are created above:
+    ``IF NOT EXISTS``); refuse a file written by a newer schema."""
     with write_transaction(conn):
         for statement in _SCHEMA.split(";"):
             if statement.strip():
@@ -196,15 +213,17 @@ def setup(conn: sqlite3.Connection, path: Path) -> None:
                     ("created_at", now),
                 ],
             )
-            conn.executemany(
-                "INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)", [("hits",), ("misses",)]
-            )
         elif int(version) > SCHEMA_VERSION:  # type: ignore[call-overload]
             raise IndexMismatchError(
                 f"the data file {path} was written by a newer semcache (schema {version}, this one reads "
                 f"{SCHEMA_VERSION})",
                 "upgrade semcache, or point SEMCACHE_DATA_DIR at another folder",
             )
+        elif int(version) < SCHEMA_VERSION:  # type: ignore[call-overload]
+            conn.execute("UPDATE meta SET v = ? WHERE k = 'schema'", (SCHEMA_VERSION,))
+        conn.executemany(
+            "INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)", [(n,) for n in COUNTER_NAMES]
+        )
 
 
 def read_identity(conn: sqlite3.Connection) -> EmbedderIdentity | None:
@@ -272,12 +291,15 @@ def upsert(conn: sqlite3.Connection, items: Sequence[tuple[CacheEntry, np.ndarra
             found = existing.get(entry.key)
             if found is not None and found[1] == entry.scope:
                 updates.append((*values, found[0]))
+                if entry.hit_count <= 0:  # stored again: a new entry, whose feedback starts again
+                    _forget_feedback(conn, [found[0]])
                 continue
             if found is not None:
                 conn.execute("DELETE FROM entries WHERE id = ?", (found[0],))
                 conn.execute(
                     "INSERT INTO removed (id, scope, seq) VALUES (?, ?, ?)", (found[0], found[1], seq)
                 )
+                _forget_feedback(conn, [found[0]])
             inserts.append((entry.key, entry.scope, *values))
         conn.executemany(
             "UPDATE entries SET prompt = ?, response = ?, metadata = ?, created_at = ?, expires_at = ?, "
@@ -302,6 +324,7 @@ def purge_expired(conn: sqlite3.Connection, now: float) -> int:
             return 0
         seq = _next_seq(conn)
         conn.executemany("DELETE FROM entries WHERE id = ?", [(id_,) for id_, _ in victims])
+        _forget_feedback(conn, [id_ for id_, _ in victims])
         conn.executemany(
             "INSERT OR REPLACE INTO removed (id, scope, seq) VALUES (?, ?, ?)",
             [(id_, scope, seq) for id_, scope in victims],
@@ -320,6 +343,7 @@ def delete(conn: sqlite3.Connection, key: str, now: float) -> bool:
         seq = _next_seq(conn)
         conn.execute("DELETE FROM entries WHERE id = ?", (id_,))
         conn.execute("INSERT OR REPLACE INTO removed (id, scope, seq) VALUES (?, ?, ?)", (id_, scope, seq))
+        _forget_feedback(conn, [id_])
         return expires_at is None or float(expires_at) > now
 
 
@@ -345,6 +369,8 @@ def clear(conn: sqlite3.Connection, now: float) -> int:
         seq = _next_seq(conn)
         conn.execute("DELETE FROM entries")
         conn.execute("DELETE FROM removed")
+        conn.execute("DELETE FROM feedback")
+        conn.execute("DELETE FROM refused")
         conn.execute("UPDATE meta SET v = ? WHERE k = 'floor'", (seq,))
         return live
 
@@ -507,8 +533,77 @@ def record_lookups(
         )
 
 
-def counters(conn: sqlite3.Connection) -> tuple[int, int, list[float]]:
+def counters(conn: sqlite3.Connection) -> tuple[dict[str, int], list[float]]:
+    """The totals of ``COUNTER_NAMES`` by name, and the recent latencies, oldest first."""
     with read_transaction(conn):
         values = dict(conn.execute("SELECT name, value FROM counters").fetchall())
         latencies = [float(ms) for (ms,) in conn.execute("SELECT ms FROM latencies ORDER BY n")]
-    return int(values.get("hits", 0)), int(values.get("misses", 0)), latencies[-LATENCY_WINDOW:]
+    return {name: int(values.get(name, 0)) for name in COUNTER_NAMES}, latencies[-LATENCY_WINDOW:]
+
+
+# -- feedback ----------------------------------------------------------------------------------------
+# Reports that a hit was wrong or right, per entry id: the counts, the queries an entry is refused for, and
+# the totals in ``counters``. Written at once (not batched like lookups): a wrong answer reported by one
+# process must stop being served by every other at its next search.
+
+
+def _forget_feedback(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    rows = [(int(id_),) for id_ in ids]
+    conn.executemany("DELETE FROM feedback WHERE entry_id = ?", rows)
+    conn.executemany("DELETE FROM refused WHERE entry_id = ?", rows)
+
+
+def record_feedback(
+    conn: sqlite3.Connection, entry_key: str, query_key: str, correct: bool, now: float
+) -> EntryFeedback | None:
+    """Record one report and return the entry's feedback after it; ``None`` (nothing written) when no live
+    entry has ``entry_key``."""
+    with write_transaction(conn):
+        row = conn.execute(f"SELECT id FROM entries WHERE key = ? AND {LIVE}", (entry_key, now)).fetchone()
+        if row is None:
+            return None
+        id_ = int(row[0])
+        kind = "right" if correct else "wrong"
+        conn.execute(
+            f"INSERT INTO feedback (entry_id, {kind}_reports) VALUES (?, 1) "
+            f"ON CONFLICT (entry_id) DO UPDATE SET {kind}_reports = {kind}_reports + 1",
+            (id_,),
+        )
+        if correct:
+            conn.execute("DELETE FROM refused WHERE entry_id = ? AND query_key = ?", (id_, query_key))
+        else:
+            conn.execute(
+                "INSERT OR IGNORE INTO refused (entry_id, query_key) VALUES (?, ?)", (id_, query_key)
+            )
+        conn.execute("UPDATE counters SET value = value + 1 WHERE name = ?", (f"feedback_{kind}",))
+        return _feedback(conn, [entry_key], now)[entry_key]
+
+
+def feedback(conn: sqlite3.Connection, keys: Sequence[str], now: float) -> dict[str, EntryFeedback]:
+    """The feedback of each live entry among ``keys`` that has any, read in one consistent view."""
+    with read_transaction(conn):
+        return _feedback(conn, keys, now)
+
+
+def _feedback(conn: sqlite3.Connection, keys: Sequence[str], now: float) -> dict[str, EntryFeedback]:
+    counts: dict[str, tuple[int, int]] = {}
+    refused: dict[str, set[str]] = {}
+    for start in range(0, len(keys), 500):
+        chunk = list(keys[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        live = f"e.key IN ({marks}) AND (e.expires_at IS NULL OR e.expires_at > ?)"
+        for key, wrong, right in conn.execute(
+            "SELECT e.key, f.wrong_reports, f.right_reports FROM feedback f JOIN entries e "
+            f"ON e.id = f.entry_id WHERE {live}",
+            (*chunk, now),
+        ):
+            counts[str(key)] = (int(wrong), int(right))
+        for key, query_key in conn.execute(
+            f"SELECT e.key, r.query_key FROM refused r JOIN entries e ON e.id = r.entry_id WHERE {live}",
+            (*chunk, now),
+        ):
+            refused.setdefault(str(key), set()).add(str(query_key))
+    return {
+        key: EntryFeedback(wrong, right, frozenset(refused.get(key, ())))
+        for key, (wrong, right) in counts.items()
+    }

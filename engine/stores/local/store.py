@@ -10,7 +10,7 @@ write waiting for a disk sync (``_writer``) never holds up a ``get`` (``_reader`
 cost more than the work; anything that may take longer goes to ``asyncio.to_thread``.
 
 The class reads top to bottom: construction, plumbing, life cycle, reads, writes, keeping the graphs
-fresh, listing, counters, inspection.
+fresh, listing, counters, feedback, inspection.
 """
 
 from __future__ import annotations
@@ -34,19 +34,21 @@ from engine.errors import (
     ConfigError,
     IndexMissingError,
     InvalidInputError,
+    NotFoundError,
     SemcacheError,
 )
 from engine.models import (
     CacheEntry,
     ComponentHealth,
     EmbedderIdentity,
+    EntryFeedback,
     EntryPage,
     IndexInfo,
     Match,
     StoreCounters,
     clamp_distance,
 )
-from engine.stores.base import mismatch_error
+from engine.stores.base import check_expiry, mismatch_error, unit_vector
 from engine.stores.local import database as db
 from engine.stores.local.follower import GraphFollower, folder_size
 from engine.stores.local.graphs import DTYPE, ScopeGraphs
@@ -224,7 +226,13 @@ class LocalStore:
         return None if entry is None else self._pending.overlay(entry)
 
     async def search(
-        self, vector: np.ndarray, *, scope: str, k: int, max_distance: float | None = None
+        self,
+        vector: np.ndarray,
+        *,
+        scope: str,
+        k: int,
+        max_distance: float | None = None,
+        with_vectors: bool = False,
     ) -> list[Match]:
         await self.open()
         if k <= 0 or self._recorded is None:
@@ -242,7 +250,7 @@ class LocalStore:
             if labels.size == 0:
                 return []
             ranked, live = await self._quick(
-                self._read_lock, self._rank, labels, query, scope, k, max_distance, time.time()
+                self._read_lock, self._rank, labels, query, scope, k, max_distance, with_vectors, time.time()
             )
             # Candidates expired (or deleted) but still in the graph took places: ask for more.
             if live >= min(wanted, total) or count >= total:
@@ -256,6 +264,7 @@ class LocalStore:
         scope: str,
         k: int,
         max_distance: float | None,
+        with_vectors: bool,
         now: float,
     ) -> tuple[list[Match], int]:
         rows = [row for row in db.candidates(self._conn, labels.tolist(), now) if row[2] == scope]
@@ -268,7 +277,10 @@ class LocalStore:
             distance = clamp_distance(float(distances[position]))
             if max_distance is not None and distance > max_distance:
                 break
-            matches.append(Match(self._pending.overlay(db.entry_from_row(rows[position])), distance))
+            entry = self._pending.overlay(db.entry_from_row(rows[position]))
+            # The candidates' vectors were read for the re-ranking: handing them out costs a copy.
+            stored = vectors[position].copy() if with_vectors else None
+            matches.append(Match(entry, distance, stored))
         return matches, len(rows)
 
     async def count(self) -> int:
@@ -285,11 +297,7 @@ class LocalStore:
                 f"{identity.describe()}",
                 "embed with the embedder the index is bound to",
             )
-        norm = float(np.linalg.norm(array))
-        if not np.isfinite(norm) or norm == 0.0:
-            raise InvalidInputError("a vector is zero or not finite", "embedders return unit vectors")
-        # Unit length is the protocol's promise; renormalizing is cheap insurance that 1 - dot is cosine.
-        return np.ascontiguousarray(array / norm, dtype=np.float32)
+        return unit_vector(array)
 
     def _written_identity(self) -> EmbedderIdentity:
         """The identity writes must carry: the one the file records (so never before the first bind)."""
@@ -305,6 +313,7 @@ class LocalStore:
             return
         await self.open()
         identity = self._written_identity()
+        check_expiry([entry for entry, _ in items])
         rows = [(entry, self._vector(vector, identity)) for entry, vector in items]
         await self._thread(self._write_lock, db.upsert, self._wconn, rows)
         # Acknowledged above; now make our own graphs show the write before we return.
@@ -391,7 +400,7 @@ class LocalStore:
             if len(entries) < batch:
                 return
 
-    async def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
+    async def get_vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored float32 vector of each key present (for exports); absent keys are left out."""
         await self.open()
         if not keys:
@@ -438,8 +447,34 @@ class LocalStore:
     async def counters(self) -> StoreCounters:
         await self.open()
         await self._flush()
-        hits, misses, latencies = await self._thread(self._read_lock, db.counters, self._conn)
-        return StoreCounters(hits=hits, misses=misses, recent_latencies_ms=latencies)
+        totals, latencies = await self._thread(self._read_lock, db.counters, self._conn)
+        return StoreCounters(
+            hits=totals["hits"],
+            misses=totals["misses"],
+            recent_latencies_ms=latencies,
+            feedback_wrong=totals["feedback_wrong"],
+            feedback_right=totals["feedback_right"],
+        )
+
+    # -- feedback: written at once, read with the candidates ---------------------------------------------
+
+    async def record_feedback(self, entry_key: str, query_key: str, correct: bool) -> EntryFeedback:
+        await self.open()
+        recorded = await self._thread(
+            self._write_lock, db.record_feedback, self._wconn, entry_key, query_key, correct, time.time()
+        )
+        if recorded is None:
+            raise NotFoundError(
+                f"no entry {entry_key} in index {self.name} to report feedback on",
+                "it expired or was deleted; report feedback with the key of a hit the cache just served",
+            )
+        return recorded
+
+    async def feedback(self, entry_keys: Sequence[str]) -> dict[str, EntryFeedback]:
+        await self.open()
+        if not entry_keys:
+            return {}
+        return await self._quick(self._read_lock, db.feedback, self._conn, entry_keys, time.time())
 
     # -- inspection --------------------------------------------------------------------------------------
 

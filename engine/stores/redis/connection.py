@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import redis
 from redis import exceptions as rex
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -64,15 +65,15 @@ def make_client(
         "decode_responses": False,  # vectors are bytes
         "socket_connect_timeout": connect_timeout,
         "socket_timeout": socket_timeout,
-        "retry": Retry(NoBackoff(), 1),
         "retry_on_error": [rex.ConnectionError, rex.TimeoutError],
     }
     # REDIS_PASSWORD fills in for a URL without one; a password in the URL wins, as the seed did.
     if password and urlsplit(url).password is None:
         options["password"] = password
+    # Each face needs its own kind of Retry: given the synchronous one, the asyncio client never retries.
     if sync:
-        return redis.Redis.from_url(url, **options)
-    return Redis.from_url(url, **options)
+        return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
+    return Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 1), **options)
 
 
 def _one_line(text: str) -> str:

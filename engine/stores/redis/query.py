@@ -6,7 +6,9 @@ import json
 import re
 from typing import Any
 
-from engine.models import CacheEntry, Match, clamp_distance
+import numpy as np
+
+from engine.models import CacheEntry, EntryFeedback, Match, clamp_distance
 from engine.stores.redis import schema as s
 
 # TAG values need every punctuation character escaped, "_" included: a scope of "_" alone is a syntax error.
@@ -132,9 +134,24 @@ def results(reply: Any) -> tuple[int, list[tuple[str, dict[Any, Any]]]]:
     return total, rows
 
 
-def match(entry: CacheEntry, raw_distance: Any) -> Match:
+def match(entry: CacheEntry, raw_distance: Any, raw_vector: Any = None) -> Match:
     distance = number(raw_distance, 2.0)
-    return Match(entry, 0.0 if abs(distance) < _SNAP else clamp_distance(distance))
+    return Match(entry, 0.0 if abs(distance) < _SNAP else clamp_distance(distance), vector(raw_vector))
+
+
+def vector(blob: Any) -> np.ndarray | None:
+    """A stored FLOAT32 vector field as a float32 array (a copy: the reply's bytes are not ours to pin);
+    ``None`` for no field, or for bytes that are not a whole number of float32s (another tool wrote them,
+    so not a vector we can vouch for)."""
+    if not isinstance(blob, bytes) or not blob or len(blob) % 4:
+        return None
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def entry_feedback(wrong: Any, right: Any, refused: Any) -> EntryFeedback | None:
+    """One entry's feedback from its two counts and its refused set; ``None`` when it has none."""
+    found = EntryFeedback(int(number(wrong)), int(number(right)), frozenset(text(q) for q in refused or ()))
+    return found if found.wrong or found.right or found.refused_queries else None
 
 
 def glob_escape(value: str) -> str:

@@ -4,7 +4,7 @@ Entries are HASHes under ``{name}:`` (so the seed's documented ``FT.DROPINDEX {n
 the cache). Field names follow RedisVL's SemanticCache (prompt, response, prompt_vector, inserted_at,
 updated_at, metadata), the layout the seed service wrote, so an index it created can be adopted.
 
-Our own bookkeeping (identity, counters, latencies) lives under ``@semcache:{name}:...``: '@' can never
+Our own bookkeeping (identity, counters, latencies, hit counts, feedback) lives under ``@semcache:{name}:...``: '@' can never
 start an index name, so these keys are under no index's prefix, are never indexed as documents, and
 survive a DROPINDEX DD. Identity recorded there is trusted only while it agrees with the live index.
 """
@@ -71,6 +71,24 @@ class Keys:
     def hits(self) -> str:
         """Hit count per entry key, beside the entries: see ``store._RECORD_LOOKUP`` for why."""
         return f"@semcache:{self.name}:hits"
+
+    @property
+    def feedback(self) -> str:
+        """Feedback counts per entry: fields ``{entry key}:w`` and ``{entry key}:r`` (beside the entries,
+        like the hit counts, so a report never re-indexes the entry)."""
+        return f"@semcache:{self.name}:fb"
+
+    @property
+    def refused_prefix(self) -> str:
+        return f"@semcache:{self.name}:refused:"
+
+    def refused(self, key: str) -> str:
+        """The set of query keys entry ``key`` must never be served for again. No TTL of its own (a hit
+        slides the entry's expiry): ``RedisStore.purge_expired`` removes those of expired entries."""
+        return f"{self.refused_prefix}{key}"
+
+    def feedback_fields(self, key: str) -> tuple[str, str]:
+        return f"{key}:w", f"{key}:r"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Every replica of the server can share one Redis: entries, the recorded embedder 
 counters and recent latencies all live there (see ``schema`` for the key layout).
 
 The class reads top to bottom: construction, plumbing (one command, its errors, recovery when the index
-went away), life cycle, reads, writes, listing, counters, inspection. The pure parts live beside it:
+went away), life cycle, reads, writes, listing, counters, feedback, inspection. The pure parts live beside it:
 ``query`` (query strings, reply parsing), ``schema`` (FT.CREATE, FT.INFO, the identity record),
 ``connection`` (the client, error translation) and ``health`` (reading INFO).
 """
@@ -24,18 +24,19 @@ import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from engine.errors import IndexMismatchError, IndexMissingError, SemcacheError
+from engine.errors import IndexMismatchError, IndexMissingError, NotFoundError, SemcacheError
 from engine.models import (
     CacheEntry,
     ComponentHealth,
     EmbedderIdentity,
+    EntryFeedback,
     EntryPage,
     IndexInfo,
     Match,
     StoreCounters,
 )
 from engine.redact import redact_url
-from engine.stores.base import LATENCY_WINDOW, mismatch_error
+from engine.stores.base import LATENCY_WINDOW, check_expiry, mismatch_error, unit_vector
 from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
 from engine.stores.redis.connection import (
@@ -71,6 +72,25 @@ if #KEYS == 4 and redis.call('EXISTS', KEYS[3]) == 1 then
   end
 end
 return 1
+"""
+
+# One atomic report. Returns nil when the entry does not exist (Redis expires it on this EXISTS), else
+# {wrong, right, refused queries} after the report.
+_RECORD_FEEDBACK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return false
+end
+if ARGV[3] == '1' then
+  redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':r', 1)
+  redis.call('SREM', KEYS[3], ARGV[2])
+  redis.call('HINCRBY', KEYS[4], 'feedback_right', 1)
+else
+  redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':w', 1)
+  redis.call('SADD', KEYS[3], ARGV[2])
+  redis.call('HINCRBY', KEYS[4], 'feedback_wrong', 1)
+end
+return {redis.call('HGET', KEYS[2], ARGV[1] .. ':w') or '0', redis.call('HGET', KEYS[2], ARGV[1] .. ':r') or '0',
+        redis.call('SMEMBERS', KEYS[3])}
 """
 
 
@@ -340,7 +360,10 @@ class RedisStore:
             await self._command("FT.DROPINDEX", self.name, "DD")
         # Only our own bookkeeping keys: the migration pointer also lives under @semcache:{name}: and stays.
         keys = self.keys
-        await self._run(lambda: self.client.delete(keys.meta, keys.stats, keys.latencies, keys.hits))
+        await self._run(
+            lambda: self.client.delete(keys.meta, keys.stats, keys.latencies, keys.hits, keys.feedback)
+        )
+        await self._forget_every_refused()
         await self.close()
         return documents
 
@@ -365,7 +388,13 @@ class RedisStore:
         return (await self._with_hits([entry]))[0]
 
     async def search(
-        self, vector: np.ndarray, *, scope: str, k: int, max_distance: float | None = None
+        self,
+        vector: np.ndarray,
+        *,
+        scope: str,
+        k: int,
+        max_distance: float | None = None,
+        with_vectors: bool = False,
     ) -> list[Match]:
         blob, now = self._blob(vector), time.time()
         if max_distance is None:
@@ -377,16 +406,21 @@ class RedisStore:
             params = ["radius", f"{max_distance + 1e-6:.9f}", "vec", blob]
             if self._hnsw_index:
                 params += ["eps", self.range_epsilon]
-        returned = [*s.ENTRY_FIELDS, s.DISTANCE]
+        # Vectors only when asked: at k=5, 384 dims they add ~60 us to a ~1 ms range query (5 x 1.5 KB more
+        # in the reply; bench/search_vectors.py), where the local store reads them for its re-ranking anyway.
+        returned = [*s.ENTRY_FIELDS, s.DISTANCE, *([self._vector_field] if with_vectors else [])]
         reply = await self._command(
             "FT.SEARCH", self.name, text, "PARAMS", len(params), *params,
             "SORTBY", s.DISTANCE, "ASC", "RETURN", len(returned), *returned,
             "LIMIT", 0, k, "DIALECT", 2,
         )  # fmt: skip
         matches = []
+        vector_field = self._vector_field.encode()
         for redis_key, values in q.results(reply)[1]:
             match = q.match(
-                q.entry_from_hash(self.keys.entry_key(redis_key), values), values.get(s.DISTANCE.encode())
+                q.entry_from_hash(self.keys.entry_key(redis_key), values),
+                values.get(s.DISTANCE.encode()),
+                values.get(vector_field),
             )
             if match.entry.is_expired(now) or (max_distance is not None and match.distance > max_distance):
                 continue
@@ -419,11 +453,15 @@ class RedisStore:
     async def upsert(self, items: Sequence[tuple[CacheEntry, np.ndarray]]) -> None:
         if not items:
             return
+        # Everything is checked before anything is sent: MULTI/EXEC applies a batch whole, but does not
+        # roll back a command that fails at run time (a PEXPIREAT past year 9999) after the others.
+        check_expiry([entry for entry, _ in items])
+        blobs = [self._blob(unit_vector(vector)) for _, vector in items]
         now = time.time()
-        pipe = self.client.pipeline(transaction=False)
-        for entry, vector in items:
+        pipe = self.client.pipeline(transaction=True)
+        for (entry, _), blob in zip(items, blobs, strict=True):
             redis_key = self.keys.entry(entry.key)
-            pipe.hset(redis_key, mapping=q.entry_to_hash(entry, self._blob(vector), now))
+            pipe.hset(redis_key, mapping=q.entry_to_hash(entry, blob, now))
             if entry.expires_at is not None:
                 pipe.pexpireat(redis_key, int(entry.expires_at * 1000))
             else:
@@ -434,7 +472,10 @@ class RedisStore:
         kept: dict[Any, Any] = {key: n for key, n in counts.items() if n > 0}
         reset = [key for key, n in counts.items() if n <= 0]
         if reset:
+            # Stored again: a new entry, whose hit count and feedback start again.
             pipe.hdel(self.keys.hits, *reset)
+            pipe.hdel(self.keys.feedback, *self._feedback_fields(reset))
+            pipe.unlink(*[self.keys.refused(key) for key in reset])
         if kept:
             pipe.hset(self.keys.hits, mapping=kept)
         await self._run(pipe.execute)
@@ -443,7 +484,9 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         pipe.unlink(self.keys.entry(key))
         pipe.hdel(self.keys.hits, key)
-        removed, _ = await self._run(pipe.execute)
+        pipe.hdel(self.keys.feedback, *self._feedback_fields([key]))
+        pipe.unlink(self.keys.refused(key))
+        removed, *_ = await self._run(pipe.execute)
         return bool(removed)
 
     async def _delete_matching(self, text: str) -> int:
@@ -455,10 +498,13 @@ class RedisStore:
             removed_in_pass = 0
             async for rows in self._scan(text, [], BATCH):
                 redis_keys = [q.text(row["__key"]) for row in rows]
+                keys = [self.keys.entry_key(key) for key in redis_keys]
                 pipe = self.client.pipeline(transaction=False)
                 pipe.unlink(*redis_keys)
-                pipe.hdel(self.keys.hits, *[self.keys.entry_key(key) for key in redis_keys])
-                removed, _ = await self._run(pipe.execute)
+                pipe.hdel(self.keys.hits, *keys)
+                pipe.hdel(self.keys.feedback, *self._feedback_fields(keys))
+                pipe.unlink(*[self.keys.refused(key) for key in keys])
+                removed, *_ = await self._run(pipe.execute)
                 removed_in_pass += int(removed)
             deleted += removed_in_pass
             if not removed_in_pass:  # nothing left, or listed but already gone (the index catches up)
@@ -471,24 +517,59 @@ class RedisStore:
             await self._create_index(self._bound)
             return 0
         deleted = await self._delete_matching("*")
-        await self._run(lambda: self.client.delete(self.keys.hits))
+        await self._run(lambda: self.client.delete(self.keys.hits, self.keys.feedback))
+        await self._forget_every_refused()
         return deleted
 
     async def purge_expired(self) -> int:
         purged = await self._delete_matching(q.expired(time.time()))
-        # Redis drops expired keys by itself; their hit counts are the only thing left behind.
-        stale: list[str] = []
-        async for key in self.client.hscan_iter(self.keys.hits, count=BATCH):
-            stale.append(q.text(key[0] if isinstance(key, tuple) else key))
-        if stale:
+        # Redis drops expired keys by itself; their hit counts and feedback are all that is left behind.
+        # Feedback is not given the entry's expiry: a hit slides the entry's expiry (record_lookup), and
+        # the refused queries must live exactly as long as the entry. Left behind, they are never read
+        # (``feedback`` skips keys without an entry) and a prompt stored again resets them.
+        stale: set[str] = set()
+        async for field in self.client.hscan_iter(self.keys.hits, count=BATCH):
+            stale.add(q.text(field[0] if isinstance(field, tuple) else field))
+        async for field in self.client.hscan_iter(self.keys.feedback, count=BATCH):
+            stale.add(q.text(field[0] if isinstance(field, tuple) else field)[:-2])  # less ":w" / ":r"
+        async for refused in self._refused_keys():
+            stale.add(refused[len(self.keys.refused_prefix) :])
+        ordered = sorted(stale)
+        for start in range(0, len(ordered), BATCH):
+            chunk = ordered[start : start + BATCH]
             pipe = self.client.pipeline(transaction=False)
-            for key in stale:
+            for key in chunk:
                 pipe.exists(self.keys.entry(key))
             alive = await self._run(pipe.execute)
-            gone = [key for key, exists in zip(stale, alive, strict=True) if not exists]
+            gone = [key for key, exists in zip(chunk, alive, strict=True) if not exists]
             if gone:
-                await self._run(lambda: self.client.hdel(self.keys.hits, *gone))
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hdel(self.keys.hits, *gone)
+                pipe.hdel(self.keys.feedback, *self._feedback_fields(gone))
+                pipe.unlink(*[self.keys.refused(key) for key in gone])
+                await self._run(pipe.execute)
         return purged
+
+    def _feedback_fields(self, keys: Sequence[str]) -> list[str]:
+        return [field for key in keys for field in self.keys.feedback_fields(key)]
+
+    async def _refused_keys(self) -> AsyncIterator[str]:
+        """Every refused set of this index, its entry alive or not (a key met twice by SCAN is harmless)."""
+        match, cursor = q.glob_escape(self.keys.refused_prefix) + "*", 0
+        while True:
+            step = functools.partial(self.client.scan, cursor, match=match, count=BATCH, _type="SET")
+            cursor, found = await self._run(step)
+            for raw in found:
+                yield q.text(raw)
+            if int(cursor) == 0:
+                return
+
+    async def _forget_every_refused(self) -> None:
+        """Unlink every refused set of this index (``clear``, ``drop``), left behind by expiry included."""
+        found = [key async for key in self._refused_keys()]
+        for start in range(0, len(found), BATCH):
+            chunk = found[start : start + BATCH]
+            await self._run(functools.partial(self.client.unlink, *chunk))
 
     # -- listing: the panel's pages, exports' batches and their vectors --------------------------------
 
@@ -570,7 +651,7 @@ class RedisStore:
         if pending:
             yield await self._with_hits(pending)
 
-    async def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
+    async def get_vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored float32 vector of each key that still exists (for exports); absent keys are left out."""
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(keys), BATCH):
@@ -580,9 +661,9 @@ class RedisStore:
                 pipe.hget(self.keys.entry(key), self._vector_field)
             blobs = await self._run(pipe.execute)
             for key, blob in zip(chunk, blobs, strict=True):
-                # Not a whole number of float32s: written by another tool, so not a vector we can vouch for.
-                if isinstance(blob, bytes) and blob and len(blob) % 4 == 0:
-                    found[key] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                vector = q.vector(blob)
+                if vector is not None:
+                    found[key] = vector
         return found
 
     # -- counters: hits, misses, recent latencies, per-entry hit counts --------------------------------
@@ -607,10 +688,53 @@ class RedisStore:
 
     async def counters(self) -> StoreCounters:
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(self.keys.stats, ["hits", "misses"])
+        pipe.hmget(self.keys.stats, ["hits", "misses", "feedback_wrong", "feedback_right"])
         pipe.lrange(self.keys.latencies, 0, LATENCY_WINDOW - 1)
-        (hits, misses), latencies = await self._run(pipe.execute)
-        return StoreCounters(int(hits or 0), int(misses or 0), [q.number(v) for v in latencies])
+        (hits, misses, wrong, right), latencies = await self._run(pipe.execute)
+        return StoreCounters(
+            int(hits or 0),
+            int(misses or 0),
+            [q.number(v) for v in latencies],
+            feedback_wrong=int(wrong or 0),
+            feedback_right=int(right or 0),
+        )
+
+    # -- feedback: counts beside the entries, a refused set per entry, totals in the stats hash ----------
+
+    async def record_feedback(self, entry_key: str, query_key: str, correct: bool) -> EntryFeedback:
+        keys = [
+            self.keys.entry(entry_key),
+            self.keys.feedback,
+            self.keys.refused(entry_key),
+            self.keys.stats,
+        ]
+        args = [entry_key, query_key, "1" if correct else "0"]
+        reply = await self._run(lambda: self.client.eval(_RECORD_FEEDBACK, len(keys), *keys, *args))
+        if reply is None:
+            raise NotFoundError(
+                f"no entry {entry_key} in index {self.name} to report feedback on",
+                "it expired or was deleted; report feedback with the key of a hit the cache just served",
+            )
+        found = q.entry_feedback(*reply)
+        return found if found is not None else EntryFeedback()
+
+    async def feedback(self, entry_keys: Sequence[str]) -> dict[str, EntryFeedback]:
+        if not entry_keys:
+            return {}
+        keys = list(dict.fromkeys(entry_keys))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(self.keys.entry(key))
+            pipe.hmget(self.keys.feedback, list(self.keys.feedback_fields(key)))
+            pipe.smembers(self.keys.refused(key))
+        replies = await self._run(pipe.execute)
+        found: dict[str, EntryFeedback] = {}
+        for index, key in enumerate(keys):
+            exists, (wrong, right), refused = replies[3 * index : 3 * index + 3]
+            feedback = q.entry_feedback(wrong, right, refused) if exists else None
+            if feedback is not None:
+                found[key] = feedback
+        return found
 
     # -- inspection ------------------------------------------------------------------------------------
 
