@@ -54,6 +54,12 @@ async def test_a_chat_model_matches_the_last_human_message_within_its_conversati
     assert (await chat.ainvoke(other)).content == "Six."
 
 
+def test_what_the_cache_refuses_never_fails_the_llm_call(lc_cache: SemcacheCache) -> None:
+    huge = "word " * 10_000  # past SEMCACHE_MAX_PROMPT_CHARS
+    llm = FakeListLLM(responses=["first", "second"], cache=lc_cache)
+    assert llm.invoke(huge) == "first" and llm.invoke(huge) == "second"
+
+
 def test_scopes_and_clear(lc_cache: SemcacheCache) -> None:
     scope, matched = lookup_key("Hello", "[('_type', 'fake')]")
     assert matched == "Hello" and valid_scope(scope) and scope.startswith("lc:")

@@ -13,6 +13,9 @@ data (text, generation info, and a chat generation's message as ``message_to_dic
 LangChain's serialized objects: reviving those instantiates classes named by the entry, and anyone who
 can write to the cache could name one.
 
+A lookup or store the cache refuses (a prompt past SEMCACHE_MAX_PROMPT_CHARS, metadata past the limits)
+or cannot do (the server down) is logged and skipped: the LLM answers as if there were no cache.
+
 The cache's service lives on one event loop in a thread of its own, so the sync (``lookup``) and async
 (``alookup``) faces share one client and neither blocks a caller's loop.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
@@ -32,7 +36,10 @@ from langchain_core.messages import message_to_dict, messages_from_dict
 from langchain_core.outputs import ChatGeneration, Generation
 
 from engine.config import Settings
+from engine.errors import SemcacheError
 from engine.service import CacheService
+
+log = logging.getLogger("semcache.langchain")
 
 T = TypeVar("T")
 
@@ -133,7 +140,11 @@ class SemcacheCache(BaseCache):
 
     async def _lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         scope, matched = lookup_key(prompt, llm_string)
-        result = await self.service.check(matched, scope=scope, threshold=self.threshold)
+        try:
+            result = await self.service.check(matched, scope=scope, threshold=self.threshold)
+        except SemcacheError as exc:  # a prompt past the limits, the cache down: the LLM answers instead
+            log.warning("semcache lookup skipped: %s", exc)
+            return None
         best = result.best if result.is_hit else None
         if best is None:
             return None
@@ -148,7 +159,10 @@ class SemcacheCache(BaseCache):
             return  # nothing worth serving again (a tool-call-only answer has no text)
         scope, matched = lookup_key(prompt, llm_string)
         metadata = {"lc_generations": [_plain(generation) for generation in return_val]}
-        await self.service.store(matched, return_val[0].text, scope=scope, metadata=metadata)
+        try:
+            await self.service.store(matched, return_val[0].text, scope=scope, metadata=metadata)
+        except SemcacheError as exc:  # the caller has its answer; a failed store only costs a later hit
+            log.warning("semcache store skipped: %s", exc)
 
     async def _clear(self) -> None:
         keys: list[str] = []
