@@ -188,6 +188,7 @@ async def _create(
             snapshot_from,
             folder,
             password=settings.redis_password,
+            sentinel_password=settings.redis_sentinel_password,
             filename=backup_name(settings.index_name, time.time(), RDB_SUFFIX),
         )
         data["snapshot"] = _snapshot_dict(result)
@@ -332,7 +333,11 @@ async def _restore_rdb(args: argparse.Namespace, printer: Printer, settings: Set
     target = Path(args.target).expanduser() if args.target else None
     redis_url = _redis_url(settings)
     plan = await plan_rdb_restore(
-        Path(args.rdb).expanduser(), redis_url, password=settings.redis_password, target=target
+        Path(args.rdb).expanduser(),
+        redis_url,
+        password=settings.redis_password,
+        target=target,
+        sentinel_password=settings.redis_sentinel_password,
     )
     steps = [f"{n}. {step}" for n, step in enumerate(plan.steps, start=1)]
     if printer.json_mode:
@@ -351,7 +356,9 @@ async def _restore_rdb(args: argparse.Namespace, printer: Printer, settings: Set
     if not _confirm(args, f"Replace {plan.target} with {plan.rdb_file}?"):
         printer.info("not restored")
         return 1
-    while redis_url and await redis_answers(redis_url, password=settings.redis_password):
+    while redis_url and await redis_answers(
+        redis_url, password=settings.redis_password, sentinel_password=settings.redis_sentinel_password
+    ):
         if args.yes or not sys.stdin.isatty():
             raise InvalidInputError(
                 "Redis is still running, so its dump file was left alone",

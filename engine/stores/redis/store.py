@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from engine.errors import IndexMismatchError, IndexMissingError, NotFoundError, SemcacheError
@@ -41,6 +42,7 @@ from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
 from engine.stores.redis.connection import (
     DEFAULT_URL,
+    acknowledged_pipeline,
     is_existing_index,
     is_missing_index,
     make_client,
@@ -109,6 +111,9 @@ class RedisStore:
         range_epsilon: float = 0.2,
         connect_timeout: float = 2.0,
         socket_timeout: float = 10.0,
+        sentinel_password: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         self.url = url
         self.name = name
@@ -117,7 +122,10 @@ class RedisStore:
         self.hnsw = s.Hnsw(hnsw_m, hnsw_ef_construction, hnsw_ef_runtime)
         self.range_epsilon = range_epsilon
         self._password = password
-        self._secrets = (password, urlsplit(url).password)
+        self._secrets = (password, urlsplit(url).password, sentinel_password)
+        self._sentinel_password = sentinel_password
+        #: Acknowledged writes (upsert, delete, clear, feedback) wait for this many replicas (WAIT).
+        self.wait_replicas, self.wait_timeout = wait_replicas, wait_timeout
         self._timeouts = (connect_timeout, socket_timeout)
         self._client: Redis | None = None
         #: The identity read from the index (``open``), or bound to it (``bind``).
@@ -137,6 +145,9 @@ class RedisStore:
             hnsw_m=settings.hnsw_m,
             hnsw_ef_construction=settings.hnsw_ef_construction,
             hnsw_ef_runtime=settings.hnsw_ef_runtime,
+            sentinel_password=settings.redis_sentinel_password,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout=settings.redis_wait_timeout,
         )
 
     def __repr__(self) -> str:
@@ -147,9 +158,19 @@ class RedisStore:
         if self._client is None:
             connect, socket_timeout = self._timeouts
             self._client = make_client(
-                self.url, self._password, connect_timeout=connect, socket_timeout=socket_timeout
+                self.url,
+                self._password,
+                connect_timeout=connect,
+                socket_timeout=socket_timeout,
+                sentinel_password=self._sentinel_password,
             )
         return self._client
+
+    def _acknowledged(self, *, transaction: bool = False) -> Pipeline:
+        """A pipeline for an acknowledged write: confirmed by SEMCACHE_REDIS_WAIT_REPLICAS replicas."""
+        return acknowledged_pipeline(
+            self.client, transaction=transaction, replicas=self.wait_replicas, timeout=self.wait_timeout
+        )
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -458,7 +479,7 @@ class RedisStore:
         check_expiry([entry for entry, _ in items])
         blobs = [self._blob(unit_vector(vector)) for _, vector in items]
         now = time.time()
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self._acknowledged(transaction=True)
         for (entry, _), blob in zip(items, blobs, strict=True):
             redis_key = self.keys.entry(entry.key)
             pipe.hset(redis_key, mapping=q.entry_to_hash(entry, blob, now))
@@ -481,7 +502,7 @@ class RedisStore:
         await self._run(pipe.execute)
 
     async def delete(self, key: str) -> bool:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._acknowledged()
         pipe.unlink(self.keys.entry(key))
         pipe.hdel(self.keys.hits, key)
         pipe.hdel(self.keys.feedback, *self._feedback_fields([key]))
@@ -499,7 +520,7 @@ class RedisStore:
             async for rows in self._scan(text, [], BATCH):
                 redis_keys = [q.text(row["__key"]) for row in rows]
                 keys = [self.keys.entry_key(key) for key in redis_keys]
-                pipe = self.client.pipeline(transaction=False)
+                pipe = self._acknowledged()
                 pipe.unlink(*redis_keys)
                 pipe.hdel(self.keys.hits, *keys)
                 pipe.hdel(self.keys.feedback, *self._feedback_fields(keys))
@@ -517,7 +538,9 @@ class RedisStore:
             await self._create_index(self._bound)
             return 0
         deleted = await self._delete_matching("*")
-        await self._run(lambda: self.client.delete(self.keys.hits, self.keys.feedback))
+        pipe = self._acknowledged()
+        pipe.delete(self.keys.hits, self.keys.feedback)
+        await self._run(pipe.execute)
         await self._forget_every_refused()
         return deleted
 
@@ -568,8 +591,9 @@ class RedisStore:
         """Unlink every refused set of this index (``clear``, ``drop``), left behind by expiry included."""
         found = [key async for key in self._refused_keys()]
         for start in range(0, len(found), BATCH):
-            chunk = found[start : start + BATCH]
-            await self._run(functools.partial(self.client.unlink, *chunk))
+            pipe = self._acknowledged()
+            pipe.unlink(*found[start : start + BATCH])
+            await self._run(pipe.execute)
 
     # -- listing: the panel's pages, exports' batches and their vectors --------------------------------
 
@@ -709,7 +733,9 @@ class RedisStore:
             self.keys.stats,
         ]
         args = [entry_key, query_key, "1" if correct else "0"]
-        reply = await self._run(lambda: self.client.eval(_RECORD_FEEDBACK, len(keys), *keys, *args))
+        pipe = self._acknowledged()
+        pipe.eval(_RECORD_FEEDBACK, len(keys), *keys, *args)
+        (reply,) = await self._run(pipe.execute)
         if reply is None:
             raise NotFoundError(
                 f"no entry {entry_key} in index {self.name} to report feedback on",
