@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -382,7 +383,9 @@ class RedisStore:
         # Only our own bookkeeping keys: the migration pointer also lives under @semcache:{name}: and stays.
         keys = self.keys
         await self._run(
-            lambda: self.client.delete(keys.meta, keys.stats, keys.latencies, keys.hits, keys.feedback)
+            lambda: self.client.delete(
+                keys.meta, keys.stats, keys.latencies, keys.hits, keys.feedback, keys.notes
+            )
         )
         await self._forget_every_refused()
         await self.close()
@@ -594,6 +597,20 @@ class RedisStore:
             pipe = self._acknowledged()
             pipe.unlink(*found[start : start + BATCH])
             await self._run(pipe.execute)
+
+    # -- notes: the index's own bookkeeping (an import in progress) -----------------------------------
+
+    async def set_note(self, name: str, value: dict[str, Any] | None) -> None:
+        pipe = self._acknowledged()
+        if value is None:
+            pipe.hdel(self.keys.notes, name)
+        else:
+            pipe.hset(self.keys.notes, name, json.dumps(value))
+        await self._run(pipe.execute)
+
+    async def notes(self) -> dict[str, dict[str, Any]]:
+        raw = await self._run(lambda: self.client.hgetall(self.keys.notes))
+        return {q.text(name): note for name, value in raw.items() if (note := _note(value)) is not None}
 
     # -- listing: the panel's pages, exports' batches and their vectors --------------------------------
 
@@ -816,3 +833,12 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             return ComponentHealth("store", "down", str(self._error(exc)))
         return server_health(info, modules, latency_ms, url=self.safe_url, index=self.name)
+
+
+def _note(raw: Any) -> dict[str, Any] | None:
+    """A stored note, or ``None`` for one that is not a JSON object (written by something else)."""
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
