@@ -10,6 +10,7 @@ derived, what input is acceptable and what is counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -34,7 +35,7 @@ from engine.models import (
     Match,
     metadata_problem,
 )
-from engine.stores.base import VectorStore
+from engine.stores.base import IMPORT_NOTE, VectorStore
 from engine.verify import rejection_reason
 
 MAX_K = 100
@@ -488,7 +489,11 @@ class SemanticCache:
 
     async def index_info(self) -> IndexInfo:
         await self.open_store()
-        return await self.vector_store.info()
+        info = await self.vector_store.info()
+        marker = (await self.vector_store.notes()).get(IMPORT_NOTE)
+        if marker is not None:  # a backup import is running, or was killed half-way
+            info.extra["import_incomplete"] = marker
+        return info
 
     async def purge_expired(self) -> int:
         await self.open_store()
@@ -501,6 +506,11 @@ class SemanticCache:
             store_health = await self.vector_store.health()
         except Exception as exc:  # a health report describes failures instead of raising them
             store_health = ComponentHealth("store", "down", str(exc))
+        if store_health.status != "down":
+            with contextlib.suppress(Exception):  # the marker is a fact; reading it never fails health
+                marker = (await self.vector_store.notes()).get(IMPORT_NOTE)
+                if marker is not None:
+                    store_health.facts["import_incomplete"] = marker
         embedder_health = await self.embedder.health()
         recorded = self.vector_store.recorded_identity
         configured = self.embedder.identity

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import ConfigError
@@ -35,7 +35,13 @@ ALLOWED: dict[str, str] = {
     "SEMCACHE_STORE": "must be one of: " + ", ".join(STORES),
     "SEMCACHE_DATA_DIR": "must be a folder this user can create, read and write",
     "OLLAMA_BASE_URL": "must be an http:// or https:// URL",
-    "REDIS_URL": "must be a redis://, rediss:// or unix:// URL",
+    "REDIS_URL": "must be a redis://, rediss:// or unix:// URL, or "
+    "redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]",
+    "REDIS_SENTINELS": "must be a comma-separated list of Sentinel host:port, given with REDIS_SENTINEL_MASTER "
+    "and without REDIS_URL",
+    "REDIS_SENTINEL_MASTER": "must be the service (master) name the Sentinels monitor, given with REDIS_SENTINELS",
+    "SEMCACHE_REDIS_WAIT_REPLICAS": "must be a whole number of replicas, 0 or more (0 turns WAIT off)",
+    "SEMCACHE_REDIS_WAIT_TIMEOUT": "must be a number of seconds greater than 0",
     "SEMCACHE_HNSW_M": "must be a whole number from 2 to 512",
     "SEMCACHE_HNSW_EF_CONSTRUCTION": "must be a whole number from 1 to 4096",
     "SEMCACHE_HNSW_EF_RUNTIME": "must be a whole number from 1 to 4096",
@@ -69,6 +75,20 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
     redis_password: str | None = Field(
         None, validation_alias=_env("REDIS_PASSWORD", "redis_password"), repr=False
+    )
+    # High availability (engine/stores/redis/connection.py): Sentinel, and writes confirmed by replicas.
+    redis_sentinels: str | None = Field(None, validation_alias=_env("REDIS_SENTINELS", "redis_sentinels"))
+    redis_sentinel_master: str | None = Field(
+        None, validation_alias=_env("REDIS_SENTINEL_MASTER", "redis_sentinel_master")
+    )
+    redis_sentinel_password: str | None = Field(
+        None, validation_alias=_env("REDIS_SENTINEL_PASSWORD", "redis_sentinel_password"), repr=False
+    )
+    redis_wait_replicas: int = Field(
+        0, validation_alias=_env("SEMCACHE_REDIS_WAIT_REPLICAS", "redis_wait_replicas"), ge=0
+    )
+    redis_wait_timeout: float = Field(
+        1.0, validation_alias=_env("SEMCACHE_REDIS_WAIT_TIMEOUT", "redis_wait_timeout"), gt=0
     )
     distance_threshold: float = Field(
         0.15, validation_alias=_env("CACHE_DISTANCE_THRESHOLD", "distance_threshold"), ge=0.0, le=2.0
@@ -173,11 +193,35 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+        if value.startswith("redis+sentinel://"):
+            from engine.stores.redis.connection import parse_sentinel_url
+
+            parse_sentinel_url(encode_credentials(value))  # a ValueError names what is wrong
+        elif not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("not a redis url")
         return encode_credentials(value)
 
-    @field_validator("embedding_model", "hf_token", "redis_password", "api_key")
+    @model_validator(mode="after")
+    def _sentinels_as_url(self) -> Settings:
+        """REDIS_SENTINELS + REDIS_SENTINEL_MASTER become the one ``redis+sentinel://`` URL every client
+        is made from; giving REDIS_URL too would leave two answers to "which Redis", so it is refused."""
+        sentinels, master = (self.redis_sentinels or "").strip(), (self.redis_sentinel_master or "").strip()
+        if not sentinels and not master:
+            return self
+        if not sentinels or not master:
+            variable = "REDIS_SENTINEL_MASTER" if sentinels else "REDIS_SENTINELS"
+            raise ConfigError(variable, "(unset)", ALLOWED[variable])
+        if self.redis_url:
+            raise ConfigError("REDIS_SENTINELS", sentinels, ALLOWED["REDIS_SENTINELS"])
+        from engine.stores.redis.connection import sentinel_url
+
+        try:
+            self.redis_url = sentinel_url(sentinels, master)
+        except ValueError:
+            raise ConfigError("REDIS_SENTINELS", sentinels, ALLOWED["REDIS_SENTINELS"]) from None
+        return self
+
+    @field_validator("embedding_model", "hf_token", "redis_password", "api_key", "redis_sentinel_password")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -276,7 +320,7 @@ def _config_error(exc: ValidationError, given: dict[str, Any]) -> ConfigError:
     value = first.get("input")
     if variable in ("REDIS_URL",) and isinstance(value, str):
         value = redact_url(value)
-    if variable in ("REDIS_PASSWORD", "HF_TOKEN", "SEMCACHE_API_KEY"):
+    if variable in ("REDIS_PASSWORD", "HF_TOKEN", "SEMCACHE_API_KEY", "REDIS_SENTINEL_PASSWORD"):
         value = "***"
     allowed = ALLOWED.get(variable, first.get("msg", "is not allowed"))
     return ConfigError(variable, value, allowed)

@@ -157,6 +157,7 @@ def _read_redis_sync(settings: Settings, key: str) -> dict[str, Any] | None:
         settings.redis_password,
         connect_timeout=2,
         socket_timeout=5,
+        sentinel_password=settings.redis_sentinel_password,
         sync=True,
     )
     try:

@@ -34,6 +34,15 @@ def encode_credentials(url: str) -> str:
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (the user name is kept: it helps debugging)."""
     url = encode_credentials(url)
+    if url.startswith(("redis+sentinel://", "rediss+sentinel://")):
+        # Several host:port pairs in one netloc: urlsplit cannot read its port, so the credentials
+        # (which run to the last '@') are replaced as text.
+        found = _CREDENTIALS.match(url)
+        if found is None:
+            return url
+        scheme, credentials, rest = found.groups()
+        user, colon, _ = credentials.partition(":")
+        return f"{scheme}{user}{':***' if colon else ''}@{rest}"
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -22,7 +22,7 @@ from engine.backup.catalog import (
 )
 from engine.backup.export import ExportSummary, VectorReader, create_backup, export_entries
 from engine.backup.format import FORMAT, VERSION, Progress, read_header
-from engine.backup.import_ import ImportSummary, import_entries
+from engine.backup.import_ import ImportSummary, describe_import, import_entries
 from engine.backup.rdb_restore import RdbRestorePlan, plan_rdb_restore, redis_answers, replace_rdb
 from engine.backup.snapshot import SnapshotResult, is_rdb_file, snapshot_rdb
 
@@ -40,6 +40,7 @@ __all__ = [
     "VectorReader",
     "backup_name",
     "create_backup",
+    "describe_import",
     "export_entries",
     "import_entries",
     "is_rdb_file",

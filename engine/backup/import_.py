@@ -5,14 +5,22 @@ writing anything, so a damaged file changes nothing; then they write in batches 
 ``SemanticCache.restore_entries``, which derives keys from (scope, prompt): importing twice updates, never
 duplicates. Vectors are reused only when the file's embedder identity is the cache's; otherwise prompts are
 embedded again.
+
+An import marks the index while it writes: the note ``import`` (``VectorStore.set_note``) is written before
+the first entry, updated after each batch (entries written so far) and removed after the last. An import
+killed half-way leaves it behind, so health (``semcache-tui health``, the panel, ``/health``) and
+``semcache-tui backup list`` say "import incomplete" until the import is run again to the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +29,7 @@ from engine.backup.format import _DAMAGED_HINT, Progress, _entries, _Header, _op
 from engine.cache import SemanticCache
 from engine.errors import InvalidInputError
 from engine.models import CacheEntry
+from engine.stores.base import IMPORT_NOTE
 
 
 @dataclass(slots=True)
@@ -74,6 +83,15 @@ async def import_entries(
     header = await asyncio.to_thread(_validate, cache, path)
     identity = await cache.start()
     reuse = header.vectors and header.identity == identity
+    store = cache.vector_store
+    marker: dict[str, Any] = {
+        "file": str(path),
+        "started_at": time.time(),
+        "written": 0,
+        "total": header.count,
+        "replace": replace,
+    }
+    await store.set_note(IMPORT_NOTE, marker)  # before the first write, so no interruption goes unseen
     if replace:
         await cache.clear()
     summary = ImportSummary(path, header.count, 0, 0, 0, reuse)
@@ -91,9 +109,26 @@ async def import_entries(
             summary.expired += result.expired
             summary.embedded += result.embedded
             done += len(batch)
+            await store.set_note(IMPORT_NOTE, {**marker, "written": done})
             if progress is not None:
                 progress(done, header.count)
+    await store.set_note(IMPORT_NOTE, None)
     return summary
+
+
+def describe_import(marker: dict[str, Any]) -> str:
+    """One line for an import marker left in a store (health, ``backup list``, the panel)."""
+    started = marker.get("started_at")
+    when = (
+        datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if isinstance(started, int | float)
+        else "at an unknown time"
+    )
+    return (
+        f"import incomplete: {marker.get('file', 'a backup')} (started {when}, "
+        f"{marker.get('written', '?')} of {marker.get('total', '?')} entries written); "
+        "rerun `semcache-tui backup import` with that file to complete it"
+    )
 
 
 def _take(

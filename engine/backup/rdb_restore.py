@@ -27,7 +27,12 @@ class RdbRestorePlan:
 
 
 async def plan_rdb_restore(
-    rdb_file: Path, redis_url: str | None, *, password: str | None = None, target: Path | None = None
+    rdb_file: Path,
+    redis_url: str | None,
+    *,
+    password: str | None = None,
+    target: Path | None = None,
+    sentinel_password: str | None = None,
 ) -> RdbRestorePlan:
     """The steps to restore ``rdb_file`` into a Redis; asks Redis where it loads from unless ``target``
     is given (needed when Redis is already stopped)."""
@@ -46,7 +51,9 @@ async def plan_rdb_restore(
 
         from engine.stores.redis.connection import make_client
 
-        client = make_client(redis_url, password, connect_timeout=5, socket_timeout=None)
+        client = make_client(
+            redis_url, password, connect_timeout=5, socket_timeout=None, sentinel_password=sentinel_password
+        )
         try:
             redis_dir = await _config_get(client, "dir")
             dbfilename = await _config_get(client, "dbfilename")
@@ -82,12 +89,16 @@ async def plan_rdb_restore(
     return RdbRestorePlan(rdb_file, target, local, appendonly, steps)
 
 
-async def redis_answers(redis_url: str, *, password: str | None = None) -> bool:
+async def redis_answers(
+    redis_url: str, *, password: str | None = None, sentinel_password: str | None = None
+) -> bool:
     import redis.exceptions
 
     from engine.stores.redis.connection import make_client
 
-    client = make_client(redis_url, password, connect_timeout=2, socket_timeout=2)
+    client = make_client(
+        redis_url, password, connect_timeout=2, socket_timeout=2, sentinel_password=sentinel_password
+    )
     try:
         return bool(await client.ping())
     except redis.exceptions.ResponseError:

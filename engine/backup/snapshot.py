@@ -57,6 +57,7 @@ async def snapshot_rdb(
     dest_dir: Path,
     *,
     password: str | None = None,
+    sentinel_password: str | None = None,
     filename: str | None = None,
     timeout: float = 600.0,
     poll: float = 0.2,
@@ -68,7 +69,9 @@ async def snapshot_rdb(
 
     from engine.stores.redis.connection import make_client
 
-    client = make_client(redis_url, password, connect_timeout=5, socket_timeout=30)
+    client = make_client(
+        redis_url, password, connect_timeout=5, socket_timeout=30, sentinel_password=sentinel_password
+    )
     try:
         try:
             before = await client.info("persistence")

@@ -1,9 +1,10 @@
 """Every failure the engine can name becomes a JSON error with the right status; none becomes a bare 500.
 
-    SemcacheError             -> its own .status and .to_dict()  (422 bad input, 404, 503 dependency down)
+    SemcacheError             -> its own .status and .to_dict()  (422 bad input, 404, 503 dependency down;
+                                 backend_unavailable with ``Retry-After``)
     request validation        -> 422 {"error": "invalid_input", ...}
     a store client's own
-    connection error          -> 503 {"error": "backend_unavailable", ...}
+    connection error          -> 503 {"error": "backend_unavailable", ...} with ``Retry-After``
     anything else             -> 500 {"error": "internal"}, logged with its traceback, and the
                                  connection closed (``Connection: close``): a pooled client then opens a
                                  new one instead of meeting a reset on its next request
@@ -24,11 +25,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from engine.errors import SemcacheError
+from engine.errors import BackendUnavailableError, SemcacheError
 from engine.redact import redact_secret
 from engine.server.logs import Verbatim
 
 log = logging.getLogger("semcache.server")
+#: Seconds a client is asked to wait after a 503 ``backend_unavailable`` (Redis down, restarting or failing
+#: over: a Sentinel failover takes a few seconds, and the first request after it succeeds).
+BACKEND_RETRY_AFTER = "2"
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -81,6 +85,8 @@ async def semcache_error(request: Request, exc: Exception) -> JSONResponse:
             "%s %s: %s", request.method, request.url.path, redact_secret(str(exc), *_secrets(request))
         )
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, BackendUnavailableError):
+        headers = {"Retry-After": BACKEND_RETRY_AFTER}
     return JSONResponse(_clean(request, exc.to_dict()), status_code=exc.status, headers=headers)
 
 
@@ -132,7 +138,7 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         body = error_body(
             "backend_unavailable", message, "check that the store (Redis) is running and reachable"
         )
-        return JSONResponse(body, status_code=503)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": BACKEND_RETRY_AFTER})
     # The traceback's frames, then the message redacted: the stock formatter would print it verbatim.
     frames = "".join(traceback.format_tb(exc.__traceback__))
     log.error(

@@ -19,7 +19,8 @@ from engine.service import CacheService
 def secrets_of(settings: Settings) -> tuple[str, ...]:
     """The secret values to remove from messages. Replacing a value of one to three characters would
     mangle every message while protecting nothing (such a key is guessed at once), so those are skipped."""
-    return tuple(s for s in (settings.api_key, settings.redis_password) if s and len(s) >= 4)
+    secrets = (settings.api_key, settings.redis_password, settings.redis_sentinel_password)
+    return tuple(s for s in secrets if s and len(s) >= 4)
 
 
 @dataclass(slots=True)

@@ -15,14 +15,16 @@ Rules every store keeps, so ``engine/cache.py`` can rely on them:
 - hit/miss counters, feedback totals and recent latencies live in the store, so every process sharing it
   sees them;
 - feedback about an entry lives and dies with it: ``delete``, ``clear``, ``purge_expired`` and ``drop``
-  remove it, and feedback of an entry that expired is never returned.
+  remove it, and feedback of an entry that expired is never returned;
+- notes (``set_note``/``notes``) are the index's own bookkeeping, never entries: ``clear`` keeps them,
+  ``drop`` removes them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -37,6 +39,9 @@ from engine.models import (
     StoreCounters,
 )
 
+#: The note a backup import keeps in the store while it writes (engine/backup/import_.py); one left
+#: behind means an import was killed half-way.
+IMPORT_NOTE = "import"
 #: How many recent lookup latencies a store keeps for p50/p95.
 LATENCY_WINDOW = 1000
 #: The latest expiry a store accepts: the last second of year 9999. Redis refuses a PEXPIREAT far past
@@ -124,6 +129,16 @@ class VectorStore(Protocol):
         """The feedback of each of ``entry_keys``, in one round trip; entries without any are absent."""
 
     async def purge_expired(self) -> int: ...
+
+    async def set_note(self, name: str, value: dict[str, Any] | None) -> None:
+        """Record ``value`` (a small JSON object) as the note ``name`` about this index, replacing any
+        earlier one; ``None`` removes it (removing a missing note is not an error). Notes are bookkeeping a
+        long operation leaves so that its interruption shows (``import`` while a backup import runs): they
+        are durable when this returns, seen by every process sharing the store, kept by ``clear``, removed
+        by ``drop``. Needs an opened store; the index need not be bound."""
+
+    async def notes(self) -> dict[str, dict[str, Any]]:
+        """Every note by name (``{}`` when there is none). Cheap: one read, never a scan."""
 
     async def info(self) -> IndexInfo: ...
 

@@ -188,6 +188,7 @@ async def _create(
             snapshot_from,
             folder,
             password=settings.redis_password,
+            sentinel_password=settings.redis_sentinel_password,
             filename=backup_name(settings.index_name, time.time(), RDB_SUFFIX),
         )
         data["snapshot"] = _snapshot_dict(result)
@@ -208,10 +209,12 @@ async def _list(service: CacheService, args: argparse.Namespace, printer: Printe
     folder = _backup_dir(args, settings)
     backups = list_backups(folder)
     now = time.time()
+    marker = await _import_marker(service)
     if printer.json_mode:
         printer.emit(
             {
                 "directory": str(folder),
+                "import_incomplete": marker,
                 "backups": [
                     {
                         "name": b.path.name,
@@ -230,7 +233,28 @@ async def _list(service: CacheService, args: argparse.Namespace, printer: Printe
         printer.info(f"no backups in {folder}")
     for b in backups:
         printer.info(f"{b.path.name}  {b.kind:6}  {size(b.size):>9}  {age(b.age_seconds(now)):>4} old")
+    if marker is not None:
+        from engine.backup import describe_import
+
+        # Printed even with -q: a cache half-filled by a killed import serves a partial answer set.
+        print(f"semcache-tui: {describe_import(marker)}", file=sys.stderr)
     return 0
+
+
+async def _import_marker(service: CacheService) -> dict[str, Any] | None:
+    """The marker of an import running or killed half-way in the configured store; ``None`` when there is
+    none, or when the store cannot be read (listing backup files does not need it)."""
+    from engine.cache import SemanticCache
+    from engine.errors import SemcacheError
+    from engine.stores.base import IMPORT_NOTE
+
+    if not isinstance(service, SemanticCache):
+        return None
+    try:
+        await service.open_store()
+        return (await service.vector_store.notes()).get(IMPORT_NOTE)
+    except SemcacheError:
+        return None
 
 
 async def _prune(
@@ -332,7 +356,11 @@ async def _restore_rdb(args: argparse.Namespace, printer: Printer, settings: Set
     target = Path(args.target).expanduser() if args.target else None
     redis_url = _redis_url(settings)
     plan = await plan_rdb_restore(
-        Path(args.rdb).expanduser(), redis_url, password=settings.redis_password, target=target
+        Path(args.rdb).expanduser(),
+        redis_url,
+        password=settings.redis_password,
+        target=target,
+        sentinel_password=settings.redis_sentinel_password,
     )
     steps = [f"{n}. {step}" for n, step in enumerate(plan.steps, start=1)]
     if printer.json_mode:
@@ -351,7 +379,9 @@ async def _restore_rdb(args: argparse.Namespace, printer: Printer, settings: Set
     if not _confirm(args, f"Replace {plan.target} with {plan.rdb_file}?"):
         printer.info("not restored")
         return 1
-    while redis_url and await redis_answers(redis_url, password=settings.redis_password):
+    while redis_url and await redis_answers(
+        redis_url, password=settings.redis_password, sentinel_password=settings.redis_sentinel_password
+    ):
         if args.yes or not sys.stdin.isatty():
             raise InvalidInputError(
                 "Redis is still running, so its dump file was left alone",

@@ -163,6 +163,11 @@ class Printer:
         for component in report.components:
             latency = f" ({ms(component.latency_ms)})" if component.latency_ms is not None else ""
             self.info(f"  {component.name}: {component.status}{latency} {component.detail}".rstrip())
+            marker = component.facts.get("import_incomplete")
+            if isinstance(marker, dict):
+                from engine.backup.import_ import describe_import
+
+                self.info(f"  {component.name}: {describe_import(marker)}")
         return None
 
     def index(self, info: IndexInfo) -> None:

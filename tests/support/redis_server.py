@@ -294,8 +294,12 @@ class RedisServer:
         appendonly: bool = False,
         extra_args: Sequence[str] = (),
         workdir: Path | None = None,
+        replica_of: tuple[str, int] | None = None,
     ) -> None:
         self.paths = paths
+        #: ``(host, port)`` of the primary this server replicates (``--replicaof``); may be changed between
+        #: a ``stop`` and a ``start`` (a killed primary brought back as the new primary's replica).
+        self.replica_of = replica_of
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.search = search
@@ -341,6 +345,10 @@ class RedisServer:
             args += ["--appendfsync", "always"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.replica_of is not None:
+            args += ["--replicaof", self.replica_of[0], str(self.replica_of[1])]
+            if self.password:  # the replicas of a primary with a password share it, as in production
+                args += ["--masterauth", self.password]
         if self.search:
             args += ["--loadmodule", str(self.paths.search_module)]
         return args + self.extra_args
@@ -397,6 +405,16 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(host=self.host, port=self.port, password=self.password)
 
+    def kill(self) -> None:
+        """``kill -9``: no save, no goodbye to replicas or clients (a crashed host); ``start`` brings it back."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the process (no save); the folder and port stay, so ``start`` brings the same server back."""
         process, self._process = self._process, None
@@ -423,6 +441,137 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SentinelServer:
+    """One Redis Sentinel on 127.0.0.1 (the same redis-server binary, ``--sentinel``) monitoring one primary
+    as ``service``. ``down_after_ms`` and ``failover_timeout_ms`` are low by default so a test's failover
+    takes seconds, not Sentinel's default minutes; a test may lower or raise them."""
+
+    def __init__(
+        self,
+        paths: RedisStackPaths,
+        primary: tuple[str, int],
+        *,
+        service: str = "semcache",
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 4000,
+        port: int | None = None,
+        workdir: Path | None = None,
+    ) -> None:
+        self.paths = paths
+        self.primary = primary
+        self.service = service
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="semcache-sentinel-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "sentinel.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "sentinel.log"
+
+    def _write_config(self) -> None:
+        # Sentinel rewrites this file as it learns (replicas, other Sentinels, the current epoch).
+        host, port = self.primary
+        lines = [
+            f"port {self.port}",
+            f"bind {self.host}",
+            f"dir {self.workdir}",
+            f"logfile {self.log_path}",
+            "daemonize no",
+            f"sentinel monitor {self.service} {host} {port} {self.quorum}",
+            f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {self.service} 1",
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 20.0) -> SentinelServer:
+        if self._process is not None and self._process.poll() is None:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            self._write_config()
+        self._process = subprocess.Popen(
+            [str(self.paths.server), str(self.config_path), "--sentinel"],
+            env=self.paths.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+                raise RedisStackUnavailable(f"sentinel on port {self.port} exited: {_last_line(tail)}")
+            with contextlib.suppress(redis.exceptions.RedisError):
+                if self.client().ping():
+                    return self
+            time.sleep(0.05)
+        self.close()
+        raise RedisStackUnavailable(f"sentinel on port {self.port} not ready in {timeout:.0f}s")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5, socket_timeout=2)
+
+    def primary_address(self) -> tuple[str, int] | None:
+        """Where this Sentinel says the primary is now."""
+        client = self.client()
+        try:
+            found = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        except redis.exceptions.RedisError:
+            return None
+        finally:
+            client.close()
+        if not found:
+            return None
+        host, port = found
+        return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
+
+    def knows(self, sentinels: int, replicas: int) -> bool:
+        """Whether this Sentinel has met ``sentinels - 1`` other Sentinels and ``replicas`` replicas: until
+        then a failover cannot reach its quorum or has nowhere to go."""
+        client = self.client()
+        try:
+            state = client.execute_command("SENTINEL", "MASTER", self.service)
+        except redis.exceptions.RedisError:
+            return False
+        finally:
+            client.close()
+        if isinstance(state, list):
+            state = dict(zip(state[::2], state[1::2], strict=False))
+        fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in state.items()}
+        return (
+            int(fields.get("num-other-sentinels", 0)) >= sentinels - 1
+            and int(fields.get("num-slaves", 0)) >= replicas
+        )
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -180,6 +180,36 @@ def _meta(conn: sqlite3.Connection, key: str) -> object | None:
     return None if row is None else row[0]
 
 
+#: Notes (``VectorStore.set_note``) are meta records under this prefix, one JSON object each.
+NOTE_PREFIX = "note:"
+
+
+def set_note(conn: sqlite3.Connection, name: str, value: dict[str, Any] | None) -> None:
+    with write_transaction(conn):
+        if value is None:
+            conn.execute("DELETE FROM meta WHERE k = ?", (NOTE_PREFIX + name,))
+        else:
+            conn.execute(
+                "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                (NOTE_PREFIX + name, json.dumps(value)),
+            )
+
+
+def notes(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT k, v FROM meta WHERE substr(k, 1, ?) = ?", (len(NOTE_PREFIX), NOTE_PREFIX)
+    ).fetchall()
+    found: dict[str, dict[str, Any]] = {}
+    for key, raw in rows:
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(value, dict):
+            found[str(key)[len(NOTE_PREFIX) :]] = value
+    return found
+
+
 def entry_from_row(row: Sequence[object]) -> CacheEntry:
     return CacheEntry(
         key=str(row[1]),

@@ -476,6 +476,16 @@ class LocalStore:
             return {}
         return await self._quick(self._read_lock, db.feedback, self._conn, entry_keys, time.time())
 
+    # -- notes: the index's own bookkeeping (an import in progress) -------------------------------------
+
+    async def set_note(self, name: str, value: dict[str, Any] | None) -> None:
+        await self.open()
+        await self._thread(self._write_lock, db.set_note, self._wconn, name, value)
+
+    async def notes(self) -> dict[str, dict[str, Any]]:
+        await self.open()
+        return await self._quick(self._read_lock, db.notes, self._conn)
+
     # -- inspection --------------------------------------------------------------------------------------
 
     async def info(self) -> IndexInfo:

@@ -60,6 +60,11 @@ class Keys:
         return f"@semcache:{self.name}:meta"
 
     @property
+    def notes(self) -> str:
+        """The index's notes (``VectorStore.set_note``): one JSON object per field."""
+        return f"@semcache:{self.name}:notes"
+
+    @property
     def stats(self) -> str:
         return f"@semcache:{self.name}:stats"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from engine.errors import IndexMismatchError, IndexMissingError, NotFoundError, SemcacheError
@@ -41,6 +43,7 @@ from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
 from engine.stores.redis.connection import (
     DEFAULT_URL,
+    acknowledged_pipeline,
     is_existing_index,
     is_missing_index,
     make_client,
@@ -109,6 +112,9 @@ class RedisStore:
         range_epsilon: float = 0.2,
         connect_timeout: float = 2.0,
         socket_timeout: float = 10.0,
+        sentinel_password: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         self.url = url
         self.name = name
@@ -117,7 +123,10 @@ class RedisStore:
         self.hnsw = s.Hnsw(hnsw_m, hnsw_ef_construction, hnsw_ef_runtime)
         self.range_epsilon = range_epsilon
         self._password = password
-        self._secrets = (password, urlsplit(url).password)
+        self._secrets = (password, urlsplit(url).password, sentinel_password)
+        self._sentinel_password = sentinel_password
+        #: Acknowledged writes (upsert, delete, clear, feedback) wait for this many replicas (WAIT).
+        self.wait_replicas, self.wait_timeout = wait_replicas, wait_timeout
         self._timeouts = (connect_timeout, socket_timeout)
         self._client: Redis | None = None
         #: The identity read from the index (``open``), or bound to it (``bind``).
@@ -137,6 +146,9 @@ class RedisStore:
             hnsw_m=settings.hnsw_m,
             hnsw_ef_construction=settings.hnsw_ef_construction,
             hnsw_ef_runtime=settings.hnsw_ef_runtime,
+            sentinel_password=settings.redis_sentinel_password,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout=settings.redis_wait_timeout,
         )
 
     def __repr__(self) -> str:
@@ -147,9 +159,19 @@ class RedisStore:
         if self._client is None:
             connect, socket_timeout = self._timeouts
             self._client = make_client(
-                self.url, self._password, connect_timeout=connect, socket_timeout=socket_timeout
+                self.url,
+                self._password,
+                connect_timeout=connect,
+                socket_timeout=socket_timeout,
+                sentinel_password=self._sentinel_password,
             )
         return self._client
+
+    def _acknowledged(self, *, transaction: bool = False) -> Pipeline:
+        """A pipeline for an acknowledged write: confirmed by SEMCACHE_REDIS_WAIT_REPLICAS replicas."""
+        return acknowledged_pipeline(
+            self.client, transaction=transaction, replicas=self.wait_replicas, timeout=self.wait_timeout
+        )
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -361,7 +383,9 @@ class RedisStore:
         # Only our own bookkeeping keys: the migration pointer also lives under @semcache:{name}: and stays.
         keys = self.keys
         await self._run(
-            lambda: self.client.delete(keys.meta, keys.stats, keys.latencies, keys.hits, keys.feedback)
+            lambda: self.client.delete(
+                keys.meta, keys.stats, keys.latencies, keys.hits, keys.feedback, keys.notes
+            )
         )
         await self._forget_every_refused()
         await self.close()
@@ -458,7 +482,7 @@ class RedisStore:
         check_expiry([entry for entry, _ in items])
         blobs = [self._blob(unit_vector(vector)) for _, vector in items]
         now = time.time()
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self._acknowledged(transaction=True)
         for (entry, _), blob in zip(items, blobs, strict=True):
             redis_key = self.keys.entry(entry.key)
             pipe.hset(redis_key, mapping=q.entry_to_hash(entry, blob, now))
@@ -481,7 +505,7 @@ class RedisStore:
         await self._run(pipe.execute)
 
     async def delete(self, key: str) -> bool:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._acknowledged()
         pipe.unlink(self.keys.entry(key))
         pipe.hdel(self.keys.hits, key)
         pipe.hdel(self.keys.feedback, *self._feedback_fields([key]))
@@ -499,7 +523,7 @@ class RedisStore:
             async for rows in self._scan(text, [], BATCH):
                 redis_keys = [q.text(row["__key"]) for row in rows]
                 keys = [self.keys.entry_key(key) for key in redis_keys]
-                pipe = self.client.pipeline(transaction=False)
+                pipe = self._acknowledged()
                 pipe.unlink(*redis_keys)
                 pipe.hdel(self.keys.hits, *keys)
                 pipe.hdel(self.keys.feedback, *self._feedback_fields(keys))
@@ -517,7 +541,9 @@ class RedisStore:
             await self._create_index(self._bound)
             return 0
         deleted = await self._delete_matching("*")
-        await self._run(lambda: self.client.delete(self.keys.hits, self.keys.feedback))
+        pipe = self._acknowledged()
+        pipe.delete(self.keys.hits, self.keys.feedback)
+        await self._run(pipe.execute)
         await self._forget_every_refused()
         return deleted
 
@@ -568,8 +594,23 @@ class RedisStore:
         """Unlink every refused set of this index (``clear``, ``drop``), left behind by expiry included."""
         found = [key async for key in self._refused_keys()]
         for start in range(0, len(found), BATCH):
-            chunk = found[start : start + BATCH]
-            await self._run(functools.partial(self.client.unlink, *chunk))
+            pipe = self._acknowledged()
+            pipe.unlink(*found[start : start + BATCH])
+            await self._run(pipe.execute)
+
+    # -- notes: the index's own bookkeeping (an import in progress) -----------------------------------
+
+    async def set_note(self, name: str, value: dict[str, Any] | None) -> None:
+        pipe = self._acknowledged()
+        if value is None:
+            pipe.hdel(self.keys.notes, name)
+        else:
+            pipe.hset(self.keys.notes, name, json.dumps(value))
+        await self._run(pipe.execute)
+
+    async def notes(self) -> dict[str, dict[str, Any]]:
+        raw = await self._run(lambda: self.client.hgetall(self.keys.notes))
+        return {q.text(name): note for name, value in raw.items() if (note := _note(value)) is not None}
 
     # -- listing: the panel's pages, exports' batches and their vectors --------------------------------
 
@@ -709,7 +750,9 @@ class RedisStore:
             self.keys.stats,
         ]
         args = [entry_key, query_key, "1" if correct else "0"]
-        reply = await self._run(lambda: self.client.eval(_RECORD_FEEDBACK, len(keys), *keys, *args))
+        pipe = self._acknowledged()
+        pipe.eval(_RECORD_FEEDBACK, len(keys), *keys, *args)
+        (reply,) = await self._run(pipe.execute)
         if reply is None:
             raise NotFoundError(
                 f"no entry {entry_key} in index {self.name} to report feedback on",
@@ -790,3 +833,12 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             return ComponentHealth("store", "down", str(self._error(exc)))
         return server_health(info, modules, latency_ms, url=self.safe_url, index=self.name)
+
+
+def _note(raw: Any) -> dict[str, Any] | None:
+    """A stored note, or ``None`` for one that is not a JSON object (written by something else)."""
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
