@@ -101,6 +101,7 @@ async def settle(pilot: Any) -> None:
     app: SemcacheApp = pilot.app
     await _until(pilot, lambda: (app.started or app.start_error is not None) and not app._polling)
     app.history.clear()
+    app.polls = 0
     app.poll_now()
     await _until(pilot, lambda: len(app.history) == 1 and not app._polling)
     await pilot.pause()
