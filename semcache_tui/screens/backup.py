@@ -242,7 +242,9 @@ class BackupScreen(LocalWorkScreen):
             self.app.push_screen(ConfirmDialog(question), if_yes(self.import_path, path))
 
         self.app.push_screen(
-            InputDialog("Import from a file", placeholder="/path/to/export.jsonl.gz", check=check_import_path),
+            InputDialog(
+                "Import from a file", placeholder="/path/to/export.jsonl.gz", check=check_import_path
+            ),
             done,
         )
 

@@ -60,7 +60,9 @@ class PanelScreen(Screen[None]):
     def refused(self, what: str) -> bool:
         """True (and says so) when the panel is read-only; every write action starts with this."""
         if self.panel.read_only:
-            self.panel.set_status(f"Refused: {what} is not allowed in read-only mode (--read-only)", "warning")
+            self.panel.set_status(
+                f"Refused: {what} is not allowed in read-only mode (--read-only)", "warning"
+            )
             return True
         return False
 

@@ -147,9 +147,7 @@ class MigrationScreen(LocalWorkScreen):
             return
         state = self.state
         e = escape
-        lines = [
-            f"index [b]{e(self.panel.settings.index_name)}[/b]: serving from [b]{e(self.active)}[/b]"
-        ]
+        lines = [f"index [b]{e(self.panel.settings.index_name)}[/b]: serving from [b]{e(self.active)}[/b]"]
         if state is None:
             lines.append("no migration yet: set the target, then [b]p[/b] plans")
         else:
@@ -474,7 +472,9 @@ class MigrationScreen(LocalWorkScreen):
         if state is None:
             return f"Nothing to {verb}: no migration yet"
         phase = state.phase.replace("_", " ")
-        return f"Nothing to {verb}: the last migration ({state.source_index} -> {state.target_index}) is {phase}"
+        return (
+            f"Nothing to {verb}: the last migration ({state.source_index} -> {state.target_index}) is {phase}"
+        )
 
     # -- the index a rollback leaves -------------------------------------------------------------------
 
