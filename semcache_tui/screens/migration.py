@@ -436,7 +436,6 @@ class MigrationScreen(LocalWorkScreen):
         self.end_progress()
         await self.load_status().wait()
         self.panel.set_status(f"Finalized: deleted {deleted:,} entries of the old index")
-        self.panel.poll_now()
 
     def action_rollback(self) -> None:
         if self.refused("rolling back a migration"):
@@ -460,7 +459,6 @@ class MigrationScreen(LocalWorkScreen):
         self.render_verify()
         left = f"; {state.target_index} is still in the store (d drops it)" if self.leftover else ""
         self.panel.set_status(f"Rolled back: serving from {state.source_index} again{left}")
-        self.panel.poll_now()
 
     def end_progress(self) -> None:
         """The run's bar says what the run did; once the migration is finalized or rolled back it is
