@@ -34,7 +34,8 @@ class PanelScreen(Screen[None]):
         yield NavBar(self.MODE)
         yield from self.compose_body()
         yield StatusLine(self.panel.status_message, id="status", markup=False)
-        yield Footer()
+        # Compact: at 80 and 100 columns the keys that matter (? and q after the screen's own) stay in sight.
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -30,8 +30,9 @@ class HealthScreen(PanelScreen):
     BINDINGS: ClassVar = [
         Binding("r", "refresh", "Refresh", tooltip="Poll the service now"),
         Binding("p", "pause", "Pause/resume", tooltip="Pause or resume the automatic refresh"),
-        Binding("plus,equals_sign", "interval(1)", "Slower", tooltip="Refresh less often"),
-        Binding("minus", "interval(-1)", "Faster", tooltip="Refresh more often"),
+        # Listed by ? and the palette; out of the footer so ? and q fit at 80 columns.
+        Binding("plus,equals_sign", "interval(1)", "Slower", tooltip="Refresh less often", show=False),
+        Binding("minus", "interval(-1)", "Faster", tooltip="Refresh more often", show=False),
         Binding("i", "set_interval", "Interval…", tooltip="Type the refresh interval in seconds"),
     ]
 
