@@ -545,3 +545,43 @@ async def rollback_migration(
     state.phase = "rolled_back"
     await _save(records, state)
     return state
+
+
+# -- verify ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Counts of both indexes and how many sampled prompts the new index would serve."""
+
+    source_entries: int
+    target_entries: int
+    hits: int
+    sampled: int
+
+
+async def verify_migration(
+    cache: SemanticCache, state: MigrationState, stores: StoreFactory, embedder: Embedder, *, sample: int = 8
+) -> Verification:
+    """Count both indexes and look ``sample`` stored prompts up through the new index with ``embedder``.
+
+    The lookups are the cache's rule (``nearest`` then ``judge``, what ``check`` would answer) but are not
+    ``check`` calls: a verification must not count as traffic in the hit/miss statistics operators read.
+    """
+    old = SemanticCache(stores(state.source_index), cache.embedder, cache.policy)
+    new = SemanticCache(stores(state.target_index), embedder, cache.policy)
+    try:
+        await old.open_store()
+        await new.start()
+        source_count = await old.vector_store.count()
+        target_count = await new.vector_store.count()
+        page = await new.vector_store.list_entries(offset=0, limit=sample)
+        hits = 0
+        for entry in page.entries:
+            matches = await new.nearest(entry.prompt, scope=entry.scope, k=5)
+            threshold = cache.policy.threshold
+            hits += int(any(new.judge(entry.prompt, m, threshold) is None for m in matches))
+    finally:
+        await old.vector_store.close()
+        await new.vector_store.close()
+    return Verification(source_count, target_count, hits, len(page.entries))

@@ -15,7 +15,7 @@ import os
 import signal
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -29,7 +29,7 @@ from engine.cache import SemanticCache
 from engine.client import RemoteCache
 from engine.config import Settings
 from engine.embeddings.base import Embedder
-from engine.errors import SemcacheError
+from engine.errors import BackendUnavailableError, SemcacheError
 from engine.models import CacheStats, EmbedderIdentity, HealthReport, IndexInfo
 from engine.redact import redact_secret, redact_url
 from engine.service import CacheService
@@ -37,7 +37,7 @@ from semcache_tui.formatting import describe_error
 from semcache_tui.monitor import History, Probe, Sample
 from semcache_tui.palette import PanelCommands
 from semcache_tui.screens import NAV, NavItem, PanelScreen
-from semcache_tui.screens.dialogs import KeysDialog
+from semcache_tui.screens.dialogs import ConfirmDialog, KeysDialog
 
 #: The refresh intervals that + and - step through, in seconds.
 INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -85,6 +85,12 @@ class SemcacheApp(App[None]):
         self.history = History()
         self.index_info: IndexInfo | None = None
         self.index_error: str | None = None
+        #: When (``probe.wall()``) ``index_info`` was last read successfully.
+        self.index_read_at: float | None = None
+        #: Conditions that last while something is wrong (an outage), by kind: raised once, cleared once.
+        self.conditions: dict[str, str] = {}
+        #: Polls taken since the panel started (the history keeps only the last ``HISTORY``).
+        self.polls = 0
         self.identity: EmbedderIdentity | None = None
         self.started = False
         self.start_error: SemcacheError | None = None
@@ -99,6 +105,7 @@ class SemcacheApp(App[None]):
         self._followed: list[tuple[SemanticCache, bool]] = []
         self._polling = False
         self._repoll = False
+        self._starting = False
         self._closed = False
         if self.probe.frozen:
             self.animation_level = "none"
@@ -142,17 +149,33 @@ class SemcacheApp(App[None]):
 
     @work(exclusive=True, group="start", exit_on_error=False, name="start")
     async def start_service(self) -> None:
+        self._starting = True
         try:
             self.identity = await self.service.start()
         except SemcacheError as exc:
+            if self.start_error is not None and str(exc) == str(self.start_error):
+                self.start_error = exc
+                return  # a retry failing the same way: already shown, keep the screen quiet
             self.start_error = exc
+            raise
+        except Exception as exc:  # an unnamed failure (a dropped connection) is retried as an outage
+            self.start_error = BackendUnavailableError(describe_error(exc))
             raise
         else:
             self.started = True
             self.start_error = None
             self.set_status(f"Ready: embedder {self.identity.describe()}")
         finally:
+            self._starting = False
             self.poll_now()
+
+    def retry_start(self) -> None:
+        """A start that failed because a dependency was down is tried again on the panel's interval, so a
+        panel started during an outage finishes starting when the store (or the server) comes back."""
+        if self.started or self._starting or self._closed:
+            return
+        if isinstance(self.start_error, BackendUnavailableError):
+            self.start_service()
 
     # -- the poll --------------------------------------------------------------------------------------
 
@@ -180,9 +203,11 @@ class SemcacheApp(App[None]):
     @work(group="poll", exit_on_error=False, name="poll")
     async def _poll(self) -> None:
         try:
+            self.retry_start()
             await self.follow_active_index()
             sample = await self.take_sample()
             self.history.add(sample)
+            self.polls += 1
             self.show_data()
         finally:
             self._polling = False
@@ -196,13 +221,14 @@ class SemcacheApp(App[None]):
             return  # not started yet, or attached to a server (which follows by itself)
         try:
             physical = await asyncio.wait_for(self.follower.moved_to(service), POLL_TIMEOUT)
-            if physical is None:
-                return
-            move = await self.follower.open(physical, service)
+            move = None if physical is None else await self.follower.open(physical, service)
         except Exception as exc:  # keep serving the current index; the next poll tries again
-            self.set_status(
-                f"Could not follow the active index: {self.redact(describe_error(exc))}", "warning"
+            self.raise_condition(
+                "follow", f"Could not follow the active index: {self.redact(describe_error(exc))}"
             )
+            return
+        self.clear_condition("follow", "The active index can be read again")
+        if physical is None or move is None:
             return
         self._followed.append((move.cache, move.shares_embedder))
         self.service = move.cache
@@ -237,6 +263,11 @@ class SemcacheApp(App[None]):
         else:
             self.index_info = probe.steady_index(info)
             self.index_error = None
+            self.index_read_at = probe.wall()
+        if errors and self.started:
+            self.raise_condition("poll", f"Cannot read the cache: {self.redact('; '.join(errors))}")
+        elif not errors:
+            self.clear_condition("poll", "The cache answers again")
         host = None
         with contextlib.suppress(Exception):
             host = probe.host()
@@ -284,24 +315,79 @@ class SemcacheApp(App[None]):
         return redact_secret(str(text), self.settings.redis_password, self.settings.api_key)
 
     def set_status(self, message: str, severity: str = "information") -> None:
+        """Show ``message`` (plain text, never markup: key names like ``[r]`` stay) in the status line."""
         self.status_message = self.redact(message)
         self.status_severity = severity
         for line in self.screen.query("#status"):
             line.show(self.status_message, severity)  # type: ignore[attr-defined]
 
+    def raise_condition(self, kind: str, message: str) -> None:
+        """A lasting problem (an outage): said once when it begins or changes, not at every poll, so the
+        results of actions taken meanwhile stay on screen."""
+        if self.conditions.get(kind) != message:
+            self.conditions[kind] = message
+            self.set_status(message, "warning")
+
+    def clear_condition(self, kind: str, recovered: str) -> None:
+        """The problem ``kind`` has ended: its warning leaves the status line (if still shown there)."""
+        message = self.conditions.pop(kind, None)
+        if message is not None and self.status_message == self.redact(message):
+            self.set_status(recovered)
+
     def worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place a worker's failure is shown: in the status line and a notification."""
+        """The one place a worker's failure is shown: in the status line and one notification."""
         if event.state != WorkerState.ERROR:
             return
-        message = f"{event.worker.name or 'task'} failed: {describe_error(event.worker.error)}"
+        worker = event.worker
+        if getattr(worker, "_semcache_reported", False):
+            return  # the screen and the app both hear of it; one toast per failure
+        worker._semcache_reported = True  # type: ignore[attr-defined]
+        message = f"{worker.name or 'task'} failed: {describe_error(worker.error)}"
         self.set_status(message, "error")
-        self.notify(self.redact(message), severity="error", timeout=8)
+        self.notify(self.redact(message), severity="error", timeout=8, markup=False)
         if isinstance(self.screen, PanelScreen):
             for bar in self.screen.query("NavBar"):
                 bar.refresh_bar()  # type: ignore[attr-defined]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.worker_state_changed(event)
+
+    # -- the running cache's threshold -----------------------------------------------------------------
+
+    def request_threshold(self, new: float, after: Any = None) -> None:
+        """Change the running cache's threshold, after a y/n that shows the old and the new value.
+
+        Attached to a server, it is refused: the server's threshold is its configuration, and a change
+        here would reach one replica behind a load balancer at most."""
+        if isinstance(self.service, RemoteCache):
+            reason = (
+                f"Refused: the threshold of the server at {redact_url(self.service.safe_url)} is not changed "
+                "from the panel; set CACHE_DISTANCE_THRESHOLD on every replica and restart them"
+            )
+            self.set_status(reason, "warning")
+            self.notify(reason, severity="warning", timeout=8, markup=False)
+            return
+        old = float(self.service.policy.threshold)
+        if abs(old - new) < 1e-9:
+            self.set_status(f"The running cache already uses threshold {new:.3f}")
+            return
+        way = "looser: more hits, more risk of a wrong answer" if new > old else "stricter: fewer hits"
+        question = (
+            f"Change the threshold of the running cache?\n\n    {old:.3f}  ->  {new:.3f}   ({way})\n\n"
+            "Lookups through this panel's cache use it at once. It is not saved: set "
+            "CACHE_DISTANCE_THRESHOLD to keep it."
+        )
+
+        def answered(yes: object) -> None:
+            if yes is not True:
+                self.set_status(f"Threshold unchanged: {old:.3f}")
+                return
+            self.service.policy.threshold = new
+            self.set_status(f"Running cache threshold {old:.3f} -> {new:.3f}")
+            if after is not None:
+                after()
+
+        self.push_screen(ConfirmDialog(question), answered)
 
     # -- what the screens show about the target --------------------------------------------------------
 
@@ -315,7 +401,20 @@ class SemcacheApp(App[None]):
 
     @property
     def index_name(self) -> str:
+        """The physical index served now (``semantic_cache__v2`` after a migration)."""
         return self.index_info.name if self.index_info is not None else self.settings.index_name
+
+    @property
+    def logical_index(self) -> str:
+        """The index name the operator configured and knows; typed confirmations ask for this one."""
+        if isinstance(self.service, RemoteCache):
+            return self.service.index_name or self.index_name
+        return self.settings.index_name
+
+    def describe_index(self) -> str:
+        """``semantic_cache``, or ``semantic_cache (physical semantic_cache__v2)`` after a migration."""
+        logical, physical = self.logical_index, self.index_name
+        return logical if logical == physical else f"{logical} (physical {physical})"
 
     @property
     def embedder(self) -> Embedder | None:
@@ -323,6 +422,20 @@ class SemcacheApp(App[None]):
         return self.service.embedder if isinstance(self.service, SemanticCache) else None
 
     # -- actions ---------------------------------------------------------------------------------------
+
+    async def run_action(self, action: Any, default_namespace: Any = None, namespaces: Any = None) -> bool:
+        """A disabled key that is pressed says why it does nothing (read-only, attached to a server)."""
+        if isinstance(action, str):
+            target, name, params = self._parse_action(
+                action, self if default_namespace is None else default_namespace, namespaces
+            )
+            if isinstance(target, PanelScreen) and not target.check_action(name, params):
+                reason = target.why_disabled(name)
+                if reason is not None:
+                    self.set_status(reason, "warning")
+                    self.notify(reason, severity="warning", timeout=4, markup=False)
+                    return True
+        return await super().run_action(action, default_namespace, namespaces)
 
     async def action_show(self, mode: str) -> None:
         if self.current_mode != mode:

@@ -25,14 +25,18 @@ SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
 def describe_error(error: BaseException | None) -> str:
-    """One line for a failure: our errors say what to do; anything else names its type."""
+    """One line for a failure: our errors say what to do; a file error names the file and what went
+    wrong (``/x/y.gz: No such file or directory``), never an exception class; the class only when the
+    error has nothing else to say."""
     if error is None:
         return "unknown error"
     if isinstance(error, SemcacheError):
         return str(error)
     if isinstance(error, asyncio.TimeoutError | TimeoutError):
         return "timed out"
-    return f"{type(error).__name__}: {error}"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def size(value: object) -> str:

@@ -69,6 +69,10 @@ class Probe:
     def age(self, timestamp: float) -> str:
         return f"{span(self.wall() - timestamp)} ago"
 
+    def clock(self, timestamp: float | None = None) -> str:
+        """A wall-clock time of day (now by default), as the screens' "as of" lines show it."""
+        return time.strftime("%H:%M:%S", time.localtime(self.wall() if timestamp is None else timestamp))
+
     def until(self, timestamp: float | None) -> str:
         return "never" if timestamp is None else f"in {span(timestamp - self.wall())}"
 
@@ -114,6 +118,9 @@ class FrozenProbe(Probe):
 
     def age(self, timestamp: float) -> str:
         return "2m ago"
+
+    def clock(self, timestamp: float | None = None) -> str:
+        return "12:00:00"
 
     def until(self, timestamp: float | None) -> str:
         return "never" if timestamp is None else "in 7d"

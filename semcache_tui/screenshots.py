@@ -30,7 +30,9 @@ from semcache_tui.screens.query_lab import QueryLabScreen
 
 S = TypeVar("S")
 
-SIZE = (100, 32)
+#: The size operators' terminals often have; ``SMALL`` is the smallest the panel is drawn at.
+SIZE = (100, 30)
+SMALL = (80, 24)
 INDEX = "semantic_cache"
 #: The QQP sample in the shared data folder beside the repository (``../shared/data``), when there is one.
 SHARED_PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qqp_dev.jsonl.gz"
@@ -101,6 +103,7 @@ async def settle(pilot: Any) -> None:
     app: SemcacheApp = pilot.app
     await _until(pilot, lambda: (app.started or app.start_error is not None) and not app._polling)
     app.history.clear()
+    app.polls = 0
     app.poll_now()
     await _until(pilot, lambda: len(app.history) == 1 and not app._polling)
     await pilot.pause()
@@ -181,7 +184,14 @@ SCENES: dict[str, tuple[Callable[[Any], Awaitable[None]], dict[str, Any]]] = {
     "backup": (backup, {}),
     "keys": (keys, {}),
     "read_only": (read_only, {"read_only": True}),
+    "health_80x24": (health, {}),
 }
+#: Scenes drawn at another size than ``SIZE``.
+SIZES: dict[str, tuple[int, int]] = {"health_80x24": SMALL}
+
+
+def size_of(name: str) -> tuple[int, int]:
+    return SIZES.get(name, SIZE)
 
 
 def take(name: str, data_dir: Path, embedder: Any, pairs: Path | None) -> str:
@@ -196,7 +206,7 @@ def take(name: str, data_dir: Path, embedder: Any, pairs: Path | None) -> str:
         pictures.append(app.export_screenshot(title=f"semcache - {name.replace('_', ' ')}"))
         app.exit()
 
-    app.run(headless=True, size=SIZE, auto_pilot=pilot_then_shoot)
+    app.run(headless=True, size=size_of(name), auto_pilot=pilot_then_shoot)
     return pictures[0]
 
 

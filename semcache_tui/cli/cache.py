@@ -6,6 +6,7 @@ Each works the same on a cache opened here and through ``--server``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 EXIT_MISS = 1
 EXIT_UNHEALTHY = 4
+#: Up but not fully: a component is loading (the model) or degraded (Redis near maxmemory).
+EXIT_DEGRADED = 8
 
 
 def register(subparsers: Subcommands) -> None:
@@ -58,7 +61,7 @@ def register(subparsers: Subcommands) -> None:
     p = command("delete", "delete one entry by key")
     p.add_argument("key")
 
-    command("health", "store and embedder health; exit 4 when something is down")
+    command("health", "store and embedder health; exit 4 when something is down, 8 when degraded")
     command("index", "the index: documents, dimension, algorithm, recorded embedder")
     command("demo", "store sample answers, look up paraphrases, print what happened")
 
@@ -136,9 +139,19 @@ async def delete(
 async def health(
     service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
 ) -> int:
+    from engine.cache import SemanticCache
+    from engine.errors import SemcacheError
+
+    if isinstance(service, SemanticCache):
+        # In this process the model is only "loading" because nothing loaded it yet: load it, so the
+        # report (and the exit status) is about the cache, not about this command. A failure shows below.
+        with contextlib.suppress(SemcacheError):
+            await service.start()
     report = await service.health()
     printer.health(report)
-    return 0 if report.status != "unhealthy" else EXIT_UNHEALTHY
+    if report.status == "unhealthy":
+        return EXIT_UNHEALTHY
+    return EXIT_DEGRADED if report.status == "degraded" else 0
 
 
 async def index(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,7 +31,29 @@ from semcache_tui.screens.local_work import LocalWorkScreen
 
 
 def check_days(text: str) -> str | None:
-    return None if text.strip().isdigit() else "A whole number of days (0 or more)"
+    """Checked in the dialog, before any confirmation: the engine keeps at least one day."""
+    if not text.strip().isdigit():
+        return "A whole number of days, 1 or more"
+    return None if int(text) >= 1 else "Keep at least 1 day (delete backups by hand to remove them all)"
+
+
+def check_export_path(text: str) -> str | None:
+    """Checked in the dialog, before the export starts: a path whose folder exists, not a folder."""
+    if not text.strip():
+        return "Type the path of the file to write"
+    path = Path(text.strip()).expanduser()
+    if path.is_dir():
+        return f"{path} is a folder: add a file name, e.g. {path / 'export.jsonl.gz'}"
+    if not path.parent.is_dir():
+        return f"The folder {path.parent} does not exist: create it first or choose another path"
+    return None
+
+
+def check_import_path(text: str) -> str | None:
+    if not text.strip():
+        return "Type the path of the file to load"
+    path = Path(text.strip()).expanduser()
+    return None if path.is_file() else f"{path} is not a file"
 
 
 class BackupProgressed(Message):
@@ -85,9 +108,9 @@ class BackupScreen(LocalWorkScreen):
         return self.panel.settings.resolved_backup_dir
 
     def refresh_data(self) -> None:
-        if not self.loaded:
-            self.loaded = True
-            self.load()
+        """The folder is read again on every poll, so sizes and ages stay true."""
+        self.loaded = True
+        self.load()
 
     # -- the list --------------------------------------------------------------------------------------
 
@@ -115,8 +138,8 @@ class BackupScreen(LocalWorkScreen):
             )
         if self.backups:
             table.move_cursor(row=min(max(row, 0), len(self.backups) - 1))
-        count = f"{len(self.backups)} backups" if self.backups else "no backups yet: [b]c[/b] creates one"
-        summary.update(f"{count} in {self.folder} · newest first")
+        count = f"{len(self.backups)} backups" if self.backups else "no backups yet: c creates one"
+        summary.update(Text(f"{count} in {self.folder} · newest first · as of {self.panel.probe.clock(now)}"))
 
     def selected(self) -> BackupFile | None:
         table = self.query_one("#backups", DataTable)
@@ -142,7 +165,7 @@ class BackupScreen(LocalWorkScreen):
         self.show_progress(1, 1, text)
 
     def work_failed(self) -> None:
-        self.show_progress_text("failed")
+        self.stop_progress("failed (see below)")
 
     def source(self) -> str | None:
         settings = self.panel.settings
@@ -181,7 +204,10 @@ class BackupScreen(LocalWorkScreen):
                 else:
                     self.export(path)
 
-        self.app.push_screen(InputDialog("Export to a file", placeholder="/path/to/export.jsonl.gz"), done)
+        self.app.push_screen(
+            InputDialog("Export to a file", placeholder="/path/to/export.jsonl.gz", check=check_export_path),
+            done,
+        )
 
     @work(exclusive=True, group="backup", exit_on_error=False, name="export")
     async def export(self, path: Path) -> None:
@@ -215,7 +241,12 @@ class BackupScreen(LocalWorkScreen):
             )
             self.app.push_screen(ConfirmDialog(question), if_yes(self.import_path, path))
 
-        self.app.push_screen(InputDialog("Import from a file", placeholder="/path/to/export.jsonl.gz"), done)
+        self.app.push_screen(
+            InputDialog(
+                "Import from a file", placeholder="/path/to/export.jsonl.gz", check=check_import_path
+            ),
+            done,
+        )
 
     def action_restore(self) -> None:
         if self.refused("restoring a backup"):
@@ -252,7 +283,7 @@ class BackupScreen(LocalWorkScreen):
             f"{summary.expired:,} expired skipped"
         )
         self.end_progress(text)
-        self.panel.set_status(text.capitalize())
+        self.panel.set_status(text[:1].upper() + text[1:])  # the file's name keeps its case
         self.panel.poll_now()
 
     # -- prune -----------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import Worker
@@ -32,8 +33,9 @@ class PanelScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
         yield from self.compose_body()
-        yield StatusLine(self.panel.status_message, id="status")
-        yield Footer()
+        yield StatusLine(self.panel.status_message, id="status", markup=False)
+        # Compact: at 80 and 100 columns the keys that matter (? and q after the screen's own) stay in sight.
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -59,9 +61,23 @@ class PanelScreen(Screen[None]):
     def refused(self, what: str) -> bool:
         """True (and says so) when the panel is read-only; every write action starts with this."""
         if self.panel.read_only:
-            self.panel.set_status(f"Refused: {what} is not allowed in read-only mode", "warning")
+            self.panel.set_status(
+                f"Refused: {what} is not allowed in read-only mode (--read-only)", "warning"
+            )
             return True
         return False
+
+    def why_disabled(self, action: str) -> str | None:
+        """Why the key of ``action`` is disabled (said when it is pressed anyway), or ``None``."""
+        if action in self.WRITES and self.panel.read_only:
+            return f"Refused: {self.describe_action(action)} is not allowed in read-only mode (--read-only)"
+        return None
+
+    def describe_action(self, action: str) -> str:
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.action.split("(", 1)[0] == action:
+                return binding.description.rstrip("…").lower()
+        return action.replace("_", " ")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.panel.worker_state_changed(event)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -63,7 +64,7 @@ class ConfirmDialog(Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.question, classes="dialog-text")
+            yield Static(Text(self.question), classes="dialog-text")
             yield Label("[b]y[/b] yes   [b]n[/b] / [b]esc[/b] no", classes="dialog-keys")
 
     def action_answer(self, yes: bool) -> None:
@@ -80,8 +81,10 @@ class TypedConfirmDialog(Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -danger"):
-            yield Static(self.message, classes="dialog-text")
-            yield Label(f"Type [b]{self.expected}[/b] and press Enter; Esc cancels.", classes="dialog-keys")
+            yield Static(Text(self.message), classes="dialog-text")
+            yield Label(
+                f"Type [b]{escape(self.expected)}[/b] and press Enter; Esc cancels.", classes="dialog-keys"
+            )
             yield Input(placeholder=self.expected, id="typed")
             yield Label("", id="mismatch")
 

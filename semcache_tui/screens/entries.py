@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,7 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
 from engine.models import CacheEntry
-from semcache_tui.formatting import one_line
+from semcache_tui.formatting import describe_error, one_line
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.screens.dialogs import ConfirmDialog, EntryDialog, TypedConfirmDialog, if_yes
 
@@ -38,6 +39,14 @@ class EntriesScreen(PanelScreen):
         self.total = 0
         self.entries: list[CacheEntry] = []
         self.loaded = False
+        #: The filters last submitted with Enter (typing in a field does not filter until then).
+        self.contains: str | None = None
+        self.scope: str | None = None
+        #: The physical index the rows were read from, and when.
+        self.read_from: str | None = None
+        self.read_at: float | None = None
+        self.reloads = 0
+        self.load_error: str | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -52,22 +61,34 @@ class EntriesScreen(PanelScreen):
         table.add_columns("key", "scope", "prompt", "hits", "created", "expires")
 
     def refresh_data(self) -> None:
-        if not self.loaded:
-            self.loaded = True
-            self.load()
+        """Read the rows again on every poll: they follow the active index and their ages stay true."""
+        if self.read_from is not None and self.read_from != self.panel.index_name:
+            self.page_offset = 0  # another index now: its first page, not a page of the old one
+        self.loaded = True
+        self.load()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.contains = self.query_one("#contains", Input).value.strip() or None
+        self.scope = self.query_one("#scope-filter", Input).value.strip() or None
         self.page_offset = 0
         self.load()
         self.query_one("#entries", DataTable).focus()
 
     @work(exclusive=True, group="entries", exit_on_error=False, name="list entries")
     async def load(self) -> None:
-        contains = self.query_one("#contains", Input).value.strip() or None
-        scope = self.query_one("#scope-filter", Input).value.strip() or None
-        page = await self.panel.service.list_entries(
-            offset=self.page_offset, limit=PAGE, scope=scope, contains=contains
-        )
+        contains, scope, index = self.contains, self.scope, self.panel.index_name
+        try:
+            page = await self.panel.service.list_entries(
+                offset=self.page_offset, limit=PAGE, scope=scope, contains=contains
+            )
+        except Exception as exc:
+            # Shown in place, not as a toast: during an outage every poll would raise another one.
+            self.load_error = self.panel.redact(describe_error(exc))
+            self.show_summary()
+            return
+        self.load_error = None
+        self.reloads += 1
+        self.read_from, self.read_at = index, self.panel.probe.wall()
         self.entries, self.total = page.entries, page.total
         table = self.query_one("#entries", DataTable)
         row = table.cursor_row
@@ -85,12 +106,22 @@ class EntriesScreen(PanelScreen):
             )
         if page.entries:
             table.move_cursor(row=min(max(row, 0), len(page.entries) - 1))
-        first = self.page_offset + 1 if page.entries else 0
-        filters = " matching " + repr(contains) if contains else ""
-        self.query_one("#entries-summary", Static).update(
-            f"{first}-{self.page_offset + len(page.entries)} of {page.total:,} entries{filters}"
-            f" in {self.panel.index_name} · [b]v[/b] view, [b]n[/b]/[b]p[/b] pages"
+        self.show_summary()
+
+    def show_summary(self) -> None:
+        summary = self.query_one("#entries-summary", Static)
+        if self.read_at is None:
+            summary.update(Text(f"Cannot read the entries: {self.load_error}" if self.load_error else ""))
+            return
+        first = self.page_offset + 1 if self.entries else 0
+        filters = " matching " + repr(self.contains) if self.contains else ""
+        line = Text(
+            f"{first}-{self.page_offset + len(self.entries)} of {self.total:,} entries{filters}"
+            f" in {self.read_from} · as of {self.panel.probe.clock(self.read_at)} · r reloads"
         )
+        if self.load_error:
+            line.append(f" · STALE: cannot read the entries: {self.load_error}", style="bold")
+        summary.update(line)
 
     def selected(self) -> CacheEntry | None:
         table = self.query_one("#entries", DataTable)
@@ -145,18 +176,22 @@ class EntriesScreen(PanelScreen):
     def action_clear(self) -> None:
         if self.refused("clearing the index"):
             return
-        name = self.panel.index_name
+        self.ask_clear()
+
+    @work(exclusive=True, group="entries-write", exit_on_error=False, name="clear")
+    async def ask_clear(self) -> None:
+        """The prompt quotes a count read now, from the index served now, not the rows on screen."""
+        page = await self.panel.service.list_entries(offset=0, limit=1)
         message = (
-            f"Delete every entry of index {name} ({self.total:,} entries shown here)?\n"
+            f"Delete every entry of index {self.panel.describe_index()} ({page.total:,} entries now)?\n"
             "This cannot be undone. The index stays, bound to the same embedder."
         )
-
-        self.app.push_screen(TypedConfirmDialog(message, name), if_yes(self.clear))
+        self.app.push_screen(TypedConfirmDialog(message, self.panel.logical_index), if_yes(self.clear))
 
     @work(exclusive=True, group="entries-write", exit_on_error=False, name="clear")
     async def clear(self) -> None:
         removed = await self.panel.service.clear()
-        self.panel.set_status(f"Cleared {removed:,} entries from {self.panel.index_name}")
+        self.panel.set_status(f"Cleared {removed:,} entries from {self.panel.describe_index()}")
         self.page_offset = 0
         self.load()
         self.panel.poll_now()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
@@ -29,8 +30,9 @@ class HealthScreen(PanelScreen):
     BINDINGS: ClassVar = [
         Binding("r", "refresh", "Refresh", tooltip="Poll the service now"),
         Binding("p", "pause", "Pause/resume", tooltip="Pause or resume the automatic refresh"),
-        Binding("plus,equals_sign", "interval(1)", "Slower", tooltip="Refresh less often"),
-        Binding("minus", "interval(-1)", "Faster", tooltip="Refresh more often"),
+        # Listed by ? and the palette; out of the footer so ? and q fit at 80 columns.
+        Binding("plus,equals_sign", "interval(1)", "Slower", tooltip="Refresh less often", show=False),
+        Binding("minus", "interval(-1)", "Faster", tooltip="Refresh more often", show=False),
         Binding("i", "set_interval", "Interval…", tooltip="Type the refresh interval in seconds"),
     ]
 
@@ -52,7 +54,7 @@ class HealthScreen(PanelScreen):
         app = self.panel
         sample = app.history.latest
         state = "paused" if app.paused else f"every {app.refresh_interval:g}s"
-        polled = "waiting for the first poll…" if sample is None else f"{len(app.history)} polls"
+        polled = "waiting for the first poll…" if sample is None else f"{app.polls:,} polls"
         self.query_one("#poll-line", Static).update(
             f"Refresh {state} · {polled} · [b]r[/b] now, [b]p[/b] pause, [b]+/-[/b] interval"
         )
@@ -64,12 +66,13 @@ class HealthScreen(PanelScreen):
         embedder = report.component("embedder") if report else None
         if sample.error and report is None:
             store = ComponentHealth("store", "down", sample.error)
+            embedder = self.last_seen("embedder", sample.error)
         store_rows = [("latency", ms(store.latency_ms))] if store and store.latency_ms is not None else []
         self.query_one("#store-panel", ComponentPanel).show(store, store_rows, redact=redact)
         embed_rows = []
-        if embedder is not None:
+        if embedder is not None and embedder.latency_ms is not None:
             embed_rows.append(("embed latency", ms(embedder.latency_ms)))
-        elif not app.started:
+        if embedder is None and not app.started:
             embedder = ComponentHealth("embedder", "loading", "starting…")
         self.query_one("#embedder-panel", ComponentPanel).show(embedder, embed_rows, redact=redact)
 
@@ -122,8 +125,20 @@ class HealthScreen(PanelScreen):
         )
         others = [c for c in (report.components if report else []) if c.name not in ("store", "embedder")]
         self.query_one("#other-components", Static).update(
-            "\n".join(f"{c.name}: {c.status.upper()} {redact(c.detail)}" for c in others)
+            Text("\n".join(f"{c.name}: {c.status.upper()} {redact(c.detail)}" for c in others))
         )
+
+    def last_seen(self, name: str, error: str) -> ComponentHealth | None:
+        """A component the last poll could not ask about: unknown now, with what it last said and when."""
+        app = self.panel
+        for sample in reversed(app.history.samples):
+            component = sample.report.component(name) if sample.report else None
+            if component is not None:
+                when = app.probe.clock(app.probe.wall() - (app.probe.now() - sample.at))
+                return ComponentHealth(
+                    name, "unknown", f"no answer now; {component.status.upper()} as of {when}"
+                )
+        return ComponentHealth(name, "unknown", f"no answer: {error}") if app.started else None
 
     def action_refresh(self) -> None:
         self.panel.poll_now()

@@ -57,6 +57,7 @@ class IndexScreen(PanelScreen):
     def compose_body(self) -> ComposeResult:
         yield Static("", id="mismatch-banner")
         with VerticalScroll(id="index-body"):
+            yield Static("", id="index-freshness")
             yield Static("", id="identity")
             yield Static("", id="index-details")
             yield Static("", id="index-fields")
@@ -86,12 +87,18 @@ class IndexScreen(PanelScreen):
         else:
             banner.display = False
 
+        freshness = self.query_one("#index-freshness", Static)
+        when = "" if app.index_read_at is None else f"as of {app.probe.clock(app.index_read_at)}"
+        if app.index_error:
+            # The last good numbers stay, marked as such: never shown as if they were current.
+            stale = f" · the numbers below are {when}" if info is not None else ""
+            freshness.update(Text(f"Cannot read the index: {app.index_error}{stale}", style="bold red"))
+        else:
+            freshness.update(Text(f"{when} · r reloads" if when else "", style="dim"))
         self.query_one("#identity", Static).update(self.identity_table(info, configured))
         details = self.query_one("#index-details", Static)
         if info is None:
-            details.update(
-                Text(app.index_error or "Reading the index…", style="bold red" if app.index_error else "")
-            )
+            details.update("" if app.index_error else "Reading the index…")
             return
         details.update(self.details_table(info))
         self.query_one("#index-fields", Static).update(self.fields_table(info))

@@ -46,6 +46,11 @@ class LocalWorkScreen(PanelScreen):
             return None
         return super().check_action(action, parameters)
 
+    def why_disabled(self, action: str) -> str | None:
+        if self.cache is None and action in {b.action for b in self.BINDINGS if isinstance(b, Binding)}:
+            return f"Not available: {self.REMOTE_NOTE.splitlines()[0]}"
+        return super().why_disabled(action)
+
     def remote_note(self) -> Text:
         return Text(self.REMOTE_NOTE, style="bold")
 
@@ -63,7 +68,14 @@ class LocalWorkScreen(PanelScreen):
     def begin_progress(self, text: str) -> None:
         """Show the progress row, its bar running until the first count arrives."""
         self.query_one(f"#{self.MODE}-progress-row").display = True
-        self.query_one(f"#{self.MODE}-progress", ProgressBar).update(total=None, progress=0)
+        bar = self.query_one(f"#{self.MODE}-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
+        self.show_progress_text(text)
+
+    def stop_progress(self, text: str) -> None:
+        """A failed run: the bar stops (it would animate forever without a count) and says so."""
+        self.query_one(f"#{self.MODE}-progress", ProgressBar).display = False
         self.show_progress_text(text)
 
     def show_progress(self, done: int, total: int, text: str) -> None:
@@ -92,4 +104,4 @@ class LocalWorkScreen(PanelScreen):
             self.work_failed()
         elif event.state == WorkerState.SUCCESS:
             self.show_error("")
-        super().on_worker_state_changed(event)
+        # Textual also calls PanelScreen's handler (it dispatches along the MRO): one toast, not two.

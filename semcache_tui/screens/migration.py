@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -33,6 +34,7 @@ from engine.migration import (
     plan_migration,
     rollback_migration,
     run_migration,
+    verify_migration,
 )
 from engine.stores import create_store
 from semcache_tui.formatting import duration, size
@@ -60,7 +62,7 @@ class MigrationScreen(LocalWorkScreen):
         "Run the panel (or `semcache-tui migrate`) with --store/--redis-url on the cache's own store."
     )
     AUTO_FOCUS = ""
-    WRITES: ClassVar = frozenset({"run", "resume", "finalize", "rollback"})
+    WRITES: ClassVar = frozenset({"run", "resume", "finalize", "rollback", "drop_leftover"})
     BINDINGS: ClassVar = [
         Binding("t", "focus_target", "Target", tooltip="Edit the target provider, model and dimension"),
         Binding("p", "plan", "Plan", tooltip="What the migration would change; changes nothing"),
@@ -71,6 +73,7 @@ class MigrationScreen(LocalWorkScreen):
         Binding("f", "finalize", "Finalize", tooltip="Delete the old index's entries (no rollback after)"),
         Binding("b", "rollback", "Rollback", tooltip="Serve from the old index again (y/n)"),
         Binding("l", "reload", "Status", tooltip="Read the migration status again"),
+        Binding("d", "drop_leftover", "Drop leftover", tooltip="Delete the new index a rollback left behind"),
     ]
     DEFAULT_CSS = """
     #to-provider { width: 30; }
@@ -95,6 +98,8 @@ class MigrationScreen(LocalWorkScreen):
         self.verified: tuple[int, int, int, int] | None = None  # source, target, hits, sampled
         self.last_progress: MigrationProgress | None = None
         self.loaded = False
+        #: After a rollback: whether the index it left (the migration's target) is still in the store.
+        self.leftover = False
         self._embedders: dict[MigrationTarget, Embedder] = {}
 
     # -- layout ----------------------------------------------------------------------------------------
@@ -141,13 +146,14 @@ class MigrationScreen(LocalWorkScreen):
             widget.update("Reading the migration status…")
             return
         state = self.state
-        lines = [f"index [b]{self.panel.settings.index_name}[/b]: serving from [b]{self.active}[/b]"]
+        e = escape
+        lines = [f"index [b]{e(self.panel.settings.index_name)}[/b]: serving from [b]{e(self.active)}[/b]"]
         if state is None:
             lines.append("no migration yet: set the target, then [b]p[/b] plans")
         else:
             lines.append(
-                f"last migration: {state.strategy} {state.source_index} -> {state.target_index} "
-                f"({state.target_identity.describe()}): [b]{state.phase.replace('_', ' ')}[/b], "
+                f"last migration: {e(state.strategy)} {e(state.source_index)} -> {e(state.target_index)} "
+                f"({e(state.target_identity.describe())}): [b]{e(state.phase.replace('_', ' '))}[/b], "
                 f"{state.done}/{state.total} entries"
             )
             if state.in_progress:
@@ -156,6 +162,11 @@ class MigrationScreen(LocalWorkScreen):
                 lines.append(
                     "switched: [b]v[/b] verifies, [b]f[/b] finalizes, [b]b[/b] rolls back; "
                     "running servers and this panel follow by themselves"
+                )
+            elif state.phase == "rolled_back" and self.leftover:
+                lines.append(
+                    f"the new index [b]{e(state.target_index)}[/b] is still in the store: "
+                    "[b]d[/b] drops it (its entries are not served)"
                 )
         widget.update("\n".join(lines))
 
@@ -256,8 +267,27 @@ class MigrationScreen(LocalWorkScreen):
             return
         await cache.open_store()
         self.active, self.state = await migration_status(cache)
+        self.leftover = await self.leftover_exists()
         self.loaded = True
         self.render_status()
+
+    async def leftover_exists(self) -> bool:
+        """Whether a rollback left the migration's target index in the store (asked without opening it:
+        opening would create it)."""
+        state = self.state
+        if state is None or state.phase != "rolled_back" or state.target_index == self.active:
+            return False
+        store = self.stores(state.target_index)
+        try:
+            if hasattr(store, "list_indexes"):
+                return state.target_index in await store.list_indexes()
+            path = getattr(store, "path", None)
+            return bool(path is not None and path.exists())
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await store.close()
 
     # -- plan ------------------------------------------------------------------------------------------
 
@@ -273,7 +303,7 @@ class MigrationScreen(LocalWorkScreen):
         self.plan = await plan_migration(cache, target, embedder=self.embedder_for(target))
         self.render_plan()
         if self.plan.needed:
-            self.panel.set_status("Planned: [s] picks the strategy, [r] runs it")
+            self.panel.set_status("Planned: [s] picks the strategy, [r] runs it (type the index name)")
         else:
             self.panel.set_status("Nothing to migrate: the index already matches the target", "warning")
 
@@ -375,24 +405,12 @@ class MigrationScreen(LocalWorkScreen):
         cache = self.local_cache()
         target = MigrationTarget.resuming(state.target_identity, self.panel.settings)
         self.panel.set_status(f"Verifying {state.target_index}…")
-        old = SemanticCache(self.stores(state.source_index), cache.embedder, cache.policy)
-        new = SemanticCache(self.stores(state.target_index), self.embedder_for(target), cache.policy)
-        try:
-            await old.open_store()
-            await new.start()
-            source_count = await old.vector_store.count()
-            target_count = await new.vector_store.count()
-            page = await new.vector_store.list_entries(offset=0, limit=VERIFY_SAMPLE)
-            hits = 0
-            for entry in page.entries:
-                result = await new.check(entry.prompt, scope=entry.scope)
-                hits += int(result.is_hit)
-        finally:
-            await old.vector_store.close()
-            await new.vector_store.close()
-        self.verified = (source_count, target_count, hits, len(page.entries))
+        found = await verify_migration(
+            cache, state, self.stores, self.embedder_for(target), sample=VERIFY_SAMPLE
+        )
+        self.verified = (found.source_entries, found.target_entries, found.hits, found.sampled)
         self.render_verify()
-        self.panel.set_status(f"Verified {state.target_index}: {hits}/{len(page.entries)} lookups hit")
+        self.panel.set_status(f"Verified {state.target_index}: {found.hits}/{found.sampled} lookups hit")
 
     # -- finalize and rollback -------------------------------------------------------------------------
 
@@ -401,7 +419,7 @@ class MigrationScreen(LocalWorkScreen):
             return
         state = self.state
         if state is None or state.phase != "switched":
-            self.panel.set_status("Nothing to finalize: no migration has switched", "warning")
+            self.panel.set_status(self.nothing_to("finalize"), "warning")
             return
         message = (
             f"Delete every entry of the old index {state.source_index}?\nNo rollback is possible after this."
@@ -415,6 +433,7 @@ class MigrationScreen(LocalWorkScreen):
     async def finalize(self) -> None:
         cache = self.local_cache()
         deleted = await finalize_migration(cache, self.stores, settings=self.panel.settings)
+        self.end_progress()
         await self.load_status().wait()
         self.panel.set_status(f"Finalized: deleted {deleted:,} entries of the old index")
 
@@ -423,7 +442,7 @@ class MigrationScreen(LocalWorkScreen):
             return
         state = self.state
         if state is None or state.phase not in ("copying", "catching_up", "switched"):
-            self.panel.set_status("Nothing to roll back", "warning")
+            self.panel.set_status(self.nothing_to("roll back"), "warning")
             return
         self.app.push_screen(
             ConfirmDialog(f"Serve from {state.source_index} again (leaving {state.target_index})?"),
@@ -435,9 +454,56 @@ class MigrationScreen(LocalWorkScreen):
         cache = self.local_cache()
         state = await rollback_migration(cache, self.stores, settings=self.panel.settings)
         self.verified = None
+        self.end_progress()
         await self.load_status().wait()
         self.render_verify()
-        self.panel.set_status(f"Rolled back: serving from {state.source_index} again")
+        left = f"; {state.target_index} is still in the store (d drops it)" if self.leftover else ""
+        self.panel.set_status(f"Rolled back: serving from {state.source_index} again{left}")
+
+    def end_progress(self) -> None:
+        """The run's bar says what the run did; once the migration is finalized or rolled back it is
+        history, not the state: hide it."""
+        self.query_one("#migration-progress-row").display = False
+
+    def nothing_to(self, verb: str) -> str:
+        state = self.state
+        if state is None:
+            return f"Nothing to {verb}: no migration yet"
+        phase = state.phase.replace("_", " ")
+        return (
+            f"Nothing to {verb}: the last migration ({state.source_index} -> {state.target_index}) is {phase}"
+        )
+
+    # -- the index a rollback leaves -------------------------------------------------------------------
+
+    def action_drop_leftover(self) -> None:
+        if self.refused("dropping an index"):
+            return
+        state = self.state
+        if state is None or state.phase != "rolled_back" or not self.leftover:
+            self.panel.set_status("No leftover index to drop (only a rollback leaves one)", "warning")
+            return
+        message = (
+            f"Drop index {state.target_index}, left by the rolled-back migration of "
+            f"{self.panel.settings.index_name}?\nIts entries are deleted; {state.source_index} keeps serving."
+        )
+        self.app.push_screen(
+            TypedConfirmDialog(message, self.panel.settings.index_name), if_yes(self.drop_leftover, state)
+        )
+
+    @work(exclusive=True, group="migration", exit_on_error=False, name="drop leftover")
+    async def drop_leftover(self, state: MigrationState) -> None:
+        cache = self.local_cache()
+        leftover = SemanticCache(self.stores(state.target_index), cache.embedder, cache.policy)
+        try:
+            await leftover.open_store()
+            dropped = await leftover.vector_store.drop()
+        finally:
+            with contextlib.suppress(Exception):
+                await leftover.vector_store.close()
+        await self.load_status().wait()
+        self.panel.set_status(f"Dropped {state.target_index} ({dropped:,} entries)")
+        self.panel.poll_now()
 
     async def on_unmount(self) -> None:
         for embedder in self._embedders.values():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -114,7 +115,9 @@ class QueryLabScreen(PanelScreen):
         if not self.prompt:
             summary.update("Type a prompt, press Enter: the nearest entries appear with their distances.")
         elif not self.matches:
-            summary.update(f"No entries in scope {self.scope or 'default'} yet: [b]s[/b] stores a response.")
+            summary.update(
+                f"No entries in scope {escape(self.scope or 'default')} yet: [b]s[/b] stores a response."
+            )
         else:
             first = "a hit" if hits else "a miss"
             summary.update(
@@ -171,10 +174,7 @@ class QueryLabScreen(PanelScreen):
     def action_apply(self) -> None:
         if self.refused("applying a threshold"):
             return
-        old = self.panel.service.policy.threshold
-        self.panel.service.policy.threshold = self.panel.lab_threshold
-        self.panel.set_status(f"Running cache threshold {old:.3f} -> {self.panel.lab_threshold:.3f}")
-        self.refresh_data()
+        self.panel.request_threshold(self.panel.lab_threshold, after=self.refresh_data)
 
     # -- writes ----------------------------------------------------------------------------------------
 
@@ -201,8 +201,9 @@ class QueryLabScreen(PanelScreen):
     async def store(self, prompt: str, response: str, scope: str | None) -> None:
         self.panel.set_status("Storing…")
         entry = await self.panel.service.store(prompt, response, scope=scope)
-        self.panel.set_status(f"Stored entry {entry.key[:12]} in scope {entry.scope}")
         await self.search(prompt, scope).wait()
+        # After the search, whose own message would replace it: the store is what the operator did.
+        self.panel.set_status(f"Stored entry {entry.key[:12]} in scope {entry.scope}")
         self.panel.poll_now()
 
     def selected(self) -> Match | None:

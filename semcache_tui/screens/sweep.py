@@ -3,13 +3,16 @@ meets a target precision. The numbers come from engine/evaluation.py; this scree
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Label, Static
+from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
 from engine.embeddings.base import Embedder
@@ -22,6 +25,7 @@ from engine.evaluation import (
     load_pairs,
     recommend,
 )
+from semcache_tui.formatting import describe_error
 from semcache_tui.screens.base import PanelScreen
 
 
@@ -40,6 +44,7 @@ class SweepScreen(PanelScreen):
         self.points: list[SweepPoint] = []
         self.best: SweepPoint | None = None
         self.pairs_count = 0
+        self.failure: str | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -69,6 +74,8 @@ class SweepScreen(PanelScreen):
                 "The sweep is not available when attached to a server (--server): it needs the embedder in this "
                 "process. Run the panel on the server's machine without --server to sweep."
             )
+        elif self.failure is not None:
+            result.update(Text(f"The last sweep failed, no recommendation: {self.failure}"))
         elif self.best is not None:
             best = self.best
             result.update(
@@ -101,15 +108,18 @@ class SweepScreen(PanelScreen):
         plt.ylim(0, 1)
         if self.points:
             xs = [p.threshold for p in self.points]
-            plt.plot(xs, [p.precision for p in self.points], label="precision", marker="braille")
-            plt.plot(xs, [p.recall for p in self.points], label="recall", marker="braille")
-            plt.plot(xs, [p.hit_rate for p in self.points], label="hit rate", marker="braille")
+            # Without colour the three curves are told apart by their markers (NO_COLOR, no-color.org).
+            markers = ("P", "R", "H") if os.environ.get("NO_COLOR") else ("braille",) * 3
+            plt.plot(xs, [p.precision for p in self.points], label="precision", marker=markers[0])
+            plt.plot(xs, [p.recall for p in self.points], label="recall", marker=markers[1])
+            plt.plot(xs, [p.hit_rate for p in self.points], label="hit rate", marker=markers[2])
             plt.vline(self.panel.service.policy.threshold)
             if self.best is not None:
                 plt.vline(self.best.threshold, "red")
         widget.refresh()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.set_focus(None)  # out of the field, so a / r / l work at once
         self.action_run()
 
     def action_focus_path(self) -> None:
@@ -137,6 +147,10 @@ class SweepScreen(PanelScreen):
     async def sweep(self, embedder: Embedder, path: str, sample: int, target: float) -> None:
         import asyncio
 
+        # A new run replaces the last one: its recommendation must not stay on screen as if current.
+        self.points, self.best, self.pairs_count, self.failure = [], None, 0, None
+        self.draw()
+        self.describe()
         if not 0.0 < target <= 1.0:
             raise InvalidInputError(
                 f"target precision {target} is out of range", "use a number from 0 to 1, e.g. 0.95"
@@ -150,17 +164,24 @@ class SweepScreen(PanelScreen):
         self.describe()
         self.panel.set_status(f"Swept {len(points)} thresholds over {len(pairs):,} pairs")
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.name == "sweep" and event.state == WorkerState.ERROR:
+            self.failure = self.panel.redact(describe_error(event.worker.error))
+            self.describe()
+
     def action_apply(self) -> None:
         if self.refused("applying a threshold"):
             return
         if self.best is None:
             self.panel.set_status("Run a sweep with a reachable target first", "warning")
             return
-        old = self.panel.service.policy.threshold
-        self.panel.service.policy.threshold = self.best.threshold
-        self.panel.lab_threshold = self.best.threshold
-        self.panel.set_status(f"Running cache threshold {old:.3f} -> {self.best.threshold:.3f}")
-        self.draw()
+        best = self.best.threshold
+
+        def applied() -> None:
+            self.panel.lab_threshold = best
+            self.draw()
+
+        self.panel.request_threshold(best, after=applied)
 
     def action_to_lab(self) -> None:
         if self.best is None:

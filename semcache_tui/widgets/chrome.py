@@ -60,4 +60,4 @@ class StatusLine(Static):
     def show(self, message: str, severity: str = "information") -> None:
         self.set_class(severity == "error", "-error")
         self.set_class(severity == "warning", "-warning")
-        self.update(message)
+        self.update(Text(message, no_wrap=True, overflow="ellipsis"))

@@ -105,7 +105,7 @@ class ComponentPanel(Vertical):
 
     def show_rows(self, status: str, detail: str, rows: Sequence[tuple[str, str]]) -> None:
         self.query_one(StatusBadge).set_status(status)
-        self.query_one(".panel-detail", Static).update(detail)
+        self.query_one(".panel-detail", Static).update(Text(detail))
         self.query_one(".panel-facts", Static).update(facts_table(rows))
 
 

@@ -67,9 +67,18 @@ async def test_create_list_import_and_restore(
         await idle(pilot)
         assert await filled_cache.vector_store.count() == total
 
-        # A bad path is shown in place; the app keeps running.
+        # A missing file is refused in the dialog, before anything is asked; a file that is not an export
+        # is refused in place after reading its header. The app keeps running.
         await pilot.press("i")
         await answer(pilot, str(Path(settings.data_dir) / "missing.jsonl.gz"))
+        await idle(pilot)
+        assert isinstance(app.screen, InputDialog)
+        assert "is not a file" in " ".join(text_of(app, "#problem").split())
+        await pilot.press("escape")
+        bogus = Path(settings.data_dir) / "bogus.jsonl.gz"
+        bogus.write_text("not an export")
+        await pilot.press("i")
+        await answer(pilot, str(bogus))
         await idle(pilot)
         assert app.screen is screen
         assert "import refused" in text_of(app, "#backup-error")

@@ -80,10 +80,13 @@ async def test_reembed_384_to_256_then_verify_and_rollback(small_cache: Semantic
         assert app.identity is not None and app.identity.dimension == 256
         assert (await app.service.check(SAMPLE_PAIRS[0][0])).is_hit
 
+        counted = await app.service.stats()
         await pilot.press("v")
         await wait_for(pilot, lambda: screen.verified is not None)
         assert screen.verified == (8, 8, 8, 8)
         assert "8/8 sample lookups hit" in text_of(app, "#migration-verify")
+        after = await app.service.stats()
+        assert (after.hits, after.misses) == (counted.hits, counted.misses)  # verify is not traffic
 
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
@@ -92,6 +95,10 @@ async def test_reembed_384_to_256_then_verify_and_rollback(small_cache: Semantic
         await idle(pilot)
         assert screen.active == "panel"
         assert "Rolled back" in app.status_message
+        assert not screen.query_one("#migration-progress-row").display  # not "100% switched · done"
+        assert screen.leftover and "d drops it" in " ".join(text_of(app, "#migration-status").split())
+        await pilot.press("f")
+        assert "is rolled back" in app.status_message
         app.poll_now()
         await wait_for(pilot, lambda: app.service.vector_store.name == "panel")
         assert app.identity is not None and app.identity.dimension == 384

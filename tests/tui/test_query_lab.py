@@ -69,6 +69,8 @@ async def test_apply_threshold_to_the_running_cache(filled_cache: SemanticCache,
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("3", "plus", "plus", "a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
         assert abs(filled_cache.policy.threshold - 0.17) < 1e-9
         assert "0.150 -> 0.170" in app.status_message
 
@@ -215,6 +217,8 @@ async def test_sweep_plots_recommends_and_applies(
         assert sweep.best is not None and sweep.best.precision >= 0.8
         assert "Recommended threshold" in text_of(app, "#sweep-result")
         await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
         assert filled_cache.policy.threshold == sweep.best.threshold
         assert app.lab_threshold == sweep.best.threshold
 

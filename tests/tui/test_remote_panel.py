@@ -212,3 +212,18 @@ async def test_a_wrong_api_key_is_shown_in_place(filled: TuiServerProcess, tmp_p
             assert app.is_running
     finally:
         await client.close()
+
+
+async def test_apply_threshold_is_refused_with_a_reason(
+    remote: RemoteCache, filled: TuiServerProcess, tmp_path: Path
+) -> None:
+    """Issue 14 item 2: the panel never claims a change it did not make to a server's threshold."""
+    app = make_remote_app(remote, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("3", "plus", "plus", "a")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmDialog)
+        assert app.status_message.startswith("Refused:") and "CACHE_DISTANCE_THRESHOLD" in app.status_message
+        assert "->" not in app.status_message
+        assert server_stats(filled)["threshold"] == pytest.approx(0.15)

@@ -1,4 +1,4 @@
-"""Snapshots of every screen at 100x32, drawn by the same scenes as ``make screenshots``.
+"""Snapshots of every screen at 100x30 (and Health at 80x24), drawn by the same scenes as ``make screenshots``.
 
 Deterministic: a fixed data folder (paths show on screen), a FrozenProbe (clock, host numbers, timings),
 no cursor blink, one poll in the history.
@@ -45,4 +45,4 @@ def scene_app(embedder: Any):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("name", sorted(screenshots.SCENES))
 def test_screen_snapshot(name: str, scene_app: Any, snap_compare: Any) -> None:
     app, before = scene_app(name)
-    assert snap_compare(app, terminal_size=screenshots.SIZE, run_before=before)
+    assert snap_compare(app, terminal_size=screenshots.size_of(name), run_before=before)

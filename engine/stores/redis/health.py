@@ -1,4 +1,5 @@
-"""The Redis store's health, read from one INFO reply and the MODULE LIST (the store asks for both)."""
+"""The Redis store's health, read from one INFO reply, the MODULE LIST and ``CONFIG GET save`` /
+``appendonly`` (the store asks for them in one pipeline)."""
 
 from __future__ import annotations
 
@@ -21,20 +22,50 @@ def _search_version(modules: Any) -> str | None:
     return None
 
 
-def _persistence(info: dict[str, Any]) -> str:
-    aof = str(info.get("aof_enabled", 0)) == "1"
-    rdb = info.get("rdb_last_save_time")
+def _config_value(reply: Any, name: str) -> str | None:
+    """One value of a ``CONFIG GET`` reply (a dict, or a flat list), ``None`` when CONFIG was refused."""
+    if isinstance(reply, dict):
+        plain = {_text(k): v for k, v in reply.items()}
+    elif isinstance(reply, list | tuple):
+        plain = {_text(k): v for k, v in zip(reply[::2], reply[1::2], strict=False)}
+    else:
+        return None
+    value = plain.get(name)
+    return None if value is None else _text(value)
+
+
+def persistence(info: dict[str, Any], save: Any = None, appendonly: Any = None) -> str:
+    """What survives a restart, from the configuration (``CONFIG GET save`` and ``appendonly``), not from
+    INFO alone: INFO reports a last save time even when ``save ""`` turned snapshots off. "none" when
+    neither is on, so an operator sees that a restart loses the cache. Without CONFIG (a managed Redis
+    may refuse it), INFO's ``aof_enabled`` and the ``rdb_saves`` counters are the evidence."""
+    schedule = _config_value(save, "save")
+    aof_config = _config_value(appendonly, "appendonly")
+    aof = aof_config == "yes" if aof_config is not None else str(info.get("aof_enabled", 0)) == "1"
+    changes = info.get("rdb_changes_since_last_save")
+    parts: list[str] = []
     if aof:
-        return f"AOF ({info.get('aof_last_write_status', '?')})"
-    if info.get("rdb_changes_since_last_save") is not None and rdb:
-        return f"RDB snapshots ({info.get('rdb_changes_since_last_save')} changes since the last save)"
-    return "none"
+        parts.append(f"AOF ({info.get('aof_last_write_status', '?')})")
+    if schedule is not None and schedule.strip():
+        pending = f", {changes} changes since the last save" if changes is not None else ""
+        parts.append(f"RDB snapshots (save {schedule.strip()}{pending})")
+    elif schedule is None and not aof and int(info.get("rdb_saves", 0) or 0) > 0:
+        parts.append("RDB snapshots (configuration not readable)")
+    return " + ".join(parts) if parts else "none"
 
 
 def server_health(
-    info: dict[str, Any], modules: Any, latency_ms: float, *, url: str, index: str
+    info: dict[str, Any],
+    modules: Any,
+    latency_ms: float,
+    *,
+    url: str,
+    index: str,
+    save: Any = None,
+    appendonly: Any = None,
 ) -> ComponentHealth:
-    """The health of a Redis that answered PING in ``latency_ms``, from its INFO and MODULE LIST replies;
+    """The health of a Redis that answered PING in ``latency_ms``, from its INFO and MODULE LIST replies
+    and its ``CONFIG GET save`` / ``appendonly`` replies (``None`` or an error when CONFIG is refused);
     ``url`` (already redacted) and ``index`` are reported among the facts."""
     search = _search_version(modules)
     used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
@@ -50,7 +81,7 @@ def server_health(
         "maxmemory_policy": info.get("maxmemory_policy"),
         "connected_clients": info.get("connected_clients"),
         "ops_per_sec": info.get("instantaneous_ops_per_sec"),
-        "persistence": _persistence(info),
+        "persistence": persistence(info, save, appendonly),
         "uptime_s": info.get("uptime_in_seconds"),
     }
     if search is None:

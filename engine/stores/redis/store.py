@@ -829,10 +829,18 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.info("server", "memory", "clients", "stats", "persistence")
             pipe.execute_command("MODULE", "LIST")
-            info, modules = await pipe.execute()
+            pipe.config_get("save")
+            pipe.config_get("appendonly")
+            # CONFIG may be refused (managed Redis): its replies then come back as errors, not raised.
+            info, modules, save, appendonly = await pipe.execute(raise_on_error=False)
+            for reply in (info, modules):
+                if isinstance(reply, Exception):
+                    raise reply
         except (RedisError, OSError) as exc:
             return ComponentHealth("store", "down", str(self._error(exc)))
-        return server_health(info, modules, latency_ms, url=self.safe_url, index=self.name)
+        return server_health(
+            info, modules, latency_ms, url=self.safe_url, index=self.name, save=save, appendonly=appendonly
+        )
 
 
 def _note(raw: Any) -> dict[str, Any] | None:
