@@ -49,6 +49,13 @@ ALLOWED: dict[str, str] = {
     "SEMCACHE_UPSTREAM_URL": "must be an http:// or https:// base URL of an OpenAI-compatible API (e.g. .../v1)",
     "SEMCACHE_UPSTREAM_TIMEOUT": "must be a number of seconds greater than 0",
     "SEMCACHE_PROXY_MAX_TEMPERATURE": "must be a temperature, 0 or more (unset: no ceiling)",
+    "SEMCACHE_SSL_CERTFILE": "must be a readable PEM certificate (chain) matching SEMCACHE_SSL_KEYFILE",
+    "SEMCACHE_SSL_KEYFILE": "must be a readable PEM private key, given with SEMCACHE_SSL_CERTFILE",
+    "SEMCACHE_SSL_CA_CERTS": "must be a readable PEM file of the CA(s) that sign client certificates",
+    "SEMCACHE_CA_FILE": "must be a readable PEM file of the CA(s) that sign the server's certificate",
+    "REDIS_TLS_CA_FILE": "must be a readable PEM file of the CA(s) that sign Redis's certificate",
+    "REDIS_TLS_CERT_FILE": "must be a readable PEM client certificate, given with REDIS_TLS_KEY_FILE",
+    "REDIS_TLS_KEY_FILE": "must be a readable PEM private key, given with REDIS_TLS_CERT_FILE",
 }
 
 
@@ -150,6 +157,26 @@ class Settings(BaseSettings):
         False, validation_alias=_env("SEMCACHE_PROXY_STORE_TOOL_CALLS", "proxy_store_tool_calls")
     )
 
+    # TLS for the HTTP server (engine/server/runner.py); with a CA, clients must present a certificate.
+    ssl_certfile: Path | None = Field(None, validation_alias=_env("SEMCACHE_SSL_CERTFILE", "ssl_certfile"))
+    ssl_keyfile: Path | None = Field(None, validation_alias=_env("SEMCACHE_SSL_KEYFILE", "ssl_keyfile"))
+    ssl_ca_certs: Path | None = Field(None, validation_alias=_env("SEMCACHE_SSL_CA_CERTS", "ssl_ca_certs"))
+    # Attaching to a server (--server https://...) whose certificate a private CA signed.
+    ca_file: Path | None = Field(None, validation_alias=_env("SEMCACHE_CA_FILE", "ca_file"))
+    client_cert: Path | None = Field(None, validation_alias=_env("SEMCACHE_CLIENT_CERT", "client_cert"))
+    client_key: Path | None = Field(None, validation_alias=_env("SEMCACHE_CLIENT_KEY", "client_key"))
+    # TLS to Redis (a rediss:// REDIS_URL): the CA that signed Redis's certificate, and a client
+    # certificate when Redis requires one (tls-auth-clients).
+    redis_tls_ca_file: Path | None = Field(
+        None, validation_alias=_env("REDIS_TLS_CA_FILE", "redis_tls_ca_file")
+    )
+    redis_tls_cert_file: Path | None = Field(
+        None, validation_alias=_env("REDIS_TLS_CERT_FILE", "redis_tls_cert_file")
+    )
+    redis_tls_key_file: Path | None = Field(
+        None, validation_alias=_env("REDIS_TLS_KEY_FILE", "redis_tls_key_file")
+    )
+
     @field_validator("upstream_url")
     @classmethod
     def _upstream_url(cls, value: str | None) -> str | None:
@@ -176,6 +203,22 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("not a redis url")
         return encode_credentials(value)
+
+    @field_validator(
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_ca_certs",
+        "ca_file",
+        "client_cert",
+        "client_key",
+        "redis_tls_ca_file",
+        "redis_tls_cert_file",
+        "redis_tls_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _blank_path_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("embedding_model", "hf_token", "redis_password", "api_key")
     @classmethod
