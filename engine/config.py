@@ -10,9 +10,10 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import ConfigError
@@ -225,6 +226,43 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
 
+    @model_validator(mode="after")
+    def _redis_tls_files_in_url(self) -> Settings:
+        """The Redis TLS files travel in REDIS_URL's query (redis-py reads ``ssl_ca_certs``, ``ssl_certfile``
+        and ``ssl_keyfile`` there), so every Redis client semcache opens uses them; ``load`` refuses them
+        with a plain ``redis://`` URL."""
+        files = self.redis_tls_query()
+        if files and self.redis_url and self.redis_url.startswith("rediss://"):
+            parts = urlsplit(self.redis_url)
+            query = dict(parse_qsl(parts.query)) | files
+            self.redis_url = urlunsplit(parts._replace(query=urlencode(query, safe="/")))
+        return self
+
+    def redis_tls_query(self) -> dict[str, str]:
+        given = {
+            "ssl_ca_certs": self.redis_tls_ca_file,
+            "ssl_certfile": self.redis_tls_cert_file,
+            "ssl_keyfile": self.redis_tls_key_file,
+        }
+        return {name: str(path) for name, path in given.items() if path is not None}
+
+    def check_redis_tls(self) -> None:
+        given = {
+            "REDIS_TLS_CA_FILE": self.redis_tls_ca_file,
+            "REDIS_TLS_CERT_FILE": self.redis_tls_cert_file,
+            "REDIS_TLS_KEY_FILE": self.redis_tls_key_file,
+        }
+        for variable, path in given.items():
+            if path is None:
+                continue
+            if not (self.redis_url or "").startswith("rediss://"):
+                raise ConfigError(variable, path, "needs a rediss:// REDIS_URL (TLS to Redis)")
+            if not os.access(path, os.R_OK) or not path.is_file():
+                raise ConfigError(variable, path, "cannot be read; " + ALLOWED[variable])
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            missing = "REDIS_TLS_KEY_FILE" if self.redis_tls_key_file is None else "REDIS_TLS_CERT_FILE"
+            raise ConfigError(missing, "(unset)", ALLOWED[missing])
+
     # -- derived values: one home for each default that depends on another setting ---------------------
 
     @property
@@ -271,6 +309,7 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise _config_error(exc, given) from None
         settings.check_data_dir()
+        settings.check_redis_tls()
         return settings
 
     def check_data_dir(self) -> None:
