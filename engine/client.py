@@ -5,19 +5,26 @@ a cache opened in process. Errors come back as the engine's own: the server's JS
 class (``invalid_input`` -> ``InvalidInputError``, ``backend_unavailable`` -> ``BackendUnavailableError``...),
 401 becomes ``AuthenticationError`` ("API key missing or wrong"), and a server that cannot be reached is a
 ``BackendUnavailableError`` naming its URL.
+
+An ``https://`` server is verified against the system's CAs, or ``ca_file`` (a private CA); a certificate
+that does not verify is an error saying so and naming the option, never a silent fallback to no checking.
+``client_cert`` (certificate, key) answers a server that requires client certificates (mutual TLS).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.cache import CachePolicy, StoreRequest, judge
 from engine.errors import (
     AuthenticationError,
     BackendUnavailableError,
+    ConfigError,
     EmbedderError,
     IndexMismatchError,
     IndexMissingError,
@@ -71,6 +78,8 @@ class RemoteCache:
         timeout: float = 30.0,
         start_timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_file: str | Path | None = None,
+        client_cert: tuple[str | Path, str | Path] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.safe_url = redact_url(self.base_url)
@@ -81,10 +90,16 @@ class RemoteCache:
         self._store_kind: str | None = None
         self._ready = False
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client_cert = self.base_url.startswith("https://") and client_cert is not None
+        self._https = self.base_url.startswith("https://")
         import httpx
 
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=_tls_context(ca_file, client_cert),
         )
 
     # -- plumbing ----------------------------------------------------------------------------------------
@@ -100,6 +115,17 @@ class RemoteCache:
                 "check that it is running and not overloaded",
             ) from None
         except httpx.TransportError as exc:
+            tls = _tls_failure(exc, self.safe_url) if self._https else None
+            if tls is None and self._https and not self._client_cert and _hung_up(exc):
+                # TLS 1.3 reports a refused client certificate only when the client next reads: the server
+                # just hangs up. The most likely cause is named, with a "may".
+                tls = BackendUnavailableError(
+                    f"the semcache server at {self.safe_url} closed the connection after the TLS handshake: "
+                    "it may require a client certificate (mutual TLS)",
+                    "give one with --client-cert and --client-key (SEMCACHE_CLIENT_CERT, SEMCACHE_CLIENT_KEY)",
+                )
+            if tls is not None:
+                raise tls from None
             raise BackendUnavailableError(
                 f"cannot reach the semcache server at {self.safe_url} ({type(exc).__name__})",
                 "start it with `semcache-tui --serve`, or check the --server URL",
@@ -365,6 +391,70 @@ class RemoteCache:
             indexing_failures=int(body.get("indexing_failures", 0)),
             extra=dict(body.get("extra") or {}),
         )
+
+
+def _tls_context(
+    ca_file: str | Path | None, client_cert: tuple[str | Path, str | Path] | None
+) -> ssl.SSLContext:
+    """Verification always on: the system's CAs, or ``ca_file``'s; a client certificate when given."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "SEMCACHE_CA_FILE",
+            ca_file,
+            f"cannot be used ({_reason(exc)}): give a PEM file of the server's CA",
+        ) from None
+    if client_cert is not None:
+        cert, key = client_cert
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                "client certificate", cert, f"cannot be used with key {key} ({_reason(exc)})"
+            ) from None
+    return context
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _hung_up(exc: BaseException) -> bool:
+    import httpx
+
+    return isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
+
+
+def _tls_failure(exc: BaseException, url: str) -> SemcacheError | None:
+    """The one-line error for a TLS handshake that failed (``None`` for any other transport failure)."""
+    cause: BaseException | None = exc
+    text = ""
+    while cause is not None:
+        text += f" {cause}"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return BackendUnavailableError(
+                f"the semcache server at {url} presented a certificate this client does not trust "
+                f"({cause.verify_message or cause.reason})",
+                "pass the CA that signed it with --ca-file (SEMCACHE_CA_FILE); verification is never turned off",
+            )
+        cause = cause.__cause__ or cause.__context__
+    upper = text.upper()
+    if "CERTIFICATE_REQUIRED" in upper or "ALERT_BAD_CERTIFICATE" in upper or "UNKNOWN_CA" in upper:
+        return BackendUnavailableError(
+            f"the semcache server at {url} refused this client's certificate or requires one",
+            "give one its CA signed with --client-cert and --client-key (mutual TLS)",
+        )
+    if "WRONG_VERSION_NUMBER" in upper or "RECORD_LAYER_FAILURE" in upper:
+        return BackendUnavailableError(
+            f"the semcache server at {url} does not speak TLS",
+            "use an http:// URL for it, or start it with --ssl-certfile and --ssl-keyfile",
+        )
+    return None
 
 
 def _entry(body: dict[str, Any]) -> CacheEntry:

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
@@ -55,6 +56,13 @@ ALLOWED: dict[str, str] = {
     "SEMCACHE_UPSTREAM_URL": "must be an http:// or https:// base URL of an OpenAI-compatible API (e.g. .../v1)",
     "SEMCACHE_UPSTREAM_TIMEOUT": "must be a number of seconds greater than 0",
     "SEMCACHE_PROXY_MAX_TEMPERATURE": "must be a temperature, 0 or more (unset: no ceiling)",
+    "SEMCACHE_SSL_CERTFILE": "must be a readable PEM certificate (chain) matching SEMCACHE_SSL_KEYFILE",
+    "SEMCACHE_SSL_KEYFILE": "must be a readable PEM private key, given with SEMCACHE_SSL_CERTFILE",
+    "SEMCACHE_SSL_CA_CERTS": "must be a readable PEM file of the CA(s) that sign client certificates",
+    "SEMCACHE_CA_FILE": "must be a readable PEM file of the CA(s) that sign the server's certificate",
+    "REDIS_TLS_CA_FILE": "must be a readable PEM file of the CA(s) that sign Redis's certificate",
+    "REDIS_TLS_CERT_FILE": "must be a readable PEM client certificate, given with REDIS_TLS_KEY_FILE",
+    "REDIS_TLS_KEY_FILE": "must be a readable PEM private key, given with REDIS_TLS_CERT_FILE",
 }
 
 
@@ -170,6 +178,26 @@ class Settings(BaseSettings):
         False, validation_alias=_env("SEMCACHE_PROXY_STORE_TOOL_CALLS", "proxy_store_tool_calls")
     )
 
+    # TLS for the HTTP server (engine/server/runner.py); with a CA, clients must present a certificate.
+    ssl_certfile: Path | None = Field(None, validation_alias=_env("SEMCACHE_SSL_CERTFILE", "ssl_certfile"))
+    ssl_keyfile: Path | None = Field(None, validation_alias=_env("SEMCACHE_SSL_KEYFILE", "ssl_keyfile"))
+    ssl_ca_certs: Path | None = Field(None, validation_alias=_env("SEMCACHE_SSL_CA_CERTS", "ssl_ca_certs"))
+    # Attaching to a server (--server https://...) whose certificate a private CA signed.
+    ca_file: Path | None = Field(None, validation_alias=_env("SEMCACHE_CA_FILE", "ca_file"))
+    client_cert: Path | None = Field(None, validation_alias=_env("SEMCACHE_CLIENT_CERT", "client_cert"))
+    client_key: Path | None = Field(None, validation_alias=_env("SEMCACHE_CLIENT_KEY", "client_key"))
+    # TLS to Redis (a rediss:// REDIS_URL): the CA that signed Redis's certificate, and a client
+    # certificate when Redis requires one (tls-auth-clients).
+    redis_tls_ca_file: Path | None = Field(
+        None, validation_alias=_env("REDIS_TLS_CA_FILE", "redis_tls_ca_file")
+    )
+    redis_tls_cert_file: Path | None = Field(
+        None, validation_alias=_env("REDIS_TLS_CERT_FILE", "redis_tls_cert_file")
+    )
+    redis_tls_key_file: Path | None = Field(
+        None, validation_alias=_env("REDIS_TLS_KEY_FILE", "redis_tls_key_file")
+    )
+
     @field_validator("upstream_url")
     @classmethod
     def _upstream_url(cls, value: str | None) -> str | None:
@@ -221,10 +249,63 @@ class Settings(BaseSettings):
             raise ConfigError("REDIS_SENTINELS", sentinels, ALLOWED["REDIS_SENTINELS"]) from None
         return self
 
+    @field_validator(
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_ca_certs",
+        "ca_file",
+        "client_cert",
+        "client_key",
+        "redis_tls_ca_file",
+        "redis_tls_cert_file",
+        "redis_tls_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _blank_path_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("embedding_model", "hf_token", "redis_password", "api_key", "redis_sentinel_password")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _redis_tls_files_in_url(self) -> Settings:
+        """The Redis TLS files travel in REDIS_URL's query (redis-py reads ``ssl_ca_certs``, ``ssl_certfile``
+        and ``ssl_keyfile`` there), so every Redis client semcache opens uses them; ``load`` refuses them
+        with a plain ``redis://`` URL."""
+        files = self.redis_tls_query()
+        if files and self.redis_url and self.redis_url.startswith("rediss://"):
+            parts = urlsplit(self.redis_url)
+            query = dict(parse_qsl(parts.query)) | files
+            self.redis_url = urlunsplit(parts._replace(query=urlencode(query, safe="/")))
+        return self
+
+    def redis_tls_query(self) -> dict[str, str]:
+        given = {
+            "ssl_ca_certs": self.redis_tls_ca_file,
+            "ssl_certfile": self.redis_tls_cert_file,
+            "ssl_keyfile": self.redis_tls_key_file,
+        }
+        return {name: str(path) for name, path in given.items() if path is not None}
+
+    def check_redis_tls(self) -> None:
+        given = {
+            "REDIS_TLS_CA_FILE": self.redis_tls_ca_file,
+            "REDIS_TLS_CERT_FILE": self.redis_tls_cert_file,
+            "REDIS_TLS_KEY_FILE": self.redis_tls_key_file,
+        }
+        for variable, path in given.items():
+            if path is None:
+                continue
+            if not (self.redis_url or "").startswith("rediss://"):
+                raise ConfigError(variable, path, "needs a rediss:// REDIS_URL (TLS to Redis)")
+            if not os.access(path, os.R_OK) or not path.is_file():
+                raise ConfigError(variable, path, "cannot be read; " + ALLOWED[variable])
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            missing = "REDIS_TLS_KEY_FILE" if self.redis_tls_key_file is None else "REDIS_TLS_CERT_FILE"
+            raise ConfigError(missing, "(unset)", ALLOWED[missing])
 
     # -- derived values: one home for each default that depends on another setting ---------------------
 
@@ -272,6 +353,7 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise _config_error(exc, given) from None
         settings.check_data_dir()
+        settings.check_redis_tls()
         return settings
 
     def check_data_dir(self) -> None:

@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.load(upstream_url=args.upstream)
+        serve(settings, host=args.host, port=args.port, workers=args.workers, json_logs=args.json_logs)
     except SemcacheError as exc:
         print(f"semcache: {exc}", file=sys.stderr)
         return exc.exit_code
-    serve(settings, host=args.host, port=args.port, workers=args.workers, json_logs=args.json_logs)
     return 0
 
 

@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None, cache: CacheService | None = No
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
         )
     app.add_middleware(ShutdownDeadline)  # inside the request log, which then shows the 503
     app.add_middleware(RequestLog, metrics=metrics)

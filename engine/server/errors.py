@@ -9,6 +9,7 @@
                                  connection closed (``Connection: close``): a pooled client then opens a
                                  new one instead of meeting a reset on its next request
 
+Every body carries the request's id (``request_id``, as in the ``X-Request-ID`` header and the access log).
 Secrets (the API key, the Redis password, passwords inside URLs) are removed from every message.
 """
 
@@ -27,6 +28,7 @@ from starlette.routing import Match
 
 from engine.errors import BackendUnavailableError, SemcacheError
 from engine.redact import redact_secret
+from engine.server import request_id
 from engine.server.logs import Verbatim
 
 log = logging.getLogger("semcache.server")
@@ -52,7 +54,12 @@ def error_body(code: str, message: str, hint: str | None = None, **extra: Any) -
     if hint:
         body["hint"] = hint
     body.update(extra)
-    return body
+    return _identified(body)
+
+
+def _identified(body: dict[str, Any]) -> dict[str, Any]:
+    rid = request_id.current()
+    return {**body, "request_id": rid} if rid else body
 
 
 def _secrets(request: Request) -> Sequence[str | None]:
@@ -62,7 +69,7 @@ def _secrets(request: Request) -> Sequence[str | None]:
 
 def _clean(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     secrets = _secrets(request)
-    return {k: redact_secret(v, *secrets) if isinstance(v, str) else v for k, v in body.items()}
+    return _identified({k: redact_secret(v, *secrets) if isinstance(v, str) else v for k, v in body.items()})
 
 
 def _is_connection_error(exc: BaseException) -> bool:

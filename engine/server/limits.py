@@ -15,6 +15,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.server import request_id
+
 #: Past this many bytes a refused body is no longer read: the connection is closed after the answer.
 _DRAIN_LIMIT = 64 * 1024 * 1024
 
@@ -22,7 +24,8 @@ _DRAIN_LIMIT = 64 * 1024 * 1024
 async def send_json(
     send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> None:
-    payload = json.dumps(body).encode()
+    rid = request_id.current()
+    payload = json.dumps({**body, "request_id": rid} if rid else body).encode()
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})

@@ -1,7 +1,7 @@
 """One log line per request (plain text, or one JSON object per line), and the request metrics.
 
-A request line carries method, path (without the query string), status, duration and client address;
-never a header, so neither an API key nor a password can reach the log. What a client sends cannot forge a
+A request line carries method, path (without the query string), status, duration, client address and the
+request id (``request_id.py``); never another header, so neither an API key nor a password can reach the log. What a client sends cannot forge a
 line either: the text format escapes control characters (CR, LF, the other C0 and C1 codes) in every
 argument of every message, and the JSON format escapes them as JSON does.
 """
@@ -18,6 +18,7 @@ from typing import Any
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.server import request_id
 from engine.server.metrics import ServerMetrics
 
 log = logging.getLogger("semcache.server")
@@ -121,16 +122,21 @@ class RequestLog:
             return
         started = time.perf_counter()
         status = 500
+        rid = request_id.incoming_or_new(scope)
+        rid_header = (b"x-request-id", rid.encode())
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", ()), rid_header]}
             await send(message)
 
+        token = request_id.bind(rid)
         try:
             await self.app(scope, receive, send_and_note)
         finally:
+            request_id.unbind(token)
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = str(scope["method"])
@@ -139,13 +145,15 @@ class RequestLog:
             client = scope.get("client")
             address = f"{client[0]}:{client[1]}" if client else "-"
             access_log.info(
-                "%s %s %s %d %.1fms",
+                "%s %s %s %d %.1fms id=%s",
                 address,
                 method,
                 scope.get("path", ""),
                 status,
                 elapsed * 1000.0,
+                rid,
                 extra={
+                    "request_id": rid,
                     "client": address,
                     "method": method,
                     "path": scope.get("path", ""),

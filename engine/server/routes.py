@@ -194,7 +194,9 @@ async def index(state: State) -> IndexInfoOut:
 
 @metrics_router.get("/metrics", summary="Prometheus metrics of this process", response_class=Response)
 async def metrics(state: State) -> Response:
-    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+    from engine.server.gauges import scrape
+
+    return Response(state.metrics.render() + await scrape(state), media_type=CONTENT_TYPE)
 
 
 # -- health ----------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -23,6 +24,7 @@ from engine.config import Settings
 from engine.server.app import SETTINGS_ENV, create_app
 from engine.server.logs import log_config
 from engine.server.metrics import MULTIPROCESS_ENV
+from engine.server.tls import server_ssl_options
 
 log = logging.getLogger("semcache.server")
 
@@ -30,13 +32,17 @@ log = logging.getLogger("semcache.server")
 def serve(
     settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, json_logs: bool = False
 ) -> None:
-    """Serve until SIGTERM or SIGINT. Blocks."""
+    """Serve until SIGTERM or SIGINT. Blocks. A TLS file that cannot be used raises ``ConfigError`` first."""
+    ssl_options = server_ssl_options(settings)
     logging_config = log_config(json_logs)
     logging.config.dictConfig(logging_config)
+    scheme = "https" if ssl_options else "http"
     log.info(
-        "semcache server on http://%s:%d: %s store%s, %s:%s, %d worker(s), API key %s",
+        "semcache server on %s://%s:%d%s: %s store%s, %s:%s, %d worker(s), API key %s",
+        scheme,
         host,
         port,
+        " (client certificates required)" if "ssl_ca_certs" in ssl_options else "",
         settings.store_kind,
         f" at {settings.safe_redis_url}"
         if settings.store_kind == "redis"
@@ -46,20 +52,21 @@ def serve(
         workers,
         "required" if settings.api_key else "not required",
     )
-    options = {
+    options: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_config": logging_config,
         "access_log": False,  # our RequestLog writes one line per request instead
         "timeout_graceful_shutdown": settings.shutdown_grace,
         "server_header": False,
+        **ssl_options,
     }
     if workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         with _shared_metrics_dir():
-            uvicorn.run("engine.server.app:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+            uvicorn.run("engine.server.app:app_from_env", factory=True, workers=workers, **options)
         return
-    config = uvicorn.Config(create_app(settings), **options)  # type: ignore[arg-type]
+    config = uvicorn.Config(create_app(settings), **options)
     uvicorn.Server(config).run()
 
 

@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="serve an OpenAI-compatible caching proxy in front of this base URL (SEMCACHE_UPSTREAM_URL)",
     )
+    serve.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (SEMCACHE_SSL_CERTFILE)")
+    serve.add_argument("--ssl-keyfile", help="the certificate's private key (SEMCACHE_SSL_KEYFILE)")
+    serve.add_argument(
+        "--ssl-ca-certs", help="require client certificates signed by this CA (SEMCACHE_SSL_CA_CERTS)"
+    )
     add_global_options(parser, suppress=False)
 
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -51,7 +56,14 @@ def make_service(args: argparse.Namespace, settings: Settings) -> CacheService:
     if args.server:
         from engine.client import RemoteCache
 
-        return RemoteCache(args.server, api_key=args.api_key or settings.api_key)
+        return RemoteCache(
+            args.server,
+            api_key=args.api_key or settings.api_key,
+            ca_file=settings.ca_file,
+            client_cert=(settings.client_cert, settings.client_key or settings.client_cert)
+            if settings.client_cert
+            else None,
+        )
     from engine.assembly import build_cache
 
     return build_cache(settings)

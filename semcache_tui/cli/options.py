@@ -30,6 +30,13 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> No
         "--server", default=default, metavar="URL", help="attach to a running --serve instance"
     )
     group.add_argument("--api-key", default=default, help="API key for --server (or SEMCACHE_API_KEY)")
+    group.add_argument(
+        "--ca-file", default=default, help="CA file trusted for an https:// --server (SEMCACHE_CA_FILE)"
+    )
+    group.add_argument(
+        "--client-cert", default=default, help="client certificate for --server (SEMCACHE_CLIENT_CERT)"
+    )
+    group.add_argument("--client-key", default=default, help="its private key (SEMCACHE_CLIENT_KEY)")
     group.add_argument("--read-only", action="store_true", default=default, help="refuse destructive actions")
     group.add_argument("--json", action="store_true", default=default, help="machine-readable output")
     group.add_argument("-q", "--quiet", action="store_true", default=default, help="print only errors")
@@ -55,4 +62,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ollama_base_url=args.ollama_url,
         api_key=args.api_key,
         upstream_url=getattr(args, "upstream", None),  # a --serve flag
+        ssl_certfile=getattr(args, "ssl_certfile", None),  # --serve flags
+        ssl_keyfile=getattr(args, "ssl_keyfile", None),
+        ssl_ca_certs=getattr(args, "ssl_ca_certs", None),
+        ca_file=args.ca_file,
+        client_cert=args.client_cert,
+        client_key=args.client_key,
     )

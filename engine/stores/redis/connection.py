@@ -235,7 +235,7 @@ def translate(exc: BaseException, where: str, secrets: tuple[str | None, ...], i
     if isinstance(exc, rex.NoPermissionError) or "noperm" in lowered:
         return BackendUnavailableError(
             f"the Redis user at {where} lacks a permission ({detail})",
-            "grant the ACL user +@search +@hash +@list +@keyspace +@scripting +@connection +info",
+            "grant the ACL user the rights in deploy/redis/semcache.acl (the error names the missing one)",
         )
     if isinstance(exc, rex.BusyLoadingError):
         return BackendUnavailableError(f"Redis at {where} is loading its data set", "retry in a few seconds")

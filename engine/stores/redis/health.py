@@ -81,6 +81,8 @@ def server_health(
         "maxmemory_policy": info.get("maxmemory_policy"),
         "connected_clients": info.get("connected_clients"),
         "ops_per_sec": info.get("instantaneous_ops_per_sec"),
+        "encrypted": url.startswith("rediss://"),  # TLS to Redis: rediss:// is never downgraded
+        "evicted_keys": info.get("evicted_keys"),
         "persistence": persistence(info, save, appendonly),
         "uptime_s": info.get("uptime_in_seconds"),
     }
