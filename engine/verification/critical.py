@@ -22,6 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+#: How many texts the per-text caches keep (least recently used dropped first): a cached prompt that is a
+#: candidate for many queries is analysed once. About 15 KB per text for all caches together
+#: (features.text_facts included, measured on QQP questions), so about 60 MB when full.
+TEXT_CACHE_SIZE = 4096
+
 # -- words and tokens ----------------------------------------------------------------------------------
 
 #: A word with the characters that belong to code and product names (c++, c#, node.js, snake_case).
@@ -632,7 +637,7 @@ class Token:
     initial: bool  # first word of a sentence: its capital letter says nothing
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
 def tokens(text: str) -> tuple[Token, ...]:
     """The words of ``text`` (cached: the same cached prompt is compared with many queries)."""
     text = _APOSTROPHE.sub("'", text)
@@ -716,7 +721,7 @@ _NUMBER_SUFFIXED = re.compile(r"\d+(?:st|nd|rd|th|s|k|m|bn|km|kg|gb|mb|tb|am|pm|
 _WORD_BEFORE = re.compile(r"([A-Za-z][\w+#.]*)$")
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
 def facts(text: str) -> Facts:
     toks = tokens(text)
     lowers = [t.lower for t in toks]

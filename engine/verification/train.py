@@ -38,7 +38,7 @@ from engine.verification.evaluate import (
     pairwise,
     simulate,
 )
-from engine.verification.features import SCALAR_NAMES, WIDTH, pair_features
+from engine.verification.features import SCALAR_NAMES, WIDTH, Idf, assess, idf_table, pair_features
 from engine.verification.model import DATA_DIR, DEFAULT_WEIGHTS, CalibrationPoint, Verifier, save
 
 NEAR_MISSES = DATA_DIR / "near_misses.jsonl"
@@ -70,13 +70,20 @@ def mined_negatives(simulation: Simulation) -> list[tuple[int, int]]:
     return found
 
 
+def qqp_idf(pairs: Sequence[Pair]) -> Idf:
+    """The IDF table shipped with the model: word rarity over the distinct questions of QQP train (no
+    labels used), rounded to float16 as stored, so training sees the weights serving will."""
+    table = idf_table([t for p in pairs for t in (p.text_a, p.text_b)], min_count=3)
+    return Idf({w: float(np.float16(x)) for w, x in table.weights.items()}, table.unknown)
+
+
 def build_training_set(
-    pairs: Sequence[Pair], vectors: VectorCache, mine: bool, cap: float
+    pairs: Sequence[Pair], vectors: VectorCache, mine: bool, cap: float, idf: Idf
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     texts_a = [p.text_a for p in pairs]
     texts_b = [p.text_b for p in pairs]
     va, vb = vectors.vectors(texts_a), vectors.vectors(texts_b)
-    x = [pair_features(texts_b, vb, texts_a, va)]
+    x = [pair_features(texts_b, vb, texts_a, va, idf)]
     y = [np.array([p.label for p in pairs], dtype=np.float32)]
     w = [np.array([NEAR_MISS_WEIGHT if p.category != "qqp" else 1.0 for p in pairs], dtype=np.float32)]
     if mine:
@@ -91,7 +98,7 @@ def build_training_set(
         mined = mined_negatives(sim)
         qa = [qqp[i].text_b for i, _ in mined]
         ea = [sim.entries[j] for _, j in mined]
-        x.append(pair_features(qa, vectors.vectors(qa), ea, vectors.vectors(ea)))
+        x.append(pair_features(qa, vectors.vectors(qa), ea, vectors.vectors(ea), idf))
         y.append(np.zeros(len(mined), dtype=np.float32))
         w.append(np.ones(len(mined), dtype=np.float32))
     return np.concatenate(x), np.concatenate(y), np.concatenate(w)
@@ -105,8 +112,10 @@ def train_mlp(
     seed: int,
     epochs: int,
     hidden: Sequence[int] = HIDDEN,
+    keep_last: bool = False,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray, dict[str, Any]]:
-    """A small MLP (torch, CPU, one thread); the epoch with the best validation AUC is kept."""
+    """A small MLP (torch, CPU, one thread); the epoch with the best validation AUC is kept (the last one
+    with ``keep_last``: the final refit on fit + val, for the number of epochs val chose)."""
     import torch
     from sklearn.metrics import roc_auc_score
 
@@ -142,7 +151,7 @@ def train_mlp(
         with torch.no_grad():
             auc = float(roc_auc_score(val[1], net(xv)[:, 0].numpy()))
         history.append(round(auc, 5))
-        if auc > best[0]:
+        if auc > best[0] or (keep_last and epoch == epochs - 1):
             linears = [m for m in net if isinstance(m, torch.nn.Linear)]
             layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
             best = (auc, epoch, layers)
@@ -206,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--mine", action="store_true", help="add mined hard negatives (hurts, see above)")
     parser.add_argument("--compare", action="store_true", help="also fit and report the other candidates")
+    parser.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_false",
+        help="ship the fit-only model (no refit on fit + val)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -220,14 +235,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         flush=True,
     )
 
+    idf = qqp_idf(qqp)
     fit_pairs = by_split["fit"] + near
-    x, y, w = build_training_set(fit_pairs, vectors, mine=args.mine, cap=DEFAULT_CAP)
+    x, y, w = build_training_set(fit_pairs, vectors, mine=args.mine, cap=DEFAULT_CAP, idf=idf)
     val = by_split["val"]
     xv = pair_features(
         [p.text_b for p in val],
         vectors.vectors([p.text_b for p in val]),
         [p.text_a for p in val],
         vectors.vectors([p.text_a for p in val]),
+        idf,
     )
     yv = np.array([p.label for p in val], dtype=np.float32)
     print(
@@ -236,8 +253,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
 
     layers, mean, scale, history = train_mlp(x, y, w, (xv, yv), args.seed, args.epochs)
+    fit_only = Verifier(layers, mean, scale, [], DEFAULT_TARGET_PRECISION, idf=idf)
+    history["fit_only_val_pairwise_operating_points"] = pairwise_points(val, vectors, fit_only)
+    if args.refit:
+        # Val chose the number of epochs; the shipped model learns from fit + val for that many. Its val
+        # figures below are then optimistic (val was trained on); calib stays unseen and decides the cut.
+        wv = np.ones(len(yv), dtype=np.float32)
+        layers, mean, scale, _ = train_mlp(
+            np.concatenate([x, xv]),
+            np.concatenate([y, yv]),
+            np.concatenate([w, wv]),
+            (xv, yv),
+            args.seed,
+            history["best_epoch"],
+            keep_last=True,
+        )
+        history["refit_on_fit_and_val_epochs"] = history["best_epoch"]
     trained = time.perf_counter()
-    provisional = Verifier(layers, mean, scale, [], DEFAULT_TARGET_PRECISION)
+    provisional = Verifier(layers, mean, scale, [], DEFAULT_TARGET_PRECISION, idf=idf)
 
     def sim_of(pairs: list[Pair], verifier: Verifier | None) -> Simulation:
         return simulate(
@@ -265,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "training_rows": int(x.shape[0]),
         "features": WIDTH,
         "scalar_features": list(SCALAR_NAMES),
+        "idf_words": len(idf.weights),
+        "near_miss_train_pairs": len(near),
         "hidden": list(HIDDEN),
         "mlp": history,
         "cap": DEFAULT_CAP,
@@ -287,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The static-distance candidate: score = 1 - distance, the new critical rules as vetoes.
     metrics["val_operating_points_distance_new_rules"] = operating_points(base_val)
     if args.compare:
-        metrics["compare"] = compare_candidates(x, y, w, xv, yv, val, sim_of, args.seed)
+        metrics["compare"] = compare_candidates(x, y, w, xv, yv, val, vectors, idf, args.seed)
 
     manifest = save(
         args.out,
@@ -302,15 +337,61 @@ def main(argv: Sequence[str] | None = None) -> None:
             "k": DEFAULT_K,
             "seed": args.seed,
             "embedder": "sentence-transformers/all-MiniLM-L6-v2 (bundled, unit vectors)",
-            "calibrated_on": f"QQP train calib split ({len(by_split['calib'])} pairs), simulated cache, cap {DEFAULT_CAP}, k {DEFAULT_K}",
+            "calibrated_on": f"QQP train calib split ({len(by_split['calib'])} pairs), pair-wise (each text_b against its own text_a), near repeats included",
+            "refit_on_fit_and_val": bool(args.refit),
         },
+        idf=idf,
     )
+    metrics["val_pairwise_operating_points"] = pairwise_points(val, vectors, provisional)
+    metrics["calib_pairwise_operating_points"] = pairwise_points(calib, vectors, provisional)
     metrics["train_seconds"] = round(trained - started, 1)
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     metrics["file_bytes"] = manifest["bytes"]
     metrics["default_cut"] = manifest["default_cut"]
     (args.out.parent / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(metrics, indent=2))
+
+
+def pairwise_points(
+    pairs: list[Pair], vectors: VectorCache, verifier: Verifier, targets: Sequence[float] = (0.85, 0.88, 0.9)
+) -> dict[str, Any]:
+    """Pair-wise served share at each target precision (the most served among cuts that reach it)."""
+    curve, _ = pairwise(
+        pairs,
+        vectors.vectors([p.text_a for p in pairs]),
+        vectors.vectors([p.text_b for p in pairs]),
+        verifier,
+        CUTS,
+    )
+    out: dict[str, Any] = {}
+    for target in targets:
+        meeting = [p for p in curve if p.precision >= target and p.served_count >= MIN_SUPPORT]
+        best = max(meeting, key=lambda p: p.served, default=None)
+        out[str(target)] = (
+            None
+            if best is None
+            else {"cut": best.cut, "precision": round(best.precision, 4), "served": round(best.served, 4)}
+        )
+    return out
+
+
+def served_at(
+    scores: np.ndarray, labels: np.ndarray, vetoed: np.ndarray, near: np.ndarray, target: float = 0.88
+) -> dict[str, float] | None:
+    """Pair-wise: the most duplicates served by a cut whose precision reaches ``target`` (near repeats
+    pass, vetoed pairs never do)."""
+    labels = labels.astype(bool)
+    best: dict[str, float] | None = None
+    for cut in CUTS:
+        served = near | (~vetoed & (scores >= cut))
+        count = int(served.sum())
+        if count < MIN_SUPPORT:
+            continue
+        precision = float((served & labels).sum() / count)
+        share = float((served & labels).sum() / max(int(labels.sum()), 1))
+        if precision >= target and (best is None or share > best["served"]):
+            best = {"cut": cut, "precision": round(precision, 4), "served": round(share, 4)}
+    return best
 
 
 def compare_candidates(
@@ -320,37 +401,52 @@ def compare_candidates(
     xv: np.ndarray,
     yv: np.ndarray,
     val: list[Pair],
-    sim_of: Any,
+    vectors: VectorCache,
+    idf: Idf,
     seed: int,
 ) -> dict[str, Any]:
-    """Logistic regression and a one-hidden-layer MLP on the same features and validation split."""
+    """Other candidates on the same features, judged on the val split: AUC and pair-wise served at
+    precision 0.88 (the fit-only shipped MLP's figures are in ``mlp``)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    out: dict[str, Any] = {}
+    found = assess(
+        [p.text_b for p in val],
+        vectors.vectors([p.text_b for p in val]),
+        [p.text_a for p in val],
+        vectors.vectors([p.text_a for p in val]),
+        idf,
+    )
+    vetoed = np.array([v is not None for v in found.vetoes], dtype=bool)
+    near = found.near_repeats & ~vetoed
+
+    def judged(scores: np.ndarray) -> dict[str, Any]:
+        return {
+            "val_auc": round(float(roc_auc_score(yv, scores)), 5),
+            "val_pairwise_0.88": served_at(scores, yv, vetoed, near),
+        }
+
+    out: dict[str, Any] = {"cosine_only": judged(xv[:, 0])}
     mean = x.mean(axis=0)
     scale = np.maximum(x.std(axis=0), 1e-3)
     lr = LogisticRegression(C=0.1, max_iter=2000)
     lr.fit((x - mean) / scale, y, sample_weight=w)
-    layer = [(lr.coef_.T.astype(np.float32), lr.intercept_.astype(np.float32))]
-    verifier = Verifier(
-        layer, mean.astype(np.float32), scale.astype(np.float32), [], DEFAULT_TARGET_PRECISION
+    out["logistic_regression"] = judged(lr.decision_function((xv - mean) / scale))
+    for hidden in ((64,), HIDDEN, (512, 128)):
+        layers, m, sc, history = train_mlp(x, y, w, (xv, yv), seed, 12, hidden=hidden)
+        scores = Verifier(layers, m, sc, [], DEFAULT_TARGET_PRECISION, idf=idf).scores(xv)
+        out["mlp_" + "_".join(map(str, hidden))] = {**judged(scores), "best_epoch": history["best_epoch"]}
+    started = time.perf_counter()
+    hgb = HistGradientBoostingClassifier(
+        max_iter=400, learning_rate=0.1, max_leaf_nodes=31, early_stopping=True, random_state=seed
     )
-    out["logistic_regression"] = {
-        "val_auc": round(float(roc_auc_score(yv, verifier.scores(xv))), 5),
-        "val_operating_points": operating_points(sim_of(val, verifier)),
+    hgb.fit(x, y, sample_weight=w)
+    out["hist_gradient_boosting"] = {
+        **judged(hgb.predict_proba(xv)[:, 1]),
+        "iterations": int(hgb.n_iter_),
+        "fit_seconds": round(time.perf_counter() - started, 1),
     }
-    layers, m, sc, history = train_mlp(x, y, w, (xv, yv), seed, 12, hidden=(64,))
-    small = Verifier(layers, m, sc, [], DEFAULT_TARGET_PRECISION)
-    out["mlp_64"] = {**history, "val_operating_points": operating_points(sim_of(val, small))}
-    distance = Verifier(
-        [(np.eye(x.shape[1], 1, dtype=np.float32) * 50.0, np.array([-42.5], dtype=np.float32))],
-        np.zeros(x.shape[1], np.float32),
-        np.ones(x.shape[1], np.float32),
-        [],
-        DEFAULT_TARGET_PRECISION,
-    )
-    out["cosine_only_auc"] = round(float(roc_auc_score(yv, distance.scores(xv))), 5)
     return out
 
 
