@@ -77,6 +77,40 @@ def show_categories(report: EvaluationReport) -> None:
             )
 
 
+def pairwise_categories(pairs: list, verifier: Verifier, vectors: VectorCache, cut: float) -> None:  # type: ignore[type-arg]
+    """Each text_b against its own text_a only (no competing entries), with ``verdicts``' logic."""
+    texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
+    scores, vetoes, near = verifier.assess_pairs(
+        texts_b, vectors.vectors(texts_b), texts_a, vectors.vectors(texts_a)
+    )
+    passed = np.array([v is None for v in vetoes]) & (near | (scores >= cut))
+    print("   pair-wise by category (own text_a only):")
+    for category in sorted({p.category for p in pairs}):
+        idx = [i for i, p in enumerate(pairs) if p.category == category]
+        label = pairs[idx[0]].label
+        rate = float(np.mean(passed[idx]))
+        print(f"   {category:16s} {len(idx):5d}  {'served' if label else 'wrong '} {rate:6.1%}")
+
+
+def answered_by_another(report_pairs: list, verifier: Verifier, vectors: VectorCache, cut: float) -> None:  # type: ignore[type-arg]
+    """Duplicates the simulated cache answered with another entry than their own text_a, by category."""
+    from engine.verification.evaluate import simulate
+
+    sim = simulate(
+        report_pairs,
+        vectors.vectors([p.text_a for p in report_pairs]),
+        vectors.vectors([p.text_b for p in report_pairs]),
+        verifier,
+    )
+    served = sim.served_entry(cut)
+    counts: dict[str, int] = {}
+    for i, pair in enumerate(report_pairs):
+        if pair.label == 1 and served[i] >= 0 and served[i] != sim.own[i]:
+            counts[pair.category] = counts.get(pair.category, 0) + 1
+            print(f"      {pair.category}: {pair.text_b!r} -> {sim.entries[served[i]]!r}")
+    print(f"   duplicates answered with another entry (not counted as served): {counts}")
+
+
 def latency(verifier: Verifier, vectors: VectorCache, pairs: list, embed_latency: bool) -> None:  # type: ignore[type-arg]
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(pairs), size=min(400, len(pairs)), replace=False)
@@ -170,6 +204,10 @@ def main() -> None:
     print(
         f"   overall: wrong-served {wrong:.1%} of {sum(c.negatives for c in negatives)} near misses; chat paraphrases served {chat[0].served_rate if chat else 0:.1%}"
     )
+
+    cut = verifier.cut_for_precision(near_report.target_precision)
+    pairwise_categories(near, verifier, vectors, cut)
+    answered_by_another(near, verifier, vectors, cut)
 
     latency(verifier, vectors, dev, not args.skip_embed_latency)
 
