@@ -11,8 +11,11 @@ QQP train is split by a hash of ``text_a`` (pairs that share a cached prompt sta
   without, because QQP repeats questions under other wordings, so many "other entries" are in fact
   duplicates and the model learned to refuse paraphrases. ``--mine`` keeps the option for comparison;
 - val (10%): model selection (epochs, candidates), never calibration;
-- calib (20%): the score -> precision table, in a cache simulation like the one the targets are measured
-  on (evaluate.py).
+- calib (20%): the score -> precision table, pair-wise (each text_b against its own text_a, near repeats
+  included), the measure of issue 13's QQP figures (``calibration_table``).
+
+The shipped network is ``--members`` MLPs (seeds seed, seed + 1, ...), each stopped at its best val epoch,
+refit on fit + val for that many epochs and merged into one network (``merge_ensemble``).
 """
 
 from __future__ import annotations
