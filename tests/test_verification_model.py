@@ -34,6 +34,34 @@ def test_a_chat_paraphrase_is_served_at_the_default_cut(verifier: Verifier) -> N
     (verdict,) = verifier.verdicts(query, vectors[0], [(stored, vectors[1])], verifier.default_cut)
     assert verdict.passed, verdict
     assert verdict.reason.startswith("verified (score")
+    # Not by a hair: the first model scored it 0.8479 against a cut of 0.8475.
+    assert verdict.score >= verifier.default_cut + 0.05, verdict
+
+
+def test_a_near_repeat_passes_whatever_the_cut(verifier: Verifier) -> None:
+    query = "what's the capital of france"
+    stored = "What is the capital of France?"
+    vectors = embed([query, stored])
+    for a, b, va, vb in ((query, stored, vectors[0], vectors[1]), (stored, query, vectors[1], vectors[0])):
+        (verdict,) = verifier.verdicts(a, va, [(b, vb)], 0.999)
+        assert verdict.passed and verdict.reason == "near repeat" and verdict.score == 1.0
+
+
+@pytest.mark.parametrize(
+    ("query", "stored", "reason"),
+    [
+        ("what's 5 km in miles", "What is 50 km in miles?", "numbers differ"),
+        ("can i eat eggs while pregnant", "Can't I eat eggs while pregnant?", "negation differs"),
+        ("how do i reverse a list in python", "How do I reverse a list in Java?", "platform differs"),
+    ],
+)
+def test_a_near_repeat_with_a_changed_detail_is_still_refused(
+    verifier: Verifier, query: str, stored: str, reason: str
+) -> None:
+    vectors = embed([query, stored])
+    for a, b, va, vb in ((query, stored, vectors[0], vectors[1]), (stored, query, vectors[1], vectors[0])):
+        (verdict,) = verifier.verdicts(a, va, [(b, vb)], 0.0)
+        assert not verdict.passed and verdict.reason.startswith(reason), verdict
 
 
 def test_a_changed_number_is_refused_with_the_numbers_reason(verifier: Verifier) -> None:
@@ -140,13 +168,13 @@ def test_evaluate_pairs_on_a_small_file(tmp_path: Path, verifier: Verifier) -> N
         read_pairs(path), verifier, embed, target_precision=verifier.default_target_precision
     )
     assert report.pairs == 5 and report.positives == 2
-    # Nothing wrong is served; which duplicates are served depends on the score (see MODEL_CARD.md: the
-    # shipped model scores some near repeats low, e.g. "what's the capital of france" at 0.40).
+    # Nothing wrong is served; the near repeat passes by the near-repeat rule whatever its score.
     assert report.verifier.precision == 1.0 and report.verifier.served_count == report.verifier.correct
     by_category = {c.category: c for c in report.verifier.categories}
     assert by_category["number_unit"].wrong_served_rate == 0.0
     assert by_category["platform"].wrong_served_rate == 0.0
     assert by_category["paraphrase"].served_rate == 1.0  # "Can you explain machine learning?"
+    assert by_category["near_repeat"].served_rate == 1.0  # "what's the capital of france"
     # The old static rule serves the same-language paraphrase only if it is within 0.15.
     assert report.baseline.precision == 1.0
     assert [p.cut for p in report.curve] == sorted(p.cut for p in report.curve)

@@ -22,12 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+#: How many texts the per-text caches keep (least recently used dropped first): a cached prompt that is a
+#: candidate for many queries is analysed once. About 15 KB per text for all caches together
+#: (features.text_facts included, measured on QQP questions), so about 60 MB when full.
+TEXT_CACHE_SIZE = 4096
+
 # -- words and tokens ----------------------------------------------------------------------------------
 
 #: A word with the characters that belong to code and product names (c++, c#, node.js, snake_case).
 _TOKEN = re.compile(r"[A-Za-z0-9$€£%][A-Za-z0-9_+#'\u2019.\-]*")
 _TRAILING = ".,-'\u2019"
-_SENTENCE_END = re.compile(r"[.?!:;]\s*$|^\s*$")
+_SENTENCE_PUNCTUATION = ".?!:;"
 _APOSTROPHE = re.compile(r"[\u2019`]")
 
 _NUMBER_WORDS = {
@@ -632,14 +637,15 @@ class Token:
     initial: bool  # first word of a sentence: its capital letter says nothing
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
 def tokens(text: str) -> tuple[Token, ...]:
     """The words of ``text`` (cached: the same cached prompt is compared with many queries)."""
     text = _APOSTROPHE.sub("'", text)
     found: list[Token] = []
     for match in _TOKEN.finditer(text):
         raw = match.group(0).rstrip(_TRAILING) or match.group(0)
-        initial = _SENTENCE_END.search(text[: match.start()]) is not None
+        before = text[: match.start()].rstrip()
+        initial = not before or before[-1] in _SENTENCE_PUNCTUATION
         found.append(Token(raw, raw.lower(), initial))
     return tuple(found)
 
@@ -661,6 +667,10 @@ class Facts:
     names: frozenset[str]  # normalised names, identifiers, product words
     directed: frozenset[tuple[str, str]]  # (x, y) for "x to y", "from x to y", "x than y"
     name_order: tuple[str, ...]  # names in the order written
+    #: Every word in its name form, and the text's letters without spaces: what a name on the other side
+    #: is looked up in (``one_sided_names``), computed once per text rather than once per pair.
+    word_forms: frozenset[str] = frozenset()
+    squashed: str = ""
 
 
 def _number_value(raw: str) -> str:
@@ -688,23 +698,30 @@ def _name_form(word: str) -> str:
     word = word.lower()
     if word.endswith("'s"):
         word = word[:-2]
-    return re.sub(r"[^a-z0-9+#]", "", word)
+    return _NOT_NAME_CHARS.sub("", word)
 
 
 def _is_identifier(text: str) -> bool:
     """CamelCase, mixedCase, snake_case, dotted.names and words with digits inside (iPhone, os.path)."""
     if "_" in text.strip("_"):
         return True
-    if re.search(r"[a-z][A-Z]|^[a-z]+[A-Z]", text):
+    if _MIXED_CASE.search(text):
         return True
-    if re.search(r"[A-Za-z]\.[A-Za-z]{2,}", text) and not re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]?", text):
+    if _DOTTED.search(text) and not _INITIALS.fullmatch(text):
         return True
-    return bool(re.search(r"[A-Za-z]\d|\d[A-Za-z]", text)) and not re.fullmatch(
-        r"\d+(?:st|nd|rd|th|s|k|m|bn|km|kg|gb|mb|tb|am|pm|d|x|p)", text.lower()
-    )
+    return bool(_LETTER_DIGIT.search(text)) and not _NUMBER_SUFFIXED.fullmatch(text.lower())
 
 
-@lru_cache(maxsize=4096)
+_NOT_NAME_CHARS = re.compile(r"[^a-z0-9+#]")
+_MIXED_CASE = re.compile(r"[a-z][A-Z]|^[a-z]+[A-Z]")
+_DOTTED = re.compile(r"[A-Za-z]\.[A-Za-z]{2,}")
+_INITIALS = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]?")
+_LETTER_DIGIT = re.compile(r"[A-Za-z]\d|\d[A-Za-z]")
+_NUMBER_SUFFIXED = re.compile(r"\d+(?:st|nd|rd|th|s|k|m|bn|km|kg|gb|mb|tb|am|pm|d|x|p)")
+_WORD_BEFORE = re.compile(r"([A-Za-z][\w+#.]*)$")
+
+
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
 def facts(text: str) -> Facts:
     toks = tokens(text)
     lowers = [t.lower for t in toks]
@@ -729,7 +746,7 @@ def facts(text: str) -> Facts:
         numbers.append(value)
         number_units.append((value, unit))
         before = text[: match.start()].rstrip()
-        word_before = re.search(r"([A-Za-z][\w+#.]*)$", before)
+        word_before = _WORD_BEFORE.search(before)
         if "." in raw and raw.count(".") >= 1 and word_before is not None:
             head = word_before.group(1).lower()
             if head in _PRODUCTS or head in _AMBIGUOUS_PRODUCTS or word_before.group(1)[:1].isupper():
@@ -811,6 +828,8 @@ def facts(text: str) -> Facts:
         names=frozenset(names),
         directed=frozenset(directed),
         name_order=tuple(names),
+        word_forms=frozenset(_name_form(t.text) for t in toks),
+        squashed=_squashed(text),
     )
 
 
@@ -941,8 +960,10 @@ def names_rule(a: Facts, b: Facts, text_a: str, text_b: str) -> str | None:
 
 
 def one_sided_names(names: frozenset[str], other: Facts, other_text: str) -> set[str]:
-    squashed = _squashed(other_text)
-    other_words = {_name_form(t.text) for t in tokens(other_text)}
+    if not names:
+        return set()
+    squashed = other.squashed
+    other_words = other.word_forms
     found: set[str] = set()
     for name in names:
         if name in other_words or name in squashed:
@@ -957,7 +978,7 @@ def one_sided_names(names: frozenset[str], other: Facts, other_text: str) -> set
 
 @lru_cache(maxsize=4096)
 def _squashed(text: str) -> str:
-    return re.sub(r"[^a-z0-9+#]", "", text.lower())
+    return _NOT_NAME_CHARS.sub("", text.lower())
 
 
 #: In the order their reasons are reported: the most specific reason first.
@@ -974,7 +995,12 @@ RULE_NAMES: tuple[str, ...] = tuple(name for name, _ in RULES)
 
 def flags(query: str, candidate: str) -> dict[str, str]:
     """Every rule that refuses the pair, by rule name, with its reason."""
-    a, b = facts(query), facts(candidate)
+    return pair_flags(facts(query), facts(candidate), query, candidate)
+
+
+def pair_flags(a: Facts, b: Facts, query: str, candidate: str) -> dict[str, str]:
+    """``flags`` on facts already extracted. Dicts keep insertion order, so the first value is the reason
+    ``rejection_reason`` gives (without ``strict_numbers``): one pass of the rules serves both."""
     found: dict[str, str] = {}
     for name, rule in RULES:
         reason = rule(a, b, query, candidate)

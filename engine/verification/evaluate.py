@@ -30,7 +30,6 @@ import numpy as np
 from engine.keys import normalize_prompt
 from engine.verification import critical
 from engine.verification.corpus import Pair
-from engine.verification.features import pair_features
 from engine.verification.model import Verifier
 
 #: The store's search cap in the simulation, and the role ``CACHE_DISTANCE_THRESHOLD`` should take once
@@ -40,6 +39,8 @@ from engine.verification.model import Verifier
 DEFAULT_CAP = 0.40
 DEFAULT_K = 5
 BASELINE_THRESHOLD = 0.15
+#: The score a near repeat (repeat.py) takes in the simulation: above every cut, like an exact repeat.
+NEAR_REPEAT_SCORE = 2.0
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
@@ -282,22 +283,24 @@ def simulate(
     flat_query = np.repeat(np.arange(len(pairs)), [len(c) for c in candidates])
     flat_entry = np.concatenate(candidates) if candidates else np.zeros(0, dtype=np.int64)
     if verifier is not None and len(flat_entry):
-        features = pair_features(
+        scores, vetoes, near = verifier.assess_pairs(
             [pairs[i].text_b for i in flat_query],
             queries[flat_query],
             [entries[j] for j in flat_entry],
             index[flat_entry],
         )
-        flat_scores = verifier.scores(features)
+        # A near repeat passes at every cut, as in ``Verifier.verdicts``.
+        flat_scores = np.where(near, NEAR_REPEAT_SCORE, scores)
+        flat_veto = np.array([v is not None for v in vetoes], dtype=bool)
     else:
         flat_scores = 1.0 - (np.concatenate(distances) if distances else np.zeros(0))
-    flat_veto = np.array(
-        [
-            critical.rejection_reason(pairs[i].text_b, entries[j]) is not None
-            for i, j in zip(flat_query, flat_entry, strict=True)
-        ],
-        dtype=bool,
-    )
+        flat_veto = np.array(
+            [
+                critical.rejection_reason(pairs[i].text_b, entries[j]) is not None
+                for i, j in zip(flat_query, flat_entry, strict=True)
+            ],
+            dtype=bool,
+        )
     flat_legacy = np.array(
         [
             legacy_rejection_reason(pairs[i].text_b, entries[j]) is not None
@@ -331,13 +334,12 @@ def pairwise(
     labels = np.array([p.label for p in pairs], dtype=bool)
     positives = max(int(labels.sum()), 1)
     texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
-    scores = verifier.scores(pair_features(texts_b, vectors_b, texts_a, vectors_a))
-    vetoed = np.array(
-        [critical.rejection_reason(b, a) is not None for a, b in zip(texts_a, texts_b, strict=True)]
-    )
+    scores, vetoes, near = verifier.assess_pairs(texts_b, vectors_b, texts_a, vectors_a)
+    vetoed = np.array([v is not None for v in vetoes], dtype=bool)
     same = np.array(
         [normalize_prompt(a) == normalize_prompt(b) for a, b in zip(texts_a, texts_b, strict=True)]
     )
+    same = same | (near & ~vetoed)
 
     def point(cut: float, served: np.ndarray) -> CurvePoint:
         count, correct = int(served.sum()), int((served & labels).sum())

@@ -281,6 +281,112 @@ PLAT_SLOTS = {
 }
 
 
+# -- more chat-style training pairs (train split only) -----------------------------------------------------
+# Added after the first model served only half of the report split's chat paraphrases. The templates and
+# slot values are new and disjoint from the report split's; they are drawn with their own random generator
+# after everything else, so the report split is the same pairs as before. The "same topic" negatives keep
+# the model from learning "same concept, so serve": a chat cache also meets different questions about one
+# thing ("What is X?" / "Who invented X?").
+CONCEPTS_TRAIN_MORE = [
+    "an algorithm",
+    "a database",
+    "entropy",
+    "the big bang",
+    "osmosis",
+    "an index fund",
+    "a firewall",
+    "encryption",
+    "gene editing",
+    "the placebo effect",
+    "opportunity cost",
+    "a budget deficit",
+    "a transistor",
+    "a search engine",
+    "reinforcement learning",
+    "the electoral college",
+    "a sourdough starter",
+    "dark matter",
+    "a bond yield",
+    "a hash function",
+]
+TASKS_TRAIN_MORE = [
+    "count words in a string",
+    "sort a list of tuples",
+    "copy a file",
+    "convert a list to a set",
+    "check if a key is in a dictionary",
+    "measure execution time",
+    "remove whitespace from a string",
+    "read user input",
+]
+LANGS_TRAIN_MORE = [("typescript", "TypeScript"), ("c++", "C++"), ("scala", "Scala"), *LANGS_TRAIN]
+CHAT_PARAPHRASE_MORE: Templates = [
+    ("What is {c}?", "Could you explain what {c} is?"),
+    ("Can you explain {c}?", "What's {c}?"),
+    ("Explain {c}", "what is {c}"),
+    ("Give me an explanation of {c}", "What is {c}?"),
+    ("I want to learn about {c}", "Teach me about {c}"),
+    ("Summarize {c} for me", "Give me a summary of {c}"),
+    ("{c}: what is it?", "What is {c}?"),
+    ("What do people mean by {c}?", "What is meant by {c}?"),
+    ("Can you help me understand {c}?", "Please explain {c}"),
+    ("What is {c} in plain English?", "Explain {c} simply"),
+    ("Could you tell me how to {t} in {L}?", "How do I {t} in {L}?"),
+    ("{L} {t}", "How to {t} in {L}"),
+    ("What's the {L} way to {t}?", "How should I {t} in {L}?"),
+    ("Write {L} code that will {t}", "{L} snippet to {t}"),
+    ("I'm trying to {t} in {L}. How?", "How can one {t} in {L}?"),
+    ("Is there a way to {t} in {L}?", "How can I {t} in {L}?"),
+]
+NEAR_REPEAT_MORE: Templates = [
+    ("what's {c}", "What is {c}?"),
+    ("Hi! What is {c}?", "what is {c}"),
+    ("Please, how do I {t} in {L}?", "how do I {t} in {L}"),
+    ("WHAT IS {c}?", "What is {c}?"),
+    ("Explain {c}, please.", "explain {c}"),
+    ("hey can you explain {c}", "Can you explain {c}?"),
+]
+SAME_TOPIC_MORE: Templates = [
+    ("What is {c}?", "Who invented {c}?"),
+    ("What is {c}?", "What is the history of {c}?"),
+    ("Explain {c}", "What are the risks of {c}?"),
+    ("How does {c} work?", "Why is {c} important?"),
+    ("Can you explain {c}?", "Can you explain {c2}?"),
+    ("What is {c}?", "What is {c2}?"),
+    ("How do I {t} in {L}?", "How do I {t2} in {L}?"),
+    ("What's the fastest way to {t} in {L}?", "Why is it slow to {t} in {L}?"),
+]
+
+
+def chat_train_rows(seed: int = 0) -> list[dict[str, object]]:
+    """The extra chat-style train pairs (see above), deterministic for a seed."""
+    rng = random.Random(seed + 1)
+    concepts = CONCEPTS_TRAIN + CONCEPTS_TRAIN_MORE
+    tasks = TASKS_TRAIN + TASKS_TRAIN_MORE
+    rows: list[dict[str, object]] = []
+    for category, label, pool, per in (
+        ("paraphrase", 1, CHAT_PARAPHRASE_MORE, 10),
+        ("near_repeat", 1, NEAR_REPEAT_MORE, 6),
+        ("same_topic", 0, SAME_TOPIC_MORE, 10),
+    ):
+        for ta, tb in pool:
+            for _ in range(per):
+                c, c2 = rng.sample(concepts, 2)
+                t, t2 = rng.sample(tasks, 2)
+                lang = rng.choice(LANGS_TRAIN_MORE)
+                slots = {"c": c, "c2": c2, "t": t, "t2": t2, "l": lang[0], "L": lang[1]}
+                rows.append(
+                    {
+                        "text_a": _fill(ta, slots),
+                        "text_b": _fill(tb, slots),
+                        "label": label,
+                        "category": category,
+                        "split": "train",
+                    }
+                )
+    return rows
+
+
 def _fill(template: str, slots: dict[str, str]) -> str:
     return template.format(**slots)
 
@@ -361,6 +467,7 @@ def generate(seed: int = 0) -> list[dict[str, object]]:
                     slots[key], slots[key + "2"] = rng.sample(plat[key], 2)
                 add(split, "platform", 0, _fill(ta, slots), _fill(tb, slots))
 
+    rows += chat_train_rows(seed)
     # Drop repeats (slot draws can collide); keep the first of each (text_a, text_b).
     seen: set[tuple[str, str]] = set()
     unique: list[dict[str, object]] = []
