@@ -1,6 +1,6 @@
 """Benchmark the HTTP server on loopback against RedisVL's SemanticCache behind a minimal FastAPI route.
 
-    .venv/bin/python -m bench.server [--seconds 6] [--clients 1,8,32] [--stores redis,local]
+    .venv/bin/python -m bench.server [--seconds 6] [--clients 1,8,32] [--stores redis,local] [--verify on,off]
 
 Starts a Redis Stack (tests/support/redis_server.py), our server on it (and on the embedded store), and
 bench/redisvl_app.py on the same Redis, each in its own process with the same bundled model. A small
@@ -10,6 +10,9 @@ then runs, at each client count, for a fixed time:
 - exact repeats: prompts stored beforehand, asked again verbatim.
 It prints throughput and p50/p99 latency per server, workload and client count, and the ratios the issue
 sets as targets (unique-prompt throughput at 32 clients >= 4x RedisVL; exact-repeat p50 < 2 ms).
+``--verify on,off`` runs our server with and without the learned verifier (SEMCACHE_VERIFY), each at its
+own default CACHE_DISTANCE_THRESHOLD (the 0.40 cap, the seed's 0.15), and prints what verification adds
+to a unique-prompt check's p50 at the lowest client count and what it costs in throughput.
 """
 
 from __future__ import annotations
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="measured time per scenario")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--stores", default="redis,local", help="our server's stores to run")
+    parser.add_argument("--verify", default="on,off", help="SEMCACHE_VERIFY values to run our server with")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",")]
 
@@ -194,16 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     redis = RedisServer(ensure_redis_stack()).start()
     servers: list[tuple[str, int, object]] = []
     try:
+        modes = args.verify.split(",")
         for store in args.stores.split(","):
-            env = (
-                {"REDIS_URL": redis.url, "CACHE_INDEX_NAME": f"bench{uuid.uuid4().hex[:8]}"}
-                if store == "redis"
-                else {}
-            )
-            ours = ServerProcess(workdir / f"ours-{store}", env).start()
-            ours.wait_ready()
-            hydrate(ours.url, pairs, batch=True)
-            servers.append((f"semcache ({store})", ours.port, ours))
+            for verify in modes:
+                env = (
+                    {"REDIS_URL": redis.url, "CACHE_INDEX_NAME": f"bench{uuid.uuid4().hex[:8]}"}
+                    if store == "redis"
+                    else {}
+                ) | {"SEMCACHE_VERIFY": verify}
+                ours = ServerProcess(workdir / f"ours-{store}-{verify}", env).start()
+                ours.wait_ready()
+                hydrate(ours.url, pairs, batch=True)
+                servers.append((f"semcache {store} v:{verify}", ours.port, ours))
         rvl, rvl_port = start_redisvl(redis.url, workdir)
         hydrate(f"http://127.0.0.1:{rvl_port}", pairs, batch=False)
         servers.append(("redisvl route", rvl_port, rvl))
@@ -211,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[tuple[str, str, int], Result] = {}
         offset = 0
         print(
-            f"\n{'server':<20} {'workload':<14} {'clients':>7} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6}"
+            f"\n{'server':<24} {'workload':<14} {'clients':>7} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6}"
         )
         for name, port, _ in servers:
             for workload in ("unique", "exact repeat"):
@@ -225,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     result = asyncio.run(load(port, prompts, clients, args.seconds))
                     results[(name, workload, clients)] = result
                     print(
-                        f"{name:<20} {workload:<14} {clients:>7} {result.throughput:>9.1f} "
+                        f"{name:<24} {workload:<14} {clients:>7} {result.throughput:>9.1f} "
                         f"{result.p(50):>9.2f} {result.p(99):>9.2f} {result.errors:>6}",
                         flush=True,
                     )
@@ -242,6 +248,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"(target >= 4x: {'met' if ratio >= 4 else 'NOT met'}); exact-repeat p50 = {p50_one:.2f} ms at "
                 f"{min(levels)} client(s), {p50:.2f} ms at {top} (target < 2 ms)"
             )
+        low = min(levels)
+        for store in args.stores.split(","):
+            on, off = f"semcache {store} v:on", f"semcache {store} v:off"
+            if (on, "unique", low) in results and (off, "unique", low) in results:
+                added = results[(on, "unique", low)].p(50) - results[(off, "unique", low)].p(50)
+                kept = results[(on, "unique", top)].throughput / results[(off, "unique", top)].throughput
+                print(
+                    f"{store}: verification adds {added:.2f} ms to a unique-prompt check's p50 at {low} "
+                    f"client(s) (target <= 3 ms); at {top} clients it keeps {kept:.0%} of the throughput"
+                )
     finally:
         for _, _, process in servers:
             if isinstance(process, ServerProcess):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.cache import CacheObserver, CachePolicy, SemanticCache
@@ -55,11 +56,17 @@ class Instruments:
 
 
 def _cache(
-    store: VectorStore, embedder: Embedder, policy: CachePolicy, instruments: Instruments | None
+    store: VectorStore,
+    embedder: Embedder,
+    policy: CachePolicy,
+    instruments: Instruments | None,
+    verifier_path: Path | None,
 ) -> SemanticCache:
     if instruments is None:
-        return SemanticCache(store, embedder, policy)
-    return SemanticCache(store, instruments.embedder(embedder), policy, instruments.observer)
+        return SemanticCache(store, embedder, policy, verifier_path=verifier_path)
+    return SemanticCache(
+        store, instruments.embedder(embedder), policy, instruments.observer, verifier_path=verifier_path
+    )
 
 
 def policy_from_settings(settings: Settings) -> CachePolicy:
@@ -69,6 +76,7 @@ def policy_from_settings(settings: Settings) -> CachePolicy:
         extend_ttl_on_hit=settings.extend_ttl_on_hit,
         verify_candidates=settings.verify_candidates,
         max_prompt_chars=settings.max_prompt_chars,
+        target_precision=settings.target_precision,
     )
 
 
@@ -97,7 +105,8 @@ def build_cache(settings: Settings, instruments: Instruments | None = None) -> S
     physical, recorded = resolve_active(settings)
     settings = _embedder_settings(settings, physical, recorded)
     store = create_store(settings, physical)
-    return _cache(store, create_embedder(settings), policy_from_settings(settings), instruments)
+    policy = policy_from_settings(settings)
+    return _cache(store, create_embedder(settings), policy, instruments, settings.verifier_path)
 
 
 def _embedder_settings(settings: Settings, physical: str, recorded: dict[str, Any] | None) -> Settings:
@@ -159,7 +168,8 @@ class IndexFollower:
             shared, embedder = True, current.embedder
         else:
             shared, embedder = False, create_embedder(settings_for(self.settings, recorded))
-        cache = _cache(store, embedder, current.policy, self.instruments)
+        cache = _cache(store, embedder, current.policy, self.instruments, current.verifier_path)
+        cache.verifier = current.verifier  # the same weights: no second load
         try:
             await cache.start()
         except BaseException:

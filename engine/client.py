@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.cache import CachePolicy, StoreRequest, judge
+from engine.cache import CachePolicy, StoreRequest, judge_without_score
 from engine.errors import (
     AuthenticationError,
     BackendUnavailableError,
@@ -37,10 +37,12 @@ from engine.keys import DEFAULT_SCOPE
 from engine.models import (
     CacheEntry,
     CacheStats,
+    Candidate,
     CheckResult,
     ComponentHealth,
     EmbedderIdentity,
     EntryPage,
+    FeedbackResult,
     HealthReport,
     IndexInfo,
     Match,
@@ -220,6 +222,7 @@ class RemoteCache:
             ttl=int(stats["ttl_seconds"]),
             verify_candidates=bool(stats.get("verify_candidates", True)),
             max_prompt_chars=int(stats.get("max_prompt_chars", self.policy.max_prompt_chars)),
+            target_precision=stats.get("target_precision"),
         )
         embedder = stats.get("embedder")
         self._identity = EmbedderIdentity.from_dict(embedder) if embedder else None
@@ -231,9 +234,10 @@ class RemoteCache:
     async def check(
         self, prompt: str, scope: str | None = None, threshold: float | None = None, k: int = 5
     ) -> CheckResult:
-        body = await self._json(
-            "POST", "/cache/check", json={"prompt": prompt, "scope": scope, "threshold": threshold, "k": k}
-        )
+        payload = {"prompt": prompt, "scope": scope, "threshold": threshold, "k": k, "explain": True}
+        body = await self._json("POST", "/cache/check", json=payload)
+        matches = {m["key"]: _match(m) for m in [*body["matches"], *body.get("rejected", [])]}
+        candidates = [_candidate(c, matches) for c in body.get("explain") or []]
         return CheckResult(
             prompt=body["prompt"],
             scope=body["scope"],
@@ -243,15 +247,50 @@ class RemoteCache:
             lookup_time_ms=float(body["lookup_time_ms"]),
             exact=bool(body.get("exact", False)),
             rejected=[(_match(m), str(m["reason"])) for m in body.get("rejected", [])],
+            candidates=candidates,
         )
 
     async def nearest(self, prompt: str, scope: str | None = None, k: int = 10) -> list[Match]:
         body = await self._json("POST", "/cache/search", json={"prompt": prompt, "scope": scope, "k": k})
         return [_match(m) for m in body["matches"]]
 
+    async def verdicts(
+        self,
+        prompt: str,
+        matches: Sequence[Match],
+        *,
+        scope: str | None = None,
+        threshold: float | None = None,
+        target_precision: float | None = None,
+    ) -> list[Candidate]:
+        """Judged by the server (``/cache/search`` with ``verdicts``), which searches again: a match no
+        longer among its nearest (deleted or expired meanwhile) is reported refused, saying so."""
+        payload = {
+            "prompt": prompt,
+            "scope": scope,
+            "k": max(1, min(100, len(matches))),
+            "verdicts": True,
+            "threshold": threshold,
+            "target_precision": target_precision,
+        }
+        body = await self._json("POST", "/cache/search", json=payload)
+        by_key = {m.entry.key: m for m in matches}
+        judged = {c.match.entry.key: c for c in (_candidate(v, by_key) for v in body.get("verdicts") or [])}
+        return [
+            judged.get(m.entry.key) or Candidate(m, None, False, False, "no longer among the nearest entries")
+            for m in matches
+        ]
+
     def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
         # The very rule the server applies, under ``self.policy``, which mirrors the server's.
-        return judge(self.policy, prompt, match, threshold)
+        return judge_without_score(self.policy, prompt, match, threshold)
+
+    async def feedback(
+        self, prompt: str, key: str, correct: bool, scope: str | None = None
+    ) -> FeedbackResult:
+        payload = {"prompt": prompt, "key": key, "correct": correct, "scope": scope}
+        body = await self._json("POST", "/cache/feedback", json=payload)
+        return FeedbackResult(int(body["wrong"]), int(body["right"]), bool(body["evicted"]))
 
     async def store(
         self,
@@ -349,6 +388,8 @@ class RemoteCache:
             misses=int(body["misses"]),
             latency_p50_ms=body.get("latency_p50_ms"),
             latency_p95_ms=body.get("latency_p95_ms"),
+            feedback_wrong=int(body.get("feedback_wrong", 0)),
+            feedback_right=int(body.get("feedback_right", 0)),
         )
 
     async def health(self) -> HealthReport:
@@ -472,3 +513,20 @@ def _entry(body: dict[str, Any]) -> CacheEntry:
 
 def _match(body: dict[str, Any]) -> Match:
     return Match(_entry(body), float(body["vector_distance"]))
+
+
+def _candidate(body: dict[str, Any], matches: dict[str, Match]) -> Candidate:
+    """An ``explain`` or ``verdicts`` item; its match is the one of the same key in ``matches`` if any."""
+    key = str(body["key"])
+    distance = float(body["vector_distance"])
+    match = matches.get(key) or Match(CacheEntry(key, "", str(body["prompt"]), ""), distance)
+    score = body.get("score")
+    cut = body.get("cut")
+    return Candidate(
+        match=match,
+        score=None if score is None else float(score),
+        passed=bool(body.get("passed", body["served"])),
+        served=bool(body["served"]),
+        reason=str(body["reason"]),
+        cut=None if cut is None else float(cut),
+    )

@@ -25,10 +25,22 @@ INDEX_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 INDEX_NAME_RULE = "1-64 letters, digits, '_', '-' or '.', not only dots"
 STORES = ("local", "redis")
 DEFAULT_MODELS = {"sentence-transformers": "all-MiniLM-L6-v2", "ollama": "embeddinggemma"}
+#: CACHE_DISTANCE_THRESHOLD's default when the verifier decides: a retrieval cap, loose enough to reach
+#: paraphrases ("What is X?" / "Can you explain X?" sit at 0.2-0.35), measured in
+#: engine/verification/MODEL_CARD.md (engine.verification.evaluate.DEFAULT_CAP is the same number).
+VERIFIED_DISTANCE_CAP = 0.40
+#: CACHE_DISTANCE_THRESHOLD's default with SEMCACHE_VERIFY=off: the seed's static threshold.
+PLAIN_DISTANCE_THRESHOLD = 0.15
+TARGET_PRECISION_RANGE = (0.5, 0.999)
 
 # What each variable allows, said once, so the error for a bad value and the documentation agree.
 ALLOWED: dict[str, str] = {
     "CACHE_DISTANCE_THRESHOLD": "must be a cosine distance between 0 and 2 (lower is stricter)",
+    "SEMCACHE_VERIFY": "must be on or off (true/false, 1/0)",
+    "SEMCACHE_TARGET_PRECISION": (
+        f"must be a precision from {TARGET_PRECISION_RANGE[0]} to {TARGET_PRECISION_RANGE[1]}, e.g. 0.95"
+    ),
+    "SEMCACHE_VERIFIER_PATH": "must be the path of a verifier weights file (.npz) beside its .json manifest",
     "CACHE_TTL": "must be a whole number of seconds, 0 or more (0 keeps entries forever)",
     "CACHE_INDEX_NAME": f"must be {INDEX_NAME_RULE}",
     "EMBEDDING_OUTPUT_DIMENSION": "must be a whole number from 1 up to the model's own dimension",
@@ -98,8 +110,12 @@ class Settings(BaseSettings):
     redis_wait_timeout: float = Field(
         1.0, validation_alias=_env("SEMCACHE_REDIS_WAIT_TIMEOUT", "redis_wait_timeout"), gt=0
     )
+    # Not given: derived from SEMCACHE_VERIFY (``default_distance_threshold``), filled in by ``_derive``.
     distance_threshold: float = Field(
-        0.15, validation_alias=_env("CACHE_DISTANCE_THRESHOLD", "distance_threshold"), ge=0.0, le=2.0
+        PLAIN_DISTANCE_THRESHOLD,
+        validation_alias=_env("CACHE_DISTANCE_THRESHOLD", "distance_threshold"),
+        ge=0.0,
+        le=2.0,
     )
     ttl: int = Field(604800, validation_alias=_env("CACHE_TTL", "ttl"), ge=0)
     index_name: str = Field(
@@ -131,6 +147,15 @@ class Settings(BaseSettings):
         False, validation_alias=_env("SEMCACHE_EXTEND_TTL_ON_HIT", "extend_ttl_on_hit")
     )
     verify_candidates: bool = Field(True, validation_alias=_env("SEMCACHE_VERIFY", "verify_candidates"))
+    # None: the shipped verifier's own default (its manifest's ``default_target_precision``).
+    target_precision: float | None = Field(
+        None,
+        validation_alias=_env("SEMCACHE_TARGET_PRECISION", "target_precision"),
+        ge=TARGET_PRECISION_RANGE[0],
+        le=TARGET_PRECISION_RANGE[1],
+    )
+    # None: the weights shipped with the package (engine/verification/data/verifier.npz).
+    verifier_path: Path | None = Field(None, validation_alias=_env("SEMCACHE_VERIFIER_PATH", "verifier_path"))
     api_key: str | None = Field(None, validation_alias=_env("SEMCACHE_API_KEY", "api_key"), repr=False)
     hnsw_m: int = Field(16, validation_alias=_env("SEMCACHE_HNSW_M", "hnsw_m"), ge=2, le=512)
     hnsw_ef_construction: int = Field(
@@ -307,6 +332,12 @@ class Settings(BaseSettings):
             missing = "REDIS_TLS_KEY_FILE" if self.redis_tls_key_file is None else "REDIS_TLS_CERT_FILE"
             raise ConfigError(missing, "(unset)", ALLOWED[missing])
 
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if "distance_threshold" not in self.model_fields_set:
+            self.distance_threshold = default_distance_threshold(self.verify_candidates)
+        return self
+
     # -- derived values: one home for each default that depends on another setting ---------------------
 
     @property
@@ -369,6 +400,12 @@ class Settings(BaseSettings):
             raise ConfigError("SEMCACHE_DATA_DIR", path, ALLOWED["SEMCACHE_DATA_DIR"]) from None
         if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
             raise ConfigError("SEMCACHE_DATA_DIR", path, ALLOWED["SEMCACHE_DATA_DIR"])
+
+
+def default_distance_threshold(verify: bool) -> float:
+    """CACHE_DISTANCE_THRESHOLD when not given: the verifier's retrieval cap when it decides, else the
+    seed's static threshold (SEMCACHE_VERIFY=off)."""
+    return VERIFIED_DISTANCE_CAP if verify else PLAIN_DISTANCE_THRESHOLD
 
 
 def valid_index_name(physical: str) -> bool:

@@ -15,6 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from engine.embeddings.base import Embedder
 from engine.errors import InvalidInputError
 from engine.models import clamp_distance
 from engine.verify import rejection_reason
+
+if TYPE_CHECKING:
+    from engine.verification.corpus import Pair
 
 DEFAULT_SAMPLE = 2000
 DEFAULT_TARGET_PRECISION = 0.95
@@ -164,3 +168,51 @@ async def evaluate_pairs(
     vectors_b = await embedder.embed([p.text_b for p in pairs])
     eligible = [rejection_reason(p.text_b, p.text_a) is None for p in pairs] if verify else None
     return sweep(vectors_a, vectors_b, [p.label for p in pairs], thresholds, eligible=eligible)
+
+
+# -- the verifier's evaluation (``semcache-tui eval``) ----------------------------------------------------
+
+
+def read_eval_pairs(path: str | Path, limit: int | None = None, seed: int = 0) -> list[Pair]:
+    """Labeled pairs ``{text_a, text_b, label[, category]}`` (JSON lines, gzip or plain) for
+    ``engine.verification.evaluate``; ``limit`` samples that many with ``seed``. ``InvalidInputError``
+    (naming the file and the line) for anything unreadable."""
+    from engine.verification.corpus import Pair
+
+    path = Path(path)
+    if limit is not None and limit < 1:
+        raise InvalidInputError(f"--limit {limit} is too small", "evaluate at least 1 pair")
+    try:
+        with path.open("rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+        opener = gzip.open if gzipped else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            lines = [(number, line) for number, line in enumerate(handle, start=1) if line.strip()]
+    except FileNotFoundError:
+        raise InvalidInputError(
+            f"pairs file {path} does not exist", "give the path of a JSON lines file"
+        ) from None
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise InvalidInputError(f"pairs file {path} cannot be read: {exc}") from None
+    if limit is not None and limit < len(lines):
+        lines = sorted(random.Random(seed).sample(lines, limit))
+    pairs: list[Pair] = []
+    for number, line in lines:
+        try:
+            row = json.loads(line)
+            pairs.append(
+                Pair(
+                    str(row["text_a"]),
+                    str(row["text_b"]),
+                    1 if int(row["label"]) else 0,
+                    str(row.get("category") or "uncategorized"),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInputError(
+                f"pairs file {path}, line {number}: not a JSON object with text_a, text_b and label",
+                "each line must be a JSON object with text_a, text_b, label 0 or 1 and optionally category",
+            ) from None
+    if not pairs:
+        raise InvalidInputError(f"pairs file {path} holds no pairs")
+    return pairs

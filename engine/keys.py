@@ -30,5 +30,13 @@ def entry_key(scope: str, prompt: str) -> str:
     return digest[:32]
 
 
+def query_key(scope: str, prompt: str) -> str:
+    """The key of a query (not of an entry): what feedback remembers as "this entry was wrong for this
+    prompt". Derived like ``entry_key`` from (scope, normalized prompt), in its own domain so the two kinds
+    of key are never confused."""
+    digest = hashlib.sha256(f"query\x1f{scope}\x1f{normalize_prompt(prompt)}".encode()).hexdigest()
+    return digest[:32]
+
+
 def valid_scope(scope: str) -> bool:
     return bool(_SCOPE_PATTERN.match(scope))

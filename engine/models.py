@@ -113,6 +113,24 @@ class Match:
 
 
 @dataclass(slots=True)
+class Candidate:
+    """One candidate of a check, judged: why it was served or refused (the explanation of a decision)."""
+
+    match: Match
+    #: The verifier's score (probability that both texts ask the same thing); ``None`` when it did not run
+    #: (verification off, an exact repeat, a candidate over the cap or refused by feedback).
+    score: float | None
+    #: It may be served: within the cap, not refused by feedback, past the critical rules and the cut.
+    passed: bool
+    #: It is the one served (the passing candidate with the highest score).
+    served: bool
+    #: "served: score 0.93 >= cut 0.85", "numbers differ: 5 vs 50", "score 0.42 < cut 0.85"...
+    reason: str
+    #: The score cut this entry had to reach (its own, tightened by wrong reports); ``None`` without one.
+    cut: float | None = None
+
+
+@dataclass(slots=True)
 class CheckResult:
     prompt: str
     scope: str
@@ -124,10 +142,20 @@ class CheckResult:
     exact: bool = False
     #: Candidates within the threshold that verification rejected, with the reason (for the query lab).
     rejected: list[tuple[Match, str]] = field(default_factory=list)
+    #: Every candidate judged, nearest first, with its score and reason (``explain``).
+    candidates: list[Candidate] = field(default_factory=list)
 
     @property
     def best(self) -> Match | None:
         return self.matches[0] if self.matches else None
+
+    @property
+    def best_refused(self) -> Candidate | None:
+        """The refused candidate that came closest to being served (highest score, else nearest)."""
+        refused = [c for c in self.candidates if not c.passed]
+        if not refused:
+            return None
+        return max(refused, key=lambda c: (c.score if c.score is not None else -1.0, -c.match.distance))
 
 
 @dataclass(slots=True)
@@ -137,6 +165,9 @@ class CacheStats:
     misses: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    #: Feedback reports ever recorded, wrong and right (``SemanticCache.feedback``).
+    feedback_wrong: int = 0
+    feedback_right: int = 0
 
     @property
     def lookups(self) -> int:
@@ -167,6 +198,15 @@ class EntryFeedback:
     right: int = 0
     #: The query keys this entry must never be served for again (reported wrong, not since reported right).
     refused_queries: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    """An entry's feedback after one report, and whether the report got it evicted."""
+
+    wrong: int
+    right: int
+    evicted: bool
 
 
 @dataclass(slots=True)

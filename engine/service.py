@@ -15,9 +15,11 @@ from engine.cache import CachePolicy, StoreRequest
 from engine.models import (
     CacheEntry,
     CacheStats,
+    Candidate,
     CheckResult,
     EmbedderIdentity,
     EntryPage,
+    FeedbackResult,
     HealthReport,
     IndexInfo,
     Match,
@@ -68,10 +70,32 @@ class CacheService(Protocol):
         self, prompt: str, scope: str | None = None, threshold: float | None = None, k: int = 5
     ) -> CheckResult: ...
 
-    async def nearest(self, prompt: str, scope: str | None = None, k: int = 10) -> list[Match]: ...
+    async def nearest(self, prompt: str, scope: str | None = None, k: int = 10) -> list[Match]:
+        """The k nearest entries whatever their distance (with their vectors when opened here)."""
+        ...
+
+    async def verdicts(
+        self,
+        prompt: str,
+        matches: Sequence[Match],
+        *,
+        scope: str | None = None,
+        threshold: float | None = None,
+        target_precision: float | None = None,
+    ) -> list[Candidate]:
+        """``matches`` judged by ``check``'s rule (``engine.cache.judge``) at the cap ``threshold`` and
+        ``target_precision``: each with its score, whether it passes or is served, and why."""
+        ...
 
     def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
-        """Why ``match`` is not a hit at ``threshold`` under this cache's policy (``engine.cache.judge``)."""
+        """Why ``match`` is refused by distance or a critical-token rule (no score: ``verdicts`` has the
+        whole rule); ``engine.cache.judge_without_score``."""
+        ...
+
+    async def feedback(
+        self, prompt: str, key: str, correct: bool, scope: str | None = None
+    ) -> FeedbackResult:
+        """Report that entry ``key`` served for ``prompt`` was wrong (or right)."""
         ...
 
     async def store(

@@ -55,13 +55,31 @@ async def test_remote_cache_is_a_cache_service(served: tuple[SemanticCache, obje
 
     # Verification turns down a near neighbour with another number; the client says the same as the server.
     other = await client.check("Convert 50 km to miles", scope="units", threshold=0.5)
-    assert not other.is_hit and other.rejected and other.rejected[0][1] == "numbers differ"
+    assert not other.is_hit and other.rejected and other.rejected[0][1] == "numbers differ: 50 vs 5"
+    assert [(c.served, c.reason) for c in other.candidates] == [(False, "numbers differ: 50 vs 5")]
     nearest = await client.nearest("Convert 50 km to miles", scope="units", k=3)
     assert len(nearest) == 1
     for threshold in (0.0, 0.5, 2.0):
         assert client.judge("Convert 50 km to miles", nearest[0], threshold) == cache.judge(
             "Convert 50 km to miles", nearest[0], threshold
         )
+        over_http = await client.verdicts(
+            "Convert 50 km to miles", nearest, scope="units", threshold=threshold
+        )
+        local = await cache.verdicts(
+            "Convert 50 km to miles",
+            await cache.nearest("Convert 50 km to miles", scope="units", k=3),
+            scope="units",
+            threshold=threshold,
+        )
+        assert [(c.passed, c.served, c.reason) for c in over_http] == [
+            (c.passed, c.served, c.reason) for c in local
+        ]
+
+    # Feedback through the client: the server counts it.
+    reported = await client.feedback("convert five km to miles", entry.key, False, scope="units")
+    assert (reported.wrong, reported.right, reported.evicted) == (1, 0, False)
+    assert (await client.stats()).feedback_wrong == 1
 
     page = await client.list_entries(scope="units")
     assert page.total == 1 and page.entries[0].key == entry.key

@@ -90,6 +90,19 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        self.feedback = Counter(
+            "semcache_feedback_total",
+            "Feedback reports received, by verdict (wrong or right)",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self.verifier_refusals = Counter(
+            "semcache_verifier_refusals_total",
+            "Candidates within the cap that verification refused, by kind of reason",
+            ["reason_kind"],
+            registry=self.registry,
+        )
+
     # The cache's observer (engine/cache.py CacheObserver): every search and store of every cache served.
     def searched(self, seconds: float) -> None:
         self.search_seconds.observe(seconds)
@@ -101,9 +114,21 @@ class ServerMetrics:
         self.embed_seconds.observe(seconds)
         self.embed_batch_size.observe(texts)
 
+    def refused(self, reasons: list[str]) -> None:
+        for reason in reasons:
+            self.verifier_refusals.labels(reason_kind=reason_kind(reason)).inc()
+
     def render(self) -> bytes:
         if os.environ.get(MULTIPROCESS_ENV):
             combined = CollectorRegistry()
             MultiProcessCollector(combined)
             return generate_latest(combined)
         return generate_latest(self.registry)
+
+
+def reason_kind(reason: str) -> str:
+    """A refusal's reason without its particulars, a bounded label: "numbers differ: 5 vs 50" -> "numbers
+    differ", "score 0.42 < cut 0.85" -> "score below cut"."""
+    if reason.startswith("score "):
+        return "score below cut"
+    return reason.split(":", 1)[0].split(" (", 1)[0]

@@ -26,6 +26,8 @@ from engine.server.schemas import (
     EntriesResponse,
     EntryOut,
     ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
     HealthResponse,
     IndexInfoOut,
     MatchOut,
@@ -35,6 +37,7 @@ from engine.server.schemas import (
     StatsResponse,
     StoreRequest,
     StoreResponse,
+    VerdictOut,
 )
 from engine.server.state import ServerState, server_state
 
@@ -75,8 +78,10 @@ async def check(body: CheckRequest, state: State) -> Response:
             metrics.exact_hits.inc()
     else:
         metrics.misses.inc()
+    if result.rejected:
+        metrics.refused([reason for _, reason in result.rejected])
     # The hot path: serialized once by the schema itself, not validated again by FastAPI.
-    return Response(CheckResponse.of(result).model_dump_json(), media_type="application/json")
+    return Response(CheckResponse.of(result, body.explain).to_json(), media_type="application/json")
 
 
 @cache_router.post("/store", response_model=StoreResponse, summary="Store a prompt and its response")
@@ -113,6 +118,7 @@ async def stats(state: State) -> StatsResponse:
         store=state.store_kind,
         verify_candidates=policy.verify_candidates,
         max_prompt_chars=policy.max_prompt_chars,
+        target_precision=policy.target_precision,
     )
 
 
@@ -137,10 +143,41 @@ async def store_batch(body: BatchStoreRequest, state: State) -> BatchStoreRespon
 @cache_router.post(
     "/search", response_model=SearchResponse, summary="The k nearest entries, whatever their distance"
 )
-async def search(body: SearchRequest, state: State) -> SearchResponse:
+async def search(body: SearchRequest, state: State) -> Response:
     matches = await state.cache.nearest(body.prompt, scope=body.scope, k=body.k)
     scope = DEFAULT_SCOPE if body.scope is None else body.scope
-    return SearchResponse(prompt=body.prompt, scope=scope, matches=[MatchOut.of(m) for m in matches])
+    answer = SearchResponse(
+        prompt=body.prompt, scope=scope, matches=[MatchOut.of(m) for m in matches], verdicts=None
+    )
+    if not body.verdicts:
+        return Response(answer.model_dump_json(exclude={"verdicts"}), media_type="application/json")
+    judged = await state.cache.verdicts(
+        body.prompt,
+        matches,
+        scope=body.scope,
+        threshold=body.threshold,
+        target_precision=body.target_precision,
+    )
+    answer.verdicts = [VerdictOut.of(c) for c in judged]
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+@cache_router.post(
+    "/feedback",
+    response_model=FeedbackResponse,
+    responses={404: {"model": ErrorResponse, "description": "no entry with this key"}},
+    summary="Report a served answer as wrong (never served again for this prompt) or right",
+)
+async def feedback(body: FeedbackRequest, state: State) -> FeedbackResponse:
+    recorded = await state.cache.feedback(body.prompt, body.key, body.correct, scope=body.scope)
+    state.metrics.feedback.labels(verdict="right" if body.correct else "wrong").inc()
+    return FeedbackResponse(
+        success=True,
+        key=body.key,
+        wrong=recorded.wrong,
+        right=recorded.right,
+        evicted=recorded.evicted,
+    )
 
 
 @cache_router.get("/entries", response_model=EntriesResponse, summary="Entries, a page at a time")

@@ -20,6 +20,7 @@ from engine.models import (
     MAX_METADATA_DEPTH,
     CacheEntry,
     CacheStats,
+    Candidate,
     CheckResult,
     ComponentHealth,
     EmbedderIdentity,
@@ -53,6 +54,9 @@ class CheckRequest(BaseModel):
         json_schema_extra=_SCOPE,
     )
     k: int = Field(5, description="at most this many matches, closest first", json_schema_extra=_K_RANGE)
+    explain: bool = Field(
+        False, description="add `explain`: every candidate with its distance, score and reason"
+    )
 
 
 class StoreRequest(BaseModel):
@@ -96,6 +100,24 @@ class SearchRequest(BaseModel):
     k: int = Field(
         10, description="how many nearest entries, whatever their distance", json_schema_extra=_K_RANGE
     )
+    verdicts: bool = Field(
+        False, description="add `verdicts`: each match judged by the check's rule at `threshold`"
+    )
+    threshold: float | None = Field(
+        None, description="the distance cap of the verdicts (default: the server's)"
+    )
+    target_precision: float | None = Field(
+        None, description="the precision target of the verdicts (default: the server's)"
+    )
+
+
+class FeedbackRequest(BaseModel):
+    prompt: str = Field(description="the prompt the entry was served for", json_schema_extra=_TEXT)
+    key: str = Field(description="the key of the entry that was served")
+    correct: bool = Field(description="false: the served answer was wrong for this prompt")
+    scope: str | None = Field(
+        None, description=f"the scope of the check: {_SCOPE_HELP}", json_schema_extra=_SCOPE
+    )
 
 
 # -- responses -------------------------------------------------------------------------------------------
@@ -135,6 +157,35 @@ class RejectedOut(MatchOut):
     reason: str
 
 
+class ExplainOut(BaseModel):
+    key: str
+    prompt: str
+    vector_distance: float
+    score: float | None = Field(description="the verifier's score; null when it did not run")
+    served: bool
+    reason: str
+
+    @classmethod
+    def of(cls, candidate: Candidate) -> ExplainOut:
+        return cls(
+            key=candidate.match.entry.key,
+            prompt=candidate.match.entry.prompt,
+            vector_distance=clamp_distance(candidate.match.distance),
+            score=None if candidate.score is None else round(candidate.score, 6),
+            served=candidate.served,
+            reason=candidate.reason,
+        )
+
+
+class VerdictOut(ExplainOut):
+    passed: bool
+    cut: float | None
+
+    @classmethod
+    def of(cls, candidate: Candidate) -> VerdictOut:
+        return cls(**ExplainOut.of(candidate).model_dump(), passed=candidate.passed, cut=candidate.cut)
+
+
 class CheckResponse(BaseModel):
     prompt: str
     is_hit: bool
@@ -146,9 +197,12 @@ class CheckResponse(BaseModel):
     rejected: list[RejectedOut] = Field(
         default_factory=list, description="candidates within the threshold that verification turned down"
     )
+    explain: list[ExplainOut] | None = Field(
+        None, description="only when asked (`explain: true`): every candidate, served or refused, and why"
+    )
 
     @classmethod
-    def of(cls, result: CheckResult) -> CheckResponse:
+    def of(cls, result: CheckResult, explain: bool = False) -> CheckResponse:
         return cls(
             prompt=result.prompt,
             is_hit=result.is_hit,
@@ -161,7 +215,12 @@ class CheckResponse(BaseModel):
                 RejectedOut(**MatchOut.of(match).model_dump(), reason=reason)
                 for match, reason in result.rejected
             ],
+            explain=[ExplainOut.of(c) for c in result.candidates] if explain else None,
         )
+
+    def to_json(self) -> str:
+        """The seed's fields exactly, plus ``explain`` only when it was asked for."""
+        return self.model_dump_json(exclude=None if self.explain is not None else {"explain"})
 
 
 class StoreResponse(BaseModel):
@@ -181,6 +240,15 @@ class SearchResponse(BaseModel):
     prompt: str
     scope: str
     matches: list[MatchOut]
+    verdicts: list[VerdictOut] | None = Field(None, description="only when asked (`verdicts: true`)")
+
+
+class FeedbackResponse(BaseModel):
+    success: bool
+    key: str
+    wrong: int = Field(description="wrong reports of this entry")
+    right: int = Field(description="right reports of this entry")
+    evicted: bool = Field(description="the entry was deleted for its wrong reports")
 
 
 class EmbedderOut(BaseModel):
@@ -208,6 +276,9 @@ class StatsResponse(BaseModel):
     store: str
     verify_candidates: bool
     max_prompt_chars: int
+    target_precision: float | None = None
+    feedback_wrong: int = 0
+    feedback_right: int = 0
 
     @classmethod
     def of(
@@ -221,6 +292,7 @@ class StatsResponse(BaseModel):
         store: str,
         verify_candidates: bool,
         max_prompt_chars: int,
+        target_precision: float | None = None,
     ) -> StatsResponse:
         return cls(
             total_entries=stats.entries,
@@ -237,6 +309,9 @@ class StatsResponse(BaseModel):
             store=store,
             verify_candidates=verify_candidates,
             max_prompt_chars=max_prompt_chars,
+            target_precision=target_precision,
+            feedback_wrong=stats.feedback_wrong,
+            feedback_right=stats.feedback_right,
         )
 
 

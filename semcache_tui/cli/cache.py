@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from semcache_tui import __version__
@@ -60,6 +61,22 @@ def register(subparsers: Subcommands) -> None:
 
     p = command("delete", "delete one entry by key")
     p.add_argument("key")
+
+    p = command("feedback", "report a served answer as wrong (never served again for that prompt) or right")
+    p.add_argument("key", help="the key of the entry that was served")
+    p.add_argument("--prompt", required=True, help="the prompt it was served for")
+    p.add_argument("--scope", default=None)
+    verdict = p.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--wrong", action="store_true", help="the answer was wrong for this prompt")
+    verdict.add_argument("--right", action="store_true", help="the answer was right for this prompt")
+
+    p = command(
+        "eval",
+        "precision, served and wrong rates of the verifier on labeled pairs (JSON lines, gzip or plain)",
+    )
+    p.add_argument("pairs", metavar="PAIRS.jsonl[.gz]")
+    p.add_argument("--target", type=float, default=None, help="target precision (default: the verifier's)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of this many pairs")
 
     command("health", "store and embedder health; exit 4 when something is down, 8 when degraded")
     command("index", "the index: documents, dimension, algorithm, recorded embedder")
@@ -136,6 +153,50 @@ async def delete(
     return 0
 
 
+async def feedback(
+    service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
+) -> int:
+    refuse_if_read_only(args, "feedback")
+    correct = bool(args.right)
+    result = await service.feedback(args.prompt, args.key, correct, scope=args.scope)
+    printer.feedback(args.key, correct, result)
+    return 0
+
+
+async def evaluate(args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
+    """``eval``: needs no cache, only the verifier and the bundled model (the simulation of
+    engine/verification/evaluate.py: every text_a cached, every text_b a query)."""
+    import numpy as np
+
+    from engine.cache import bundled_embedder
+    from engine.errors import InvalidInputError
+    from engine.evaluation import read_eval_pairs
+    from engine.verification.evaluate import evaluate_pairs
+    from engine.verification.model import Verifier
+
+    target = args.target
+    if target is not None and not 0.0 < target <= 1.0:
+        raise InvalidInputError(f"--target {target} is out of range", "use a precision above 0 and at most 1")
+    pairs = read_eval_pairs(args.pairs, limit=args.limit)
+    verifier = Verifier.load(settings.verifier_path)
+    if target is None:
+        target = settings.target_precision
+    model = bundled_embedder()
+    await model.load()
+    texts = sorted({t for p in pairs for t in (p.text_a, p.text_b)})
+    vectors: dict[str, np.ndarray] = {}
+    for start in range(0, len(texts), 256):
+        chunk = texts[start : start + 256]
+        vectors.update(zip(chunk, await model.embed(chunk), strict=True))
+
+    def embed(batch: Sequence[str]) -> np.ndarray:
+        return np.stack([vectors[text] for text in batch])
+
+    report = evaluate_pairs(pairs, verifier, embed, target)
+    printer.evaluation(report, args.pairs)
+    return 0
+
+
 async def health(
     service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings
 ) -> int:
@@ -182,6 +243,7 @@ COMMANDS: dict[str, Handler] = {
     "clear": clear,
     "entries": entries,
     "delete": delete,
+    "feedback": feedback,
     "health": health,
     "index": index,
     "demo": demo,

@@ -93,6 +93,8 @@ def _dispatch(args: argparse.Namespace, printer: Printer) -> int:
         return 0
     if args.command is None:
         return _run_panel(args, settings)
+    if args.command == "eval":  # no cache: the verifier and the bundled model only
+        return asyncio.run(cache.evaluate(args, printer, settings))
     handler = COMMANDS[args.command]
     service = make_service(args, settings)
     return asyncio.run(_with_service(service, handler, args, printer, settings))

@@ -14,11 +14,21 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import SemcacheError
-from engine.models import CacheEntry, CacheStats, CheckResult, EntryPage, HealthReport, IndexInfo
+from engine.models import (
+    CacheEntry,
+    CacheStats,
+    Candidate,
+    CheckResult,
+    EntryPage,
+    FeedbackResult,
+    HealthReport,
+    IndexInfo,
+)
 from semcache_tui.formatting import ms, one_line, percent
 
 if TYPE_CHECKING:
     from engine.config import Settings
+    from engine.verification.evaluate import CurvePoint, EvaluationReport
 
 
 def stats_dict(stats: CacheStats) -> dict[str, Any]:
@@ -29,6 +39,66 @@ def stats_dict(stats: CacheStats) -> dict[str, Any]:
         "hit_rate": round(stats.hit_rate, 4),
         "latency_p50_ms": stats.latency_p50_ms,
         "latency_p95_ms": stats.latency_p95_ms,
+        "feedback_wrong": stats.feedback_wrong,
+        "feedback_right": stats.feedback_right,
+    }
+
+
+def wrong_rate(served_count: int, correct: int, pairs: int) -> float:
+    """Queries served a wrong answer, out of all queries."""
+    return (served_count - correct) / pairs if pairs else 0.0
+
+
+def curve_rows(report: EvaluationReport) -> list[CurvePoint]:
+    """The verifier's curve every 0.05 of cut, and the point of the target's cut."""
+    rows = [p for p in report.curve if round(p.cut * 1000) % 50 == 0 and 0.3 <= p.cut <= 1.0]
+    at_cut = min(report.curve, key=lambda p: abs(p.cut - report.cut), default=None)
+    if at_cut is not None:
+        from dataclasses import replace
+
+        rows.append(replace(at_cut, cut=report.cut))
+    return sorted(rows, key=lambda p: p.cut)
+
+
+def evaluation_dict(report: EvaluationReport) -> dict[str, Any]:
+    def figures(f: Any) -> dict[str, Any]:
+        return {
+            "precision": round(f.precision, 4),
+            "served": round(f.served, 4),
+            "served_count": f.served_count,
+            "correct": f.correct,
+            "wrong_rate": round(wrong_rate(f.served_count, f.correct, report.pairs), 4),
+            "categories": [
+                {
+                    "category": c.category,
+                    "positives": c.positives,
+                    "negatives": c.negatives,
+                    "served_rate": round(c.served_rate, 4),
+                    "wrong_served_rate": round(c.wrong_served_rate, 4),
+                }
+                for c in f.categories
+            ],
+        }
+
+    return {
+        "pairs": report.pairs,
+        "positives": report.positives,
+        "cap": report.cap,
+        "k": report.k,
+        "cap_recall": round(report.cap_recall, 4),
+        "target_precision": report.target_precision,
+        "cut": round(report.cut, 4),
+        "verifier": figures(report.verifier),
+        "baseline": figures(report.baseline),
+        "curve": [
+            {
+                "cut": p.cut,
+                "precision": round(p.precision, 4),
+                "served": round(p.served, 4),
+                "meets_target": p.precision >= report.target_precision,
+            }
+            for p in report.curve
+        ],
     }
 
 
@@ -60,6 +130,19 @@ def check_dict(result: CheckResult) -> dict[str, Any]:
             }
             for m, reason in result.rejected
         ],
+        "explain": [explain_dict(c) for c in result.candidates],
+    }
+
+
+def explain_dict(candidate: Candidate) -> dict[str, Any]:
+    """One candidate as ``/cache/check`` explains it (``explain: true``)."""
+    return {
+        "key": candidate.match.entry.key,
+        "prompt": candidate.match.entry.prompt,
+        "vector_distance": round(candidate.match.distance, 6),
+        "score": None if candidate.score is None else round(candidate.score, 6),
+        "served": candidate.served,
+        "reason": candidate.reason,
     }
 
 
@@ -101,6 +184,58 @@ class Printer:
             print(f"          -> {one_line(match.entry.response, 70)}")
         for match, reason in result.rejected:
             print(f"  {match.distance:.4f}  {one_line(match.entry.prompt, 60)}  [rejected: {reason}]")
+        refused = result.best_refused
+        if not result.is_hit and refused is not None:
+            print(f"closest refused: {one_line(refused.match.entry.prompt, 60)} ({refused.reason})")
+        return None
+
+    def feedback(self, key: str, correct: bool, result: FeedbackResult) -> None:
+        if self.json_mode:
+            return self.emit(
+                {
+                    "success": True,
+                    "key": key,
+                    "wrong": result.wrong,
+                    "right": result.right,
+                    "evicted": result.evicted,
+                }
+            )
+        verdict = "right" if correct else "wrong"
+        self.info(f"reported {key} {verdict}: {result.wrong} wrong, {result.right} right")
+        if result.evicted:
+            self.info(f"evicted {key}: too many wrong reports")
+        return None
+
+    def evaluation(self, report: EvaluationReport, path: str) -> None:
+        if self.json_mode:
+            return self.emit(evaluation_dict(report))
+        v = report.verifier
+        self.info(
+            f"{path}: {report.pairs} pairs ({report.positives} duplicates), target precision "
+            f"{report.target_precision:.3f} -> cut {report.cut:.3f} (cap {report.cap:.2f}, k {report.k})"
+        )
+        self.info(
+            f"verifier: precision {v.precision:.3f}  served {percent(v.served)}  "
+            f"wrong {percent(wrong_rate(v.served_count, v.correct, report.pairs))} of queries"
+        )
+        b = report.baseline
+        self.info(
+            f"distance 0.15 (the seed): precision {b.precision:.3f}  served {percent(b.served)}  "
+            f"wrong {percent(wrong_rate(b.served_count, b.correct, report.pairs))} of queries"
+        )
+        self.info(f"{'category':<22} {'pairs':>6} {'served':>8} {'wrong-served':>13}")
+        for c in v.categories:
+            served = percent(c.served_rate) if c.positives else "-"
+            wrong = percent(c.wrong_served_rate) if c.negatives else "-"
+            self.info(f"{c.category:<22} {c.positives + c.negatives:>6} {served:>8} {wrong:>13}")
+        self.info("curve (score cut: precision / served):")
+        for point in curve_rows(report):
+            mark = "  <- target" if abs(point.cut - report.cut) < 1e-9 else ""
+            meets = "meets" if point.precision >= report.target_precision else "below"
+            self.info(
+                f"  {point.cut:.3f}: {point.precision:.3f} / {percent(point.served)}  "
+                f"({meets} {report.target_precision:.3f}){mark}"
+            )
         return None
 
     def stored(self, entry: CacheEntry) -> None:

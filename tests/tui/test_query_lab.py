@@ -39,7 +39,7 @@ async def test_nearest_marked_and_remarked_without_a_new_search(
         assert lab.matches[0].entry.prompt == "What is the capital of France?"
         assert marks(app)[0] == "HIT"
         searched = lab.matches
-        for _ in range(20):
+        for _ in range(45):  # from the default cap, 0.40, down to 0
             await pilot.press("minus")
         assert app.lab_threshold < 0.01
         assert marks(app)[0] == "miss: over threshold"
@@ -71,8 +71,8 @@ async def test_apply_threshold_to_the_running_cache(filled_cache: SemanticCache,
         await pilot.press("3", "plus", "plus", "a")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
-        assert abs(filled_cache.policy.threshold - 0.17) < 1e-9
-        assert "0.150 -> 0.170" in app.status_message
+        assert abs(filled_cache.policy.threshold - 0.42) < 1e-9
+        assert "0.400 -> 0.420" in app.status_message
 
 
 async def test_store_a_response_then_find_it(filled_cache: SemanticCache, make_app: Any) -> None:
@@ -151,7 +151,7 @@ async def test_read_only_refuses_every_write(filled_cache: SemanticCache, make_a
         await app.run_screen_action("lab", "apply")
         await app.run_screen_action("sweep", "apply")
         assert (await filled_cache.stats()).entries == 12
-        assert filled_cache.policy.threshold == 0.15
+        assert filled_cache.policy.threshold == 0.40
         refused = [title for title, _h, _m, _a, enabled in app.palette_entries() if not enabled]
         assert "Entries: Clear all" in refused and "Query lab: Store" in refused
 

@@ -137,7 +137,7 @@ async def test_query_lab_marks_and_remarks_remote_results(remote: RemoteCache, t
         assert marks(app)[0] == "HIT"
         assert all(mark != "HIT" for mark in marks(app)[1:])
         searched = lab.matches
-        for _ in range(20):
+        for _ in range(45):
             await pilot.press("minus")
         assert app.lab_threshold < 0.01
         assert marks(app)[0] == "miss: over threshold"
