@@ -120,7 +120,7 @@ async def test_round_trip_keeps_every_entry(
     assert {line["key"]: line["hit_count"] for line in lines}[entry_key("geo", REQUESTS[0].prompt)] == 1
     assert after[entry_key("geo", REQUESTS[0].prompt)].hit_count == 1
     # Restored entries are searchable, not just listed.
-    assert (await cache.check("What is France's capital?", scope="geo", threshold=0.3)).is_hit
+    assert (await cache.check("what's the capital of France", scope="geo", threshold=0.3)).is_hit
 
 
 async def test_importing_twice_does_not_duplicate(cache: SemanticCache, tmp_path: Path) -> None:
@@ -183,7 +183,7 @@ async def test_both_stores_export_their_vectors_and_the_import_reuses_them(
     assert result.reused_vectors and (result.written, result.embedded) == (6, 0)
     assert calls == []
     assert {e.prompt for e in await all_entries(cache)} == {r.prompt for r in REQUESTS[:6]}
-    hit = await cache.check("What is France's capital?", scope="geo", threshold=0.3)
+    hit = await cache.check("what's the capital of France", scope="geo", threshold=0.3)
     assert hit.is_hit and not hit.exact
 
 
@@ -237,7 +237,7 @@ async def test_vectors_of_the_same_identity_are_reused(cache: SemanticCache, tmp
         del cache.embedder.embed
     assert result.reused_vectors and result.embedded == 0 and result.written == 4
     assert calls == []
-    hit = await cache.check("What is France's capital?", scope="geo", threshold=0.3)
+    hit = await cache.check("what's the capital of France", scope="geo", threshold=0.3)
     assert hit.is_hit and not hit.exact
 
 
@@ -258,7 +258,7 @@ async def test_another_identity_re_embeds(cache: SemanticCache, make_store, tmp_
         assert not result.reused_vectors
         assert result.written == result.embedded == 6
         assert (await other.index_info()).identity == identity
-        hit = await other.check("What is France's capital?", scope="geo", threshold=0.35)
+        hit = await other.check("what's the capital of France", scope="geo", threshold=0.35)
         assert hit.is_hit and not hit.exact
         assert {e.prompt for e in await all_entries(other)} == {r.prompt for r in REQUESTS[:6]}
     finally:

@@ -45,7 +45,7 @@ def test_store_check_hit_miss_json_and_exit_codes(data_dir: Path) -> None:
     assert stored.returncode == 0, stored.stderr
     key = json.loads(stored.stdout)["key"]
 
-    hit = run(data_dir, "check", "What is France's capital?", "--json")
+    hit = run(data_dir, "check", "what's the capital of France", "--json")
     assert hit.returncode == 0, hit.stderr
     body = json.loads(hit.stdout)
     assert body["is_hit"] and body["matches"][0]["response"] == "Paris."

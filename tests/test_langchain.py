@@ -32,7 +32,7 @@ def test_a_plain_llm_is_served_from_the_cache_sync(lc_cache: SemcacheCache) -> N
     llm = FakeListLLM(responses=["Paris.", "a second answer"], cache=lc_cache)
     assert llm.invoke("What is the capital of France?") == "Paris."
     assert llm.invoke("What is the capital of France?") == "Paris."
-    assert llm.invoke("what's the capital city of France?") == "Paris."  # a paraphrase
+    assert llm.invoke("what's the capital of France") == "Paris."  # a paraphrase
     assert llm.invoke("How do I bake sourdough bread?") == "a second answer"
     other = FakeListLLM(responses=["from another LLM"], cache=lc_cache)  # other parameters: another scope
     assert other.invoke("What is the capital of France?") == "from another LLM"

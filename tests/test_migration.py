@@ -222,7 +222,7 @@ async def test_rollback_serves_the_old_index_with_the_old_embedder(
     active, _ = await migration_status(cache)
     assert active == cache.vector_store.name == state.source_index
     old = SemanticCache(make_store(active), embedder, CachePolicy())
-    result = await old.check("What is France's capital?", scope="geo", threshold=0.3)
+    result = await old.check("what's the capital of France", scope="geo", threshold=0.3)
     assert result.is_hit and not result.exact
     # The write made after the switch was carried back, re-embedded by the old embedder: nothing is lost.
     assert await old.vector_store.count() == len(REQUESTS) + 1

@@ -124,6 +124,11 @@ def _workload(server: ServerProcess) -> None:
             )
             assert http.post("/cache/check", json={"prompt": prompt}).json()["is_hit"] is True
         assert http.post("/cache/check", json={"prompt": "How do volcanoes form?"}).json()["is_hit"] is False
+        stored = http.post(
+            "/cache/store", json={"prompt": "What is the observability fact?", "response": "A."}
+        )
+        report = {"prompt": "What is the observability fact?", "key": stored.json()["key"], "correct": False}
+        assert http.post("/cache/feedback", json=report).status_code == 200
         assert http.get("/cache/entries/" + "0" * 64).status_code == 404
 
 

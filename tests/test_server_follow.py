@@ -63,7 +63,7 @@ def test_a_running_server_follows_run_and_finalize(setting: dict[str, str], tmp_
         assert done.returncode == 0, done.stderr
 
         wait_for_index(http, f"{index}__v2", 256)
-        assert is_hit(http, "What is France's capital?")  # searched with the 256-dimension model
+        assert is_hit(http, "what's the capital of France")  # searched with the 256-dimension model
         stored = http.post("/cache/store", json={"prompt": SAVED_AFTER_SWITCH, "response": "Eight."})
         assert stored.status_code == 200
 

@@ -77,7 +77,7 @@ def test_drop_in_store_check_stats_clear_health(http: httpx.Client) -> None:
     assert match["vector_distance"] == 0.0 and match["cosine_similarity"] == 1.0
     assert match["response"] == "Paris." and match["cached_at"] > time.time() - 600
 
-    similar = http.post("/cache/check", json={"prompt": "What is France's capital?", "threshold": 0.3})
+    similar = http.post("/cache/check", json={"prompt": "what's the capital of France", "threshold": 0.3})
     similar_body = similar.json()
     assert similar_body["is_hit"] is True
     distance = similar_body["matches"][0]["vector_distance"]

@@ -67,7 +67,11 @@ class Upstream:
 
     @staticmethod
     def response_headers(headers: httpx.Headers) -> dict[str, str]:
-        return {name: value for name, value in headers.items() if name.lower() not in _NOT_RETURNED}
+        # X-Request-ID is semcache's own (one id follows a request across replicas and logs); the upstream's
+        # id is kept for the client under another name.
+        kept = {name: value for name, value in headers.items() if name.lower() not in _NOT_RETURNED}
+        renamed = {"x-request-id": "x-upstream-request-id"}
+        return {renamed.get(name.lower(), name): value for name, value in kept.items()}
 
     async def send(
         self, method: str, path: str, query: str, headers: Iterable[tuple[str, str]], body: bytes

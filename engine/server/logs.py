@@ -129,7 +129,8 @@ class RequestLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message = {**message, "headers": [*message.get("headers", ()), rid_header]}
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != rid_header[0]]
+                message = {**message, "headers": [*headers, rid_header]}
             await send(message)
 
         token = request_id.bind(rid)

@@ -226,4 +226,4 @@ async def test_apply_threshold_is_refused_with_a_reason(
         assert not isinstance(app.screen, ConfirmDialog)
         assert app.status_message.startswith("Refused:") and "CACHE_DISTANCE_THRESHOLD" in app.status_message
         assert "->" not in app.status_message
-        assert server_stats(filled)["threshold"] == pytest.approx(0.15)
+        assert server_stats(filled)["threshold"] == pytest.approx(0.40)  # the default cap when verifying

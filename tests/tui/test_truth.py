@@ -203,17 +203,17 @@ async def test_apply_threshold_asks_first(filled_cache: SemanticCache, make_app:
         await pilot.press("3", "minus", "minus", "a")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         question = flat(text_of(app, ".dialog-text"))
-        assert "0.150" in question and "0.130" in question
+        assert "0.400" in question and "0.380" in question
         await pilot.press("n")
         await pilot.pause()
-        assert filled_cache.policy.threshold == pytest.approx(0.15)
+        assert filled_cache.policy.threshold == pytest.approx(0.40)
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await pilot.pause()
-        assert filled_cache.policy.threshold == pytest.approx(0.13)
-        assert "0.150 -> 0.130" in app.status_message
-        filled_cache.policy.threshold = 0.15
+        assert filled_cache.policy.threshold == pytest.approx(0.38)
+        assert "0.400 -> 0.380" in app.status_message
+        filled_cache.policy.threshold = 0.40
 
 
 # -- 6. persistence from the configuration -----------------------------------------------------------------

@@ -136,6 +136,10 @@ class RedisStore:
         #: The index's vector field and algorithm: ours, or those of an adopted index (the seed's).
         self._vector_field = s.VECTOR
         self._hnsw_index = True
+        #: False once Redis refused CONFIG GET (a managed Redis, or the least-privilege ACL in
+        #: deploy/redis/semcache.acl): health stops asking, so the ACL log does not fill with one refusal
+        #: per poll, and reads persistence from INFO alone.
+        self._config_readable = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -829,13 +833,19 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.info("server", "memory", "clients", "stats", "persistence")
             pipe.execute_command("MODULE", "LIST")
-            pipe.config_get("save")
-            pipe.config_get("appendonly")
-            # CONFIG may be refused (managed Redis): its replies then come back as errors, not raised.
-            info, modules, save, appendonly = await pipe.execute(raise_on_error=False)
+            if self._config_readable:
+                pipe.config_get("save")
+                pipe.config_get("appendonly")
+            # CONFIG may be refused: its replies then come back as errors, not raised.
+            replies = await pipe.execute(raise_on_error=False)
+            info, modules = replies[0], replies[1]
+            save, appendonly = replies[2:4] if self._config_readable else (None, None)
             for reply in (info, modules):
                 if isinstance(reply, Exception):
                     raise reply
+            if isinstance(save, Exception) or isinstance(appendonly, Exception):
+                self._config_readable = False
+                save = appendonly = None
         except (RedisError, OSError) as exc:
             return ComponentHealth("store", "down", str(self._error(exc)))
         return server_health(
