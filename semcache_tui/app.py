@@ -33,6 +33,7 @@ from engine.errors import BackendUnavailableError, SemcacheError
 from engine.models import CacheStats, EmbedderIdentity, HealthReport, IndexInfo
 from engine.redact import redact_secret, redact_url
 from engine.service import CacheService
+from engine.verification.model import Verifier
 from semcache_tui.formatting import describe_error
 from semcache_tui.monitor import History, Probe, Sample
 from semcache_tui.palette import PanelCommands
@@ -99,6 +100,8 @@ class SemcacheApp(App[None]):
         self.status_severity = "information"
         #: The threshold the query lab marks results with; applied to the service only on request.
         self.lab_threshold = float(service.policy.threshold)
+        #: The target precision the query lab judges with; ``None``: the running cache's own.
+        self.lab_target: float | None = service.policy.target_precision
         self._poll_timer: Timer | None = None
         #: Caches this panel opened itself by following the active index, each with whether it shares the
         #: embedder of the cache before it (then that embedder is not this cache's to close).
@@ -415,6 +418,25 @@ class SemcacheApp(App[None]):
         """``semantic_cache``, or ``semantic_cache (physical semantic_cache__v2)`` after a migration."""
         logical, physical = self.logical_index, self.index_name
         return logical if logical == physical else f"{logical} (physical {physical})"
+
+    def verifier_point(self, target: float | None = None) -> tuple[float, float] | None:
+        """The verifier's (target precision, score cut) at ``target`` (the running cache's when
+        ``None``), or ``None`` when verification is off or the weights cannot be read. Attached to a
+        server, the shipped weights stand for the server's (both come with the package)."""
+        policy = self.service.policy
+        if not policy.verify_candidates:
+            return None
+        verifier = getattr(self.service, "verifier", None)
+        if verifier is None:
+            try:
+                verifier = Verifier.load(getattr(self.service, "verifier_path", None))
+            except SemcacheError:
+                return None
+            if isinstance(self.service, SemanticCache):
+                self.service.verifier = verifier  # the same file the cache would load: read it once
+        chosen = target if target is not None else policy.target_precision
+        chosen = verifier.default_target_precision if chosen is None else float(chosen)
+        return chosen, verifier.cut_for_precision(chosen)
 
     @property
     def embedder(self) -> Embedder | None:
