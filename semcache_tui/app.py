@@ -392,6 +392,49 @@ class SemcacheApp(App[None]):
 
         self.push_screen(ConfirmDialog(question), answered)
 
+    def request_target_precision(self, new: float, after: Any = None) -> None:
+        """Change the running cache's target precision (the verifier's cut follows), after a y/n that shows
+        the old and the new value and cut. Refused when attached to a server, as for the threshold."""
+        if isinstance(self.service, RemoteCache):
+            reason = (
+                f"Refused: the target precision of the server at {redact_url(self.service.safe_url)} is not "
+                "changed from the panel; set SEMCACHE_TARGET_PRECISION on every replica and restart them"
+            )
+            self.set_status(reason, "warning")
+            self.notify(reason, severity="warning", timeout=8, markup=False)
+            return
+        old_point, new_point = self.verifier_point(), self.verifier_point(new)
+        if old_point is None or new_point is None:
+            self.set_status(
+                "The verifier is off (SEMCACHE_VERIFY=off): there is no target precision", "warning"
+            )
+            return
+        if abs(old_point[0] - new) < 1e-9:
+            self.set_status(f"The running cache already uses target precision {new:.2f}")
+            return
+        way = (
+            "stricter: fewer hits" if new > old_point[0] else "looser: more hits, more risk of a wrong answer"
+        )
+        question = (
+            "Change the target precision of the running cache?\n\n"
+            f"    {old_point[0]:.2f} (cut {old_point[1]:.2f})  ->  {new:.2f} (cut {new_point[1]:.2f})   ({way})\n\n"
+            "Lookups through this panel's cache use it at once. It is not saved: set "
+            "SEMCACHE_TARGET_PRECISION to keep it."
+        )
+
+        def answered(yes: object) -> None:
+            if yes is not True:
+                self.set_status(f"Target precision unchanged: {old_point[0]:.2f}")
+                return
+            self.service.policy.target_precision = new
+            self.set_status(
+                f"Running cache target precision {old_point[0]:.2f} -> {new:.2f} (cut {new_point[1]:.2f})"
+            )
+            if after is not None:
+                after()
+
+        self.push_screen(ConfirmDialog(question), answered)
+
     # -- what the screens show about the target --------------------------------------------------------
 
     @property

@@ -294,15 +294,50 @@ async def test_sweep_plots_recommends_and_applies(
         sweep.query_one("#sample").value = "100"
         sweep.query_one("#target").value = "0.8"
         await pilot.press("r")
-        await wait_for(pilot, lambda: bool(sweep.points), tries=3000)
+        await wait_for(pilot, lambda: sweep.report is not None, tries=3000)
         assert sweep.pairs_count == 100
-        assert sweep.best is not None and sweep.best.precision >= 0.8
-        assert "Recommended threshold" in text_of(app, "#sweep-result")
+        report = sweep.report
+        assert report.target_precision == 0.8 and report.curve and report.baseline_curve
+        result = text_of(app, "#sweep-result")
+        if sweep.reached():
+            assert f"target precision {report.target_precision:.2f}" in result
+            assert f"cut {report.cut:.2f}" in result
+        else:
+            assert "is not reached" in result
+        assert "distance alone" in result
+        # The target precision is what is applied (the verifier's cut follows it).
+        sweep.query_one("#target").value = "0.5"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: sweep.report is not None and sweep.report.target_precision == 0.5, 3000)
+        assert sweep.reached()
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
-        assert filled_cache.policy.threshold == sweep.best.threshold
-        assert app.lab_threshold == sweep.best.threshold
+        assert filled_cache.policy.target_precision == 0.5
+        assert "target precision" in app.status_message and "-> 0.50" in app.status_message
+        await pilot.press("l")
+        assert app.lab_target == 0.5
+
+
+async def test_sweep_defaults_to_the_shipped_near_miss_report_pairs(
+    filled_cache: SemanticCache, make_app: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        sweep = app.screen
+        assert "near-miss report pairs" in text_of(app, "#sweep-result")
+        sweep.query_one("#sample").value = "60"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: sweep.report is not None, tries=3000)
+        assert sweep.pairs_count == 60
+        # Without colour, each curve has its own letter.
+        plots = text_of(app, "#sweep-plots")
+        for letter in "PRHVD":
+            assert letter in plots
+        assert "verifier" in plots and "distance" in plots
 
 
 async def test_sweep_reports_a_bad_file_in_place(
