@@ -29,7 +29,7 @@ from engine.cache import SemanticCache
 from engine.client import RemoteCache
 from engine.config import Settings
 from engine.embeddings.base import Embedder
-from engine.errors import BackendUnavailableError, SemcacheError
+from engine.errors import BackendUnavailableError, NotFoundError, SemcacheError
 from engine.models import CacheStats, EmbedderIdentity, HealthReport, IndexInfo
 from engine.redact import redact_secret, redact_url
 from engine.service import CacheService
@@ -107,6 +107,7 @@ class SemcacheApp(App[None]):
         #: embedder of the cache before it (then that embedder is not this cache's to close).
         self._followed: list[tuple[SemanticCache, bool]] = []
         self._polling = False
+        self._no_proxy = False
         self._repoll = False
         self._starting = False
         self._closed = False
@@ -246,9 +247,10 @@ class SemcacheApp(App[None]):
             asyncio.wait_for(service.health(), POLL_TIMEOUT),
             asyncio.wait_for(service.stats(), POLL_TIMEOUT),
             asyncio.wait_for(service.index_info(), POLL_TIMEOUT),
+            self.proxy_figures(),
             return_exceptions=True,
         )
-        health, counted, info = results
+        health, counted, info, proxy = results
         errors: list[str] = []
         report: HealthReport | None = None
         if isinstance(health, BaseException):
@@ -275,7 +277,20 @@ class SemcacheApp(App[None]):
         with contextlib.suppress(Exception):
             host = probe.host()
         error = self.redact("; ".join(errors)) if errors else None
-        return Sample(at=probe.now(), report=report, stats=stats, host=host, error=error)
+        figures = proxy if isinstance(proxy, dict) else None
+        return Sample(at=probe.now(), report=report, stats=stats, host=host, error=error, proxy=figures)
+
+    async def proxy_figures(self) -> dict[str, Any] | None:
+        """The attached server's ``/proxy/stats`` when it runs the proxy; ``None`` otherwise (a server
+        without the route is not asked again)."""
+        if not isinstance(self.service, RemoteCache) or self._no_proxy:
+            return None
+        try:
+            figures = await asyncio.wait_for(self.service._json("GET", "/proxy/stats"), POLL_TIMEOUT)
+        except NotFoundError:
+            self._no_proxy = True
+            return None
+        return figures if isinstance(figures, dict) else None
 
     def show_data(self) -> None:
         """Redraw the current screen, unless a dialog is open (it redraws when the dialog closes)."""
