@@ -294,7 +294,7 @@ async def test_sweep_plots_recommends_and_applies(
         sweep.query_one("#sample").value = "100"
         sweep.query_one("#target").value = "0.8"
         await pilot.press("r")
-        await wait_for(pilot, lambda: sweep.report is not None, tries=3000)
+        await wait_for(pilot, lambda: sweep.report is not None, tries=6000)
         assert sweep.pairs_count == 100
         report = sweep.report
         assert report.target_precision == 0.8 and report.curve and report.baseline_curve
@@ -308,7 +308,7 @@ async def test_sweep_plots_recommends_and_applies(
         # The target precision is what is applied (the verifier's cut follows it).
         sweep.query_one("#target").value = "0.5"
         await pilot.press("r")
-        await wait_for(pilot, lambda: sweep.report is not None and sweep.report.target_precision == 0.5, 3000)
+        await wait_for(pilot, lambda: sweep.report is not None and sweep.report.target_precision == 0.5, 6000)
         assert sweep.reached()
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
@@ -331,7 +331,7 @@ async def test_sweep_defaults_to_the_shipped_near_miss_report_pairs(
         assert "near-miss report pairs" in text_of(app, "#sweep-result")
         sweep.query_one("#sample").value = "60"
         await pilot.press("r")
-        await wait_for(pilot, lambda: sweep.report is not None, tries=3000)
+        await wait_for(pilot, lambda: sweep.report is not None, tries=6000)
         assert sweep.pairs_count == 60
         # Without colour, each curve has its own letter.
         plots = text_of(app, "#sweep-plots")
