@@ -26,9 +26,14 @@ from engine.verify import rejection_reason
 
 if TYPE_CHECKING:
     from engine.verification.corpus import Pair
+    from engine.verification.evaluate import EvaluationReport
+    from engine.verification.model import Verifier
 
 DEFAULT_SAMPLE = 2000
 DEFAULT_TARGET_PRECISION = 0.95
+#: The near-miss set shipped with the package; its ``report`` split was never trained or tuned on.
+NEAR_MISS_PAIRS = Path(__file__).resolve().parent / "verification" / "data" / "near_misses.jsonl"
+NEAR_MISS_REPORT_SPLIT = "report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +178,20 @@ async def evaluate_pairs(
 # -- the verifier's evaluation (``semcache-tui eval``) ----------------------------------------------------
 
 
-def read_eval_pairs(path: str | Path, limit: int | None = None, seed: int = 0) -> list[Pair]:
+def _split_of(line: str) -> object:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None  # reported with its line number below, if it is kept
+    return row.get("split") if isinstance(row, dict) else None
+
+
+def read_eval_pairs(
+    path: str | Path, limit: int | None = None, seed: int = 0, *, split: str | None = None
+) -> list[Pair]:
     """Labeled pairs ``{text_a, text_b, label[, category]}`` (JSON lines, gzip or plain) for
-    ``engine.verification.evaluate``; ``limit`` samples that many with ``seed``. ``InvalidInputError``
+    ``engine.verification.evaluate``; ``limit`` samples that many with ``seed``; ``split`` keeps only the
+    lines whose ``split`` field is that (the near-miss set's ``report`` part). ``InvalidInputError``
     (naming the file and the line) for anything unreadable."""
     from engine.verification.corpus import Pair
 
@@ -188,6 +204,8 @@ def read_eval_pairs(path: str | Path, limit: int | None = None, seed: int = 0) -
         opener = gzip.open if gzipped else open
         with opener(path, "rt", encoding="utf-8") as handle:
             lines = [(number, line) for number, line in enumerate(handle, start=1) if line.strip()]
+        if split is not None:
+            lines = [(number, line) for number, line in lines if _split_of(line) == split]
     except FileNotFoundError:
         raise InvalidInputError(
             f"pairs file {path} does not exist", "give the path of a JSON lines file"
@@ -216,3 +234,41 @@ def read_eval_pairs(path: str | Path, limit: int | None = None, seed: int = 0) -
     if not pairs:
         raise InvalidInputError(f"pairs file {path} holds no pairs")
     return pairs
+
+
+async def evaluate_verifier(
+    embedder: Embedder,
+    pairs: Sequence[Pair],
+    verifier: Verifier,
+    target_precision: float | None = None,
+    *,
+    cap: float | None = None,
+) -> EvaluationReport:
+    """The verifier's precision/served curve and the distance curve on ``pairs``
+    (``engine.verification.evaluate.evaluate_pairs``), with the texts embedded once by ``embedder`` when it
+    is the bundled model at full dimension (the verifier's own representation), else by the bundled model.
+    The scoring runs in a thread: it is CPU work."""
+    import asyncio
+
+    from engine.cache import BUNDLED_IDENTITY, bundled_embedder
+    from engine.verification.evaluate import DEFAULT_CAP
+    from engine.verification.evaluate import evaluate_pairs as evaluate_verified
+
+    if not pairs:
+        raise InvalidInputError("no pairs to evaluate")
+    model = embedder if embedder.identity == BUNDLED_IDENTITY else bundled_embedder()
+    await model.load()
+    texts = list(dict.fromkeys(text for p in pairs for text in (p.text_a, p.text_b)))
+    vectors = dict(zip(texts, await model.embed(texts), strict=True))
+
+    def embed_fn(batch: Sequence[str]) -> np.ndarray:
+        return np.stack([vectors[text] for text in batch])
+
+    return await asyncio.to_thread(
+        evaluate_verified,
+        pairs,
+        verifier,
+        embed_fn,
+        target_precision,
+        cap=DEFAULT_CAP if cap is None else cap,
+    )

@@ -29,10 +29,11 @@ from engine.cache import SemanticCache
 from engine.client import RemoteCache
 from engine.config import Settings
 from engine.embeddings.base import Embedder
-from engine.errors import BackendUnavailableError, SemcacheError
+from engine.errors import BackendUnavailableError, NotFoundError, SemcacheError
 from engine.models import CacheStats, EmbedderIdentity, HealthReport, IndexInfo
 from engine.redact import redact_secret, redact_url
 from engine.service import CacheService
+from engine.verification.model import Verifier
 from semcache_tui.formatting import describe_error
 from semcache_tui.monitor import History, Probe, Sample
 from semcache_tui.palette import PanelCommands
@@ -99,11 +100,14 @@ class SemcacheApp(App[None]):
         self.status_severity = "information"
         #: The threshold the query lab marks results with; applied to the service only on request.
         self.lab_threshold = float(service.policy.threshold)
+        #: The target precision the query lab judges with; ``None``: the running cache's own.
+        self.lab_target: float | None = service.policy.target_precision
         self._poll_timer: Timer | None = None
         #: Caches this panel opened itself by following the active index, each with whether it shares the
         #: embedder of the cache before it (then that embedder is not this cache's to close).
         self._followed: list[tuple[SemanticCache, bool]] = []
         self._polling = False
+        self._no_proxy = False
         self._repoll = False
         self._starting = False
         self._closed = False
@@ -243,9 +247,10 @@ class SemcacheApp(App[None]):
             asyncio.wait_for(service.health(), POLL_TIMEOUT),
             asyncio.wait_for(service.stats(), POLL_TIMEOUT),
             asyncio.wait_for(service.index_info(), POLL_TIMEOUT),
+            self.proxy_figures(),
             return_exceptions=True,
         )
-        health, counted, info = results
+        health, counted, info, proxy = results
         errors: list[str] = []
         report: HealthReport | None = None
         if isinstance(health, BaseException):
@@ -272,7 +277,20 @@ class SemcacheApp(App[None]):
         with contextlib.suppress(Exception):
             host = probe.host()
         error = self.redact("; ".join(errors)) if errors else None
-        return Sample(at=probe.now(), report=report, stats=stats, host=host, error=error)
+        figures = proxy if isinstance(proxy, dict) else None
+        return Sample(at=probe.now(), report=report, stats=stats, host=host, error=error, proxy=figures)
+
+    async def proxy_figures(self) -> dict[str, Any] | None:
+        """The attached server's ``/proxy/stats`` when it runs the proxy; ``None`` otherwise (a server
+        without the route is not asked again)."""
+        if not isinstance(self.service, RemoteCache) or self._no_proxy:
+            return None
+        try:
+            figures = await asyncio.wait_for(self.service._json("GET", "/proxy/stats"), POLL_TIMEOUT)
+        except NotFoundError:
+            self._no_proxy = True
+            return None
+        return figures if isinstance(figures, dict) else None
 
     def show_data(self) -> None:
         """Redraw the current screen, unless a dialog is open (it redraws when the dialog closes)."""
@@ -389,6 +407,49 @@ class SemcacheApp(App[None]):
 
         self.push_screen(ConfirmDialog(question), answered)
 
+    def request_target_precision(self, new: float, after: Any = None) -> None:
+        """Change the running cache's target precision (the verifier's cut follows), after a y/n that shows
+        the old and the new value and cut. Refused when attached to a server, as for the threshold."""
+        if isinstance(self.service, RemoteCache):
+            reason = (
+                f"Refused: the target precision of the server at {redact_url(self.service.safe_url)} is not "
+                "changed from the panel; set SEMCACHE_TARGET_PRECISION on every replica and restart them"
+            )
+            self.set_status(reason, "warning")
+            self.notify(reason, severity="warning", timeout=8, markup=False)
+            return
+        old_point, new_point = self.verifier_point(), self.verifier_point(new)
+        if old_point is None or new_point is None:
+            self.set_status(
+                "The verifier is off (SEMCACHE_VERIFY=off): there is no target precision", "warning"
+            )
+            return
+        if abs(old_point[0] - new) < 1e-9:
+            self.set_status(f"The running cache already uses target precision {new:.2f}")
+            return
+        way = (
+            "stricter: fewer hits" if new > old_point[0] else "looser: more hits, more risk of a wrong answer"
+        )
+        question = (
+            "Change the target precision of the running cache?\n\n"
+            f"    {old_point[0]:.2f} (cut {old_point[1]:.2f})  ->  {new:.2f} (cut {new_point[1]:.2f})   ({way})\n\n"
+            "Lookups through this panel's cache use it at once. It is not saved: set "
+            "SEMCACHE_TARGET_PRECISION to keep it."
+        )
+
+        def answered(yes: object) -> None:
+            if yes is not True:
+                self.set_status(f"Target precision unchanged: {old_point[0]:.2f}")
+                return
+            self.service.policy.target_precision = new
+            self.set_status(
+                f"Running cache target precision {old_point[0]:.2f} -> {new:.2f} (cut {new_point[1]:.2f})"
+            )
+            if after is not None:
+                after()
+
+        self.push_screen(ConfirmDialog(question), answered)
+
     # -- what the screens show about the target --------------------------------------------------------
 
     @property
@@ -415,6 +476,25 @@ class SemcacheApp(App[None]):
         """``semantic_cache``, or ``semantic_cache (physical semantic_cache__v2)`` after a migration."""
         logical, physical = self.logical_index, self.index_name
         return logical if logical == physical else f"{logical} (physical {physical})"
+
+    def verifier_point(self, target: float | None = None) -> tuple[float, float] | None:
+        """The verifier's (target precision, score cut) at ``target`` (the running cache's when
+        ``None``), or ``None`` when verification is off or the weights cannot be read. Attached to a
+        server, the shipped weights stand for the server's (both come with the package)."""
+        policy = self.service.policy
+        if not policy.verify_candidates:
+            return None
+        verifier = getattr(self.service, "verifier", None)
+        if verifier is None:
+            try:
+                verifier = Verifier.load(getattr(self.service, "verifier_path", None))
+            except SemcacheError:
+                return None
+            if isinstance(self.service, SemanticCache):
+                self.service.verifier = verifier  # the same file the cache would load: read it once
+        chosen = target if target is not None else policy.target_precision
+        chosen = verifier.default_target_precision if chosen is None else float(chosen)
+        return chosen, verifier.cut_for_precision(chosen)
 
     @property
     def embedder(self) -> Embedder | None:

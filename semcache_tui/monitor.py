@@ -147,6 +147,8 @@ class Sample:
     host: HostSample | None
     lookups_per_s: float | None = None
     error: str | None = None
+    #: The attached server's ``/proxy/stats`` figures, when it runs the proxy.
+    proxy: dict[str, Any] | None = None
 
     @property
     def hit_rate(self) -> float | None:

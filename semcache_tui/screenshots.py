@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import json
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -61,14 +62,20 @@ def prepare(data_dir: Path, embedder: Any) -> None:
     asyncio.run(fill())
 
 
-def sample_pairs(folder: Path, count: int = SWEEP_SAMPLE) -> Path | None:
-    """The first ``count`` pairs of the shared development file, when it is there."""
-    if not SHARED_PAIRS.exists():
-        return None
+def sample_pairs(folder: Path, count: int = SWEEP_SAMPLE) -> Path:
+    """The near-miss report split shipped in the package, plus the first ``count`` pairs of the shared
+    QQP development file when it is there."""
+    from engine.evaluation import NEAR_MISS_PAIRS, NEAR_MISS_REPORT_SPLIT
+
     target = folder / "pairs.jsonl.gz"
-    with gzip.open(SHARED_PAIRS, "rt", encoding="utf-8") as source, gzip.open(target, "wt") as out:
-        for _, line in zip(range(count), source, strict=False):
-            out.write(line)
+    with gzip.open(target, "wt", encoding="utf-8") as out:
+        for line in NEAR_MISS_PAIRS.read_text(encoding="utf-8").splitlines():
+            if line.strip() and json.loads(line).get("split") == NEAR_MISS_REPORT_SPLIT:
+                out.write(line + "\n")
+        if SHARED_PAIRS.exists():
+            with gzip.open(SHARED_PAIRS, "rt", encoding="utf-8") as source:
+                for _, line in zip(range(count), source, strict=False):
+                    out.write(line)
     return target
 
 

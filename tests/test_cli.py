@@ -106,7 +106,13 @@ def test_an_unreachable_redis_is_exit_4_with_the_password_redacted(data_dir: Pat
 def test_demo_runs_the_main_job_on_the_embedded_default(data_dir: Path) -> None:
     result = run(data_dir, "demo")
     assert result.returncode == 0, result.stderr
-    assert "stored 12 sample answers" in result.stdout
-    assert "HIT" in result.stdout and "MISS" in result.stdout
+    assert "stored 13 sample answers" in result.stdout
+    lines = result.stdout.splitlines()
+    paraphrase = next(line for line in lines if "Can you explain machine learning?" in line)
+    assert paraphrase.startswith("HIT") and "(score 0." in paraphrase and "distance 0." in paraphrase
+    near_miss = next(line for line in lines if "How do I convert 50 km to miles?" in line)
+    assert near_miss.startswith("REFUSED") and "numbers differ: 50 vs 5" in near_miss
+    assert "How do I convert 5 km to miles?" in near_miss
+    assert any(line.startswith("MISS") for line in lines)
     assert (data_dir / "semantic_cache.sqlite3").exists()
     assert "Loading weights" not in result.stderr

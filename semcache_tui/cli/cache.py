@@ -15,9 +15,11 @@ from semcache_tui import __version__
 from semcache_tui.cli.common import Handler, Subcommands, confirm, refuse_if_read_only
 from semcache_tui.cli.options import add_subcommand_options
 from semcache_tui.cli.output import Printer
+from semcache_tui.formatting import one_line
 
 if TYPE_CHECKING:
     from engine.config import Settings
+    from engine.models import CheckResult
     from engine.service import CacheService
 
 EXIT_MISS = 1
@@ -220,8 +222,30 @@ async def index(service: CacheService, args: argparse.Namespace, printer: Printe
     return 0
 
 
+#: The demo's own near miss: stored, then asked with another number. A static distance would serve the
+#: stored answer (the two are very close); the verifier refuses it and says why.
+DEMO_NEAR_MISS = ("How do I convert 5 km to miles?", "Multiply by 0.621: 5 km is about 3.1 miles.")
+DEMO_NEAR_MISS_QUERY = "How do I convert 50 km to miles?"
+
+
+def demo_line(result: CheckResult) -> str:
+    """One check as the demo prints it: HIT with the verifier's score, REFUSED with the reason, or MISS."""
+    prompt = f"{one_line(result.prompt, 45):45}"
+    served = next((c for c in result.candidates if c.served), None)
+    if served is not None:
+        how = "exact repeat" if result.exact else f"distance {served.match.distance:.3f}"
+        if served.score is not None:
+            how = f"score {served.score:.2f}, {how}"
+        return f"HIT      {prompt}  ({how}) -> {one_line(served.match.entry.response, 40)}"
+    if result.rejected:
+        match, reason = result.rejected[0]
+        return f"REFUSED  {prompt}  ({reason}; nearest: {one_line(match.entry.prompt, 40)})"
+    return f"MISS     {prompt}  (call your LLM, then store the answer)"
+
+
 async def demo(service: CacheService, args: argparse.Namespace, printer: Printer, settings: Settings) -> int:
-    """The main job in one command: fill the cache with samples, look up paraphrases, show the numbers."""
+    """The main job in one command: fill the cache with samples, look up paraphrases and a near miss, show
+    what was served, what was refused and why, and the numbers."""
     from engine.cache import StoreRequest
     from engine.samples import SAMPLE_PAIRS, SAMPLE_QUERIES
 
@@ -229,10 +253,16 @@ async def demo(service: CacheService, args: argparse.Namespace, printer: Printer
     printer.info("loading the embedding model...")
     identity = await service.start()
     printer.info(f"embedder {identity.describe()}")
-    await service.store_many([StoreRequest(p, r) for p, r in SAMPLE_PAIRS])
-    printer.info(f"stored {len(SAMPLE_PAIRS)} sample answers")
-    results = [await service.check(query) for query in SAMPLE_QUERIES]
-    printer.demo(results, await service.stats(), settings)
+    pairs = [*SAMPLE_PAIRS, DEMO_NEAR_MISS]
+    await service.store_many([StoreRequest(p, r) for p, r in pairs])
+    printer.info(f"stored {len(pairs)} sample answers")
+    results = [await service.check(query) for query in [*SAMPLE_QUERIES, DEMO_NEAR_MISS_QUERY]]
+    if printer.json_mode:
+        printer.demo(results, await service.stats(), settings)
+        return 0
+    for result in results:
+        printer.info(demo_line(result))
+    printer.stats(await service.stats(), settings)
     return 0
 
 

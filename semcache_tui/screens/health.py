@@ -2,19 +2,53 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import replace
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
-from engine.models import ComponentHealth
+from engine.models import ComponentHealth, IndexInfo
 from semcache_tui.formatting import ms, percent, size
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.screens.dialogs import InputDialog
 from semcache_tui.widgets.health import ComponentPanel, MetricSpark
+
+#: Store facts said elsewhere on the card (its title and detail line) or twice over (the human-readable
+#: memory): left out so the Redis card fits at 100x30.
+STORE_FACTS_SHOWN_ELSEWHERE = frozenset(
+    {"store", "url", "path", "redis_version", "search_version", "used_memory_human", "import_incomplete"}
+)
+
+
+def import_marker(store: ComponentHealth | None, info: IndexInfo | None) -> str | None:
+    """The marker of an import that was interrupted (or is running), from the health facts or the index."""
+    marker = store.facts.get("import_incomplete") if store is not None else None
+    if marker is None and info is not None:
+        marker = info.extra.get("import_incomplete")
+    if marker is None:
+        return None
+    if isinstance(marker, dict):
+        return f"{marker.get('file', 'a backup')}, {marker.get('written', '?')} of {marker.get('total', '?')} written"
+    return str(marker)
+
+
+def proxy_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    hits, misses, bypasses = (int(figures.get(k) or 0) for k in ("hits", "misses", "bypasses"))
+    served = hits + misses
+    mean = figures.get("upstream_mean_seconds")
+    return [
+        ("requests", f"{hits:,} hits, {misses:,} misses, {bypasses:,} bypassed"),
+        ("hit rate", percent(hits / served if served else None)),
+        (
+            "upstream",
+            f"{int(figures.get('upstream_calls') or 0):,} calls, mean {ms(None if mean is None else mean * 1000)}",
+        ),
+        ("errors", f"{int(figures.get('upstream_errors') or 0):,}"),
+    ]
 
 
 def _interval_problem(text: str) -> str | None:
@@ -37,17 +71,22 @@ class HealthScreen(PanelScreen):
     ]
 
     def compose_body(self) -> ComposeResult:
+        # Two columns, each stacked to its own height (a grid would give every row its tallest card's
+        # height): the Redis store card is long, and at 100x30 every card must still be in sight.
         with VerticalScroll(id="health-body"):
             yield Static("", id="poll-line")
-            with Grid(id="health-grid"):
-                yield ComponentPanel("Store", id="store-panel")
-                yield ComponentPanel("Embedder", id="embedder-panel")
-                yield ComponentPanel("Cache", id="cache-panel")
-                yield ComponentPanel("Host", id="host-panel")
-            with Grid(id="spark-grid"):
-                yield MetricSpark("hit rate", id="spark-hit-rate")
-                yield MetricSpark("lookups/s", id="spark-lookups")
-                yield MetricSpark("p95 ms", id="spark-latency")
+            with Horizontal(id="health-grid"):
+                with Vertical(classes="health-column"):
+                    yield ComponentPanel("Cache", id="cache-panel")
+                    yield ComponentPanel("Host", id="host-panel")
+                    yield ComponentPanel("Proxy", id="proxy-panel")
+                    with Vertical(id="spark-grid"):
+                        yield MetricSpark("hit rate", id="spark-hit-rate")
+                        yield MetricSpark("lookups/s", id="spark-lookups")
+                        yield MetricSpark("p95 ms", id="spark-latency")
+                with Vertical(classes="health-column"):
+                    yield ComponentPanel("Store", id="store-panel")
+                    yield ComponentPanel("Embedder", id="embedder-panel")
             yield Static("", id="other-components")
 
     def refresh_data(self) -> None:
@@ -68,10 +107,22 @@ class HealthScreen(PanelScreen):
             store = ComponentHealth("store", "down", sample.error)
             embedder = self.last_seen("embedder", sample.error)
         store_rows = [("latency", ms(store.latency_ms))] if store and store.latency_ms is not None else []
-        self.query_one("#store-panel", ComponentPanel).show(store, store_rows, redact=redact)
+        store_panel = self.query_one("#store-panel", ComponentPanel)
+        interrupted = import_marker(store, app.index_info)
+        warned = interrupted is not None and store is not None and store.status != "down"
+        if warned:
+            store_rows.insert(0, ("import", f"INCOMPLETE: {redact(interrupted)}; run it again"))
+        where = store.facts.get("url") or store.facts.get("path") if store is not None else None
+        if store is not None and where:
+            # In the detail line, the card's full width: in the narrow value column a URL or a path is
+            # broken mid-word.
+            store = replace(store, detail=f"{store.detail} at {where}")
+        store_panel.show(store, store_rows, redact=redact, hidden=STORE_FACTS_SHOWN_ELSEWHERE)
+        if warned:
+            store_panel.warn("an import was interrupted")
         embed_rows = []
         if embedder is not None and embedder.latency_ms is not None:
-            embed_rows.append(("embed latency", ms(embedder.latency_ms)))
+            embed_rows.append(("latency", ms(embedder.latency_ms)))
         if embedder is None and not app.started:
             embedder = ComponentHealth("embedder", "loading", "starting…")
         self.query_one("#embedder-panel", ComponentPanel).show(embedder, embed_rows, redact=redact)
@@ -83,17 +134,28 @@ class HealthScreen(PanelScreen):
                 "down" if sample.error else "unknown", redact(sample.error or "no stats"), []
             )
         else:
+            point = app.verifier_point()
+            verifier = (
+                "off: distance alone" if point is None else f"on, target {point[0]:.2f}, cut {point[1]:.2f}"
+            )
             cache_panel.show_rows(
                 "ok",
-                f"threshold {app.service.policy.threshold:.3f}",
+                f"cap {app.service.policy.threshold:.3f}",
                 [
                     ("entries", f"{stats.entries:,}"),
                     ("lookups", f"{stats.lookups:,} ({stats.hits:,} hits, {stats.misses:,} misses)"),
                     ("hit rate", percent(sample.hit_rate)),
                     ("lookups/s", "-" if sample.lookups_per_s is None else f"{sample.lookups_per_s:.2f}"),
-                    ("latency p50", ms(stats.latency_p50_ms)),
-                    ("latency p95", ms(stats.latency_p95_ms)),
+                    ("latency", f"p50 {ms(stats.latency_p50_ms)}, p95 {ms(stats.latency_p95_ms)}"),
+                    ("verifier", verifier),
+                    ("feedback", f"{stats.feedback_wrong:,} wrong, {stats.feedback_right:,} right"),
                 ],
+            )
+        proxy_panel = self.query_one("#proxy-panel", ComponentPanel)
+        proxy_panel.display = sample.proxy is not None
+        if sample.proxy is not None:
+            proxy_panel.show_rows(
+                "ok", redact(f"upstream {sample.proxy.get('upstream') or '-'}"), proxy_rows(sample.proxy)
             )
         host = sample.host
         host_panel = self.query_one("#host-panel", ComponentPanel)

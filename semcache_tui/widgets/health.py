@@ -31,7 +31,23 @@ class StatusBadge(Static):
         self.update(f" {status.upper()} ")
 
 
+#: Short names for long fact names, so a card's values keep their width at 80 columns (no word broken).
+SHORT_LABELS = {
+    "load_seconds": "load time",
+    "connected_clients": "clients",
+    "maxmemory_policy": "eviction",
+    "maxmemory": "max memory",
+    "used_memory": "memory",
+    "ops_per_sec": "ops/s",
+    "evicted_keys": "evicted",
+    "uptime_s": "uptime",
+    "embed latency": "latency",
+}
+
+
 def fact_label(name: str) -> str:
+    if name in SHORT_LABELS:
+        return SHORT_LABELS[name]
     for suffix in ("_bytes", "_ms"):
         if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
@@ -48,6 +64,8 @@ def fact_value(name: str, value: Any) -> str:
         return size(value)
     if isinstance(value, int | float) and lowered.endswith("_ms"):
         return ms(value)
+    if isinstance(value, int | float) and (lowered.endswith("_seconds") or lowered.endswith("_s")):
+        return f"{value:,} s" if isinstance(value, int) else f"{value:.3g} s"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, dict):
@@ -86,6 +104,7 @@ class ComponentPanel(Vertical):
         rows: Sequence[tuple[str, str]] = (),
         *,
         redact: Any = str,
+        hidden: frozenset[str] = frozenset(),
     ) -> None:
         badge = self.query_one(StatusBadge)
         detail = self.query_one(".panel-detail", Static)
@@ -99,9 +118,14 @@ class ComponentPanel(Vertical):
         detail.update(Text(redact(component.detail or component.status)))
         self.set_class(component.status == "down", "-down")
         all_rows = list(rows) + [
-            (fact_label(k), redact(fact_value(k, v))) for k, v in component.facts.items()
+            (fact_label(k), redact(fact_value(k, v))) for k, v in component.facts.items() if k not in hidden
         ]
         facts.update(facts_table(all_rows))
+
+    def warn(self, message: str) -> None:
+        """A warning on the card (in words, so it reads without colour): the badge turns DEGRADED."""
+        self.query_one(StatusBadge).set_status("degraded")
+        self.query_one(".panel-detail", Static).update(Text(f"WARNING: {message}", style="bold"))
 
     def show_rows(self, status: str, detail: str, rows: Sequence[tuple[str, str]]) -> None:
         self.query_one(StatusBadge).set_status(status)

@@ -205,3 +205,30 @@ async def test_redacts_passwords(make_app: Any, filled_cache: SemanticCache) -> 
         app.set_status("cannot reach redis://admin:hunter2secret@db:6379/0")
         assert "hunter2secret" not in app.status_message
         assert "hunter2secret" not in text_of(app, "#status")
+
+
+async def test_health_shows_feedback_the_verifier_and_an_interrupted_import(
+    filled_cache: SemanticCache, make_app: Any
+) -> None:
+    from engine.stores.base import IMPORT_NOTE
+
+    served = (await filled_cache.check("Can you explain machine learning?")).best
+    assert served is not None
+    await filled_cache.feedback("Can you explain machine learning?", served.entry.key, False)
+    await filled_cache.vector_store.set_note(
+        IMPORT_NOTE,
+        {"file": "backup.jsonl.gz", "started_at": 0.0, "written": 3, "total": 10, "replace": False},
+    )
+    app = make_app(filled_cache)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        cache = " ".join(text_of(app, "#cache-panel").split())
+        assert "feedback 1 wrong, 0 right" in cache
+        target, cut = app.verifier_point()
+        assert f"verifier on, target {target:.2f}, cut {cut:.2f}" in cache
+        store = " ".join(text_of(app, "#store-panel").replace("│", " ").split())
+        assert "DEGRADED" in store and "WARNING: an import was interrupted" in store
+        assert "import INCOMPLETE: backup.jsonl.gz, 3 of 10 written" in store
+        await filled_cache.vector_store.set_note(IMPORT_NOTE, None)
+        app.poll_now()
+        await wait_for(pilot, lambda: "interrupted" not in text_of(app, "#store-panel"))

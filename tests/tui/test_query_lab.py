@@ -27,41 +27,123 @@ def marks(app: Any) -> list[str]:
     return [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
 
 
-async def test_nearest_marked_and_remarked_without_a_new_search(
+def reasons(app: Any) -> list[str]:
+    return [c.reason for c in app.screen.candidates]
+
+
+async def test_nearest_judged_and_remarked_without_a_new_search(
     filled_cache: SemanticCache, make_app: Any
 ) -> None:
     app = make_app(filled_cache)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await search(pilot, "what's the capital city of france")
+        await search(pilot, "Can you explain machine learning?")
         lab = app.screen
         assert len(lab.matches) == 10
-        assert lab.matches[0].entry.prompt == "What is the capital of France?"
-        assert marks(app)[0] == "HIT"
+        assert lab.matches[0].entry.prompt == "What is machine learning?"
+        assert marks(app)[0] == "SERVED"
+        first = lab.candidates[0]
+        assert first.score is not None and first.reason.startswith("served: score")
+        assert "check() would serve #1" in text_of(app, "#lab-summary")
+        # What the lab shows is what check answers.
+        checked = await filled_cache.check("Can you explain machine learning?")
+        assert checked.best is not None and checked.best.entry.key == first.match.entry.key
         searched = lab.matches
         for _ in range(45):  # from the default cap, 0.40, down to 0
             await pilot.press("minus")
         assert app.lab_threshold < 0.01
-        assert marks(app)[0] == "miss: over threshold"
+        await wait_for(pilot, lambda: lab.judged_at is not None and lab.judged_at[0] < 0.01)
+        assert marks(app)[0] == "refused"
+        assert reasons(app)[0].startswith("over the distance cap")
+        assert "check() would miss" in text_of(app, "#lab-summary")
         assert lab.matches is searched  # re-marked, not searched again
         await pilot.press("t")
         lab.query_one("#threshold").value = "2"
         await pilot.press("enter")
         assert app.lab_threshold == 2.0
-        # Verification still refuses some candidates at the loosest threshold; the lab shows why.
-        assert "HIT" in marks(app)
-        assert "check() would answer a hit" in text_of(app, "#lab-summary")
+        await wait_for(pilot, lambda: lab.judged_at is not None and lab.judged_at[0] == 2.0)
+        # The verifier still refuses unrelated candidates at the loosest cap; the lab says why.
+        assert marks(app)[0] == "SERVED"
+        assert any(r.startswith("score ") and " < cut " in r for r in reasons(app))
+        assert lab.matches is searched
 
 
-async def test_numbers_differ_is_shown_as_a_rejection(filled_cache: SemanticCache, make_app: Any) -> None:
+async def test_target_precision_remarks_from_the_same_rule(
+    filled_cache: SemanticCache, make_app: Any
+) -> None:
     app = make_app(filled_cache)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await search(pilot, "How many days are in 2 leap years?")
-        await pilot.press("t")
-        app.screen.query_one("#threshold").value = "1.5"
+        await search(pilot, "Can you explain machine learning?")
+        lab = app.screen
+        default_target = app.verifier_point()[0]
+        assert lab.query_one("#precision").value == f"{default_target:.2f}"
+        served_score = lab.candidates[0].score
+        await pilot.press("p")
+        lab.query_one("#precision").value = "1"
         await pilot.press("enter")
-        assert any("numbers differ" in mark for mark in marks(app))
+        await wait_for(pilot, lambda: lab.judged_at is not None and lab.judged_at[1] == 1.0)
+        assert app.lab_target == 1.0
+        expected = await filled_cache.verdicts(
+            "Can you explain machine learning?",
+            lab.matches,
+            threshold=app.lab_threshold,
+            target_precision=1.0,
+        )
+        assert [c.reason for c in expected] == reasons(app)
+        assert not lab.candidates[0].served and lab.candidates[0].score == served_score
+        assert " < cut " in reasons(app)[0]
+        await pilot.press("p")
+        lab.query_one("#precision").value = "1.5"
+        await pilot.press("enter")
+        assert "target precision is above 0 and at most 1" in app.status_message
+
+
+async def test_numbers_differ_is_shown_as_a_rejection(filled_cache: SemanticCache, make_app: Any) -> None:
+    await filled_cache.store("How do I convert 5 km to miles?", "Multiply by 0.621: 3.1 miles.")
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "How do I convert 50 km to miles?")
+        lab = app.screen
+        assert lab.matches[0].entry.prompt == "How do I convert 5 km to miles?"
+        assert marks(app)[0] == "refused"
+        assert reasons(app)[0] == "numbers differ: 50 vs 5"
+        assert "numbers differ: 50 vs 5" in text_of(app, "#results")
+
+
+async def test_mark_the_served_hit_wrong_then_right(filled_cache: SemanticCache, make_app: Any) -> None:
+    app = make_app(filled_cache)
+    prompt = "Can you explain machine learning?"
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, prompt)
+        lab = app.screen
+        key = lab.candidates[0].match.entry.key
+        await pilot.press("down", "w")  # the second result is not served: refused with a reason
+        assert "Only the served hit" in app.status_message
+        await pilot.press("up", "w")
+        await wait_for(pilot, lambda: app.status_message.startswith("Marked wrong"))
+        assert key[:12] in app.status_message and "1 wrong, 0 right" in app.status_message
+        assert (await filled_cache.stats()).feedback_wrong == 1
+        refused = next(c for c in lab.candidates if c.match.entry.key == key)
+        assert not refused.served and refused.reason == "reported wrong for this prompt"
+        result = await filled_cache.check(prompt)
+        assert result.best is None or result.best.entry.key != key
+        table = lab.query_one("#results", DataTable)
+        table.move_cursor(row=lab.matches.index(refused.match))
+        await pilot.press("r")
+        assert "Only the served hit" in app.status_message  # right is for a served hit too
+
+
+async def test_read_only_refuses_feedback_with_a_message(filled_cache: SemanticCache, make_app: Any) -> None:
+    app = make_app(filled_cache, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "Can you explain machine learning?")
+        await pilot.press("w")
+        assert "Refused" in app.status_message and "read-only" in app.status_message
+        assert (await filled_cache.stats()).feedback_wrong == 0
 
 
 async def test_apply_threshold_to_the_running_cache(filled_cache: SemanticCache, make_app: Any) -> None:
@@ -212,15 +294,50 @@ async def test_sweep_plots_recommends_and_applies(
         sweep.query_one("#sample").value = "100"
         sweep.query_one("#target").value = "0.8"
         await pilot.press("r")
-        await wait_for(pilot, lambda: bool(sweep.points), tries=3000)
+        await wait_for(pilot, lambda: sweep.report is not None, tries=6000)
         assert sweep.pairs_count == 100
-        assert sweep.best is not None and sweep.best.precision >= 0.8
-        assert "Recommended threshold" in text_of(app, "#sweep-result")
+        report = sweep.report
+        assert report.target_precision == 0.8 and report.curve and report.baseline_curve
+        result = text_of(app, "#sweep-result")
+        if sweep.reached():
+            assert f"target precision {report.target_precision:.2f}" in result
+            assert f"cut {report.cut:.2f}" in result
+        else:
+            assert "is not reached" in result
+        assert "distance alone" in result or "no distance threshold alone reaches" in result
+        # The target precision is what is applied (the verifier's cut follows it).
+        sweep.query_one("#target").value = "0.5"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: sweep.report is not None and sweep.report.target_precision == 0.5, 6000)
+        assert sweep.reached()
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
-        assert filled_cache.policy.threshold == sweep.best.threshold
-        assert app.lab_threshold == sweep.best.threshold
+        assert filled_cache.policy.target_precision == 0.5
+        assert "target precision" in app.status_message and "-> 0.50" in app.status_message
+        await pilot.press("l")
+        assert app.lab_target == 0.5
+
+
+async def test_sweep_defaults_to_the_shipped_near_miss_report_pairs(
+    filled_cache: SemanticCache, make_app: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(filled_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        sweep = app.screen
+        assert "near-miss report pairs" in text_of(app, "#sweep-result")
+        sweep.query_one("#sample").value = "60"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: sweep.report is not None, tries=6000)
+        assert sweep.pairs_count == 60
+        # Without colour, each curve has its own letter.
+        plots = text_of(app, "#sweep-plots")
+        for letter in "PRHVD":
+            assert letter in plots
+        assert "verifier" in plots and "distance" in plots
 
 
 async def test_sweep_reports_a_bad_file_in_place(

@@ -44,12 +44,12 @@ async def redis_cache(redis_url: str, index_name: str, embedder: Any) -> AsyncIt
 
 async def test_health_shows_redis_facts(redis_cache: SemanticCache, make_app: Any) -> None:
     app = make_app(redis_cache)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert app.started and isinstance(app.screen, HealthScreen)
         store = flat(text_of(app, "#store-panel"))
         assert "OK" in store and "Redis" in store
-        for expected in ("redis version", "search version", "used memory"):
+        for expected in ("memory", "persistence", "encrypted no"):
             assert expected in store, store
         report = app.history.latest.report  # type: ignore[union-attr]
         facts = report.component("store").facts
@@ -57,6 +57,11 @@ async def test_health_shows_redis_facts(redis_cache: SemanticCache, make_app: An
         assert facts["search_version"] and str(facts["search_version"]) in store
         assert isinstance(facts["used_memory"], int) and facts["used_memory"] > 0
         assert "entries" in text_of(app, "#cache-panel") and str(len(PAIRS)) in text_of(app, "#cache-panel")
+        # Every card in sight at 100x30, without scrolling (issue 14).
+        body = app.screen.query_one("#health-body")
+        for card in ("#cache-panel", "#store-panel", "#embedder-panel", "#host-panel"):
+            region = app.screen.query_one(card).region
+            assert region.height > 0 and region.bottom <= body.region.bottom, card
 
 
 async def test_index_shows_hnsw_and_the_recorded_identity(

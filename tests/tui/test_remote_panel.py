@@ -126,7 +126,7 @@ async def test_query_lab_marks_and_remarks_remote_results(remote: RemoteCache, t
     app = make_remote_app(remote, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        prompt = "what's the capital city of france"
+        prompt = "What is the capital of France, please?"
         await pilot.press("3", "slash", *prompt, "enter")
         await wait_for(pilot, lambda: app.screen.prompt == prompt and app.screen.matches)
         lab = app.screen
@@ -134,18 +134,21 @@ async def test_query_lab_marks_and_remarks_remote_results(remote: RemoteCache, t
         assert lab.matches[0].entry.prompt == "What is the capital of France?"
         distances = [m.distance for m in lab.matches]
         assert distances == sorted(distances)
-        assert marks(app)[0] == "HIT"
-        assert all(mark != "HIT" for mark in marks(app)[1:])
+        assert marks(app)[0] == "SERVED"
+        assert lab.candidates[0].score is not None  # judged by the server's verifier
+        assert all(mark != "SERVED" for mark in marks(app)[1:])
         searched = lab.matches
         for _ in range(45):
             await pilot.press("minus")
         assert app.lab_threshold < 0.01
-        assert marks(app)[0] == "miss: over threshold"
+        await wait_for(pilot, lambda: lab.judged_at is not None and lab.judged_at[0] < 0.01)
+        assert marks(app)[0] == "refused" and lab.candidates[0].reason.startswith("over the distance cap")
         assert lab.matches is searched  # re-marked, not searched again
         await pilot.press("t")
         lab.query_one("#threshold").value = "0.15"
         await pilot.press("enter")
-        assert marks(app)[0] == "HIT"
+        await wait_for(pilot, lambda: lab.judged_at is not None and lab.judged_at[0] == 0.15)
+        assert marks(app)[0] == "SERVED"
 
 
 async def test_store_and_delete_go_through_the_api(
