@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import html
+import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,10 +58,16 @@ def make_app(settings: Settings):  # type: ignore[no-untyped-def]
     return factory
 
 
+#: The least time a wait gives its condition, in seconds: a deadline, not a count of pauses, because a
+#: pause takes far longer than asked on a loaded machine (CI shares 2 cores). SEMCACHE_TEST_WAIT_S sets it.
+WAIT_S = float(os.environ.get("SEMCACHE_TEST_WAIT_S", "60"))
+
+
 async def settle(pilot: Pilot[Any], polls: int = 1) -> None:
     """Wait until the service has started (or failed to), ``polls`` polls are in and no worker runs."""
     app: SemcacheApp = pilot.app  # type: ignore[assignment]
-    for _ in range(400):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
         await pilot.pause(0.02)
         with contextlib.suppress(WorkerFailed):  # a failed worker is what some tests look at
             await app.workers.wait_for_complete()
@@ -70,7 +78,10 @@ async def settle(pilot: Pilot[Any], polls: int = 1) -> None:
 
 
 async def wait_for(pilot: Pilot[Any], condition: Any, tries: int = 500) -> None:
-    for _ in range(tries):
+    """Wait until ``condition()`` holds, for at least ``WAIT_S`` seconds (or ``tries`` pauses of 20 ms, when
+    that is longer)."""
+    deadline = time.monotonic() + max(WAIT_S, tries * 0.02)
+    while time.monotonic() < deadline:
         await pilot.pause(0.02)
         if condition():
             return
