@@ -35,8 +35,6 @@ S = TypeVar("S")
 SIZE = (100, 30)
 SMALL = (80, 24)
 INDEX = "semantic_cache"
-#: The QQP sample in the shared data folder beside the repository (``../shared/data``), when there is one.
-SHARED_PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qqp_dev.jsonl.gz"
 SWEEP_SAMPLE = 200
 
 
@@ -62,9 +60,9 @@ def prepare(data_dir: Path, embedder: Any) -> None:
     asyncio.run(fill())
 
 
-def sample_pairs(folder: Path, count: int = SWEEP_SAMPLE) -> Path:
-    """The near-miss report split shipped in the package, plus the first ``count`` pairs of the shared
-    QQP development file when it is there."""
+def sample_pairs(folder: Path) -> Path:
+    """The near-miss report split shipped in the package: the same pairs wherever the repository is, so
+    the screenshots and the snapshot tests never depend on a data folder beside it."""
     from engine.evaluation import NEAR_MISS_PAIRS, NEAR_MISS_REPORT_SPLIT
 
     target = folder / "pairs.jsonl.gz"
@@ -72,10 +70,6 @@ def sample_pairs(folder: Path, count: int = SWEEP_SAMPLE) -> Path:
         for line in NEAR_MISS_PAIRS.read_text(encoding="utf-8").splitlines():
             if line.strip() and json.loads(line).get("split") == NEAR_MISS_REPORT_SPLIT:
                 out.write(line + "\n")
-        if SHARED_PAIRS.exists():
-            with gzip.open(SHARED_PAIRS, "rt", encoding="utf-8") as source:
-                for _, line in zip(range(count), source, strict=False):
-                    out.write(line)
     return target
 
 

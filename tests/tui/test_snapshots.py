@@ -29,7 +29,7 @@ def scene_app(embedder: Any):  # type: ignore[no-untyped-def]
     def factory(name: str) -> tuple[Any, Any]:
         shutil.rmtree(FOLDER, ignore_errors=True)
         FOLDER.mkdir(parents=True)
-        pairs = screenshots.sample_pairs(FOLDER, 100)
+        pairs = screenshots.sample_pairs(FOLDER)
         screenshots.prepare(FOLDER / "data", embedder)
         before, options = screenshots.SCENES[name]
         return screenshots.build_app(FOLDER / "data", embedder, pairs, **options), before
