@@ -501,6 +501,17 @@ class SemcacheApp(App[None]):
             return f"{self.index_info.store}:{self.index_info.name}"
         return f"{self.settings.store_kind}:{self.settings.index_name}"
 
+    def location(self) -> tuple[str, str, str]:
+        """Where the panel is: the store kind, its URL or path (secrets redacted) and the index."""
+        if isinstance(self.service, RemoteCache):
+            return "server", redact_url(self.service.safe_url), self.describe_index()
+        kind = self.index_info.store if self.index_info is not None else self.settings.store_kind
+        if kind == "redis":
+            where = redact_url(self.settings.redis_url or "")
+        else:
+            where = str(self.settings.resolved_data_dir)
+        return {"local": "embedded"}.get(kind, kind), self.redact(where), self.describe_index()
+
     @property
     def index_name(self) -> str:
         """The physical index served now (``semantic_cache__v2`` after a migration)."""
