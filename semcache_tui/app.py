@@ -35,6 +35,7 @@ from engine.redact import redact_secret, redact_url
 from engine.service import CacheService
 from engine.verification.model import Verifier
 from semcache_tui.formatting import describe_error
+from semcache_tui.memory import return_freed_memory
 from semcache_tui.monitor import History, Probe, Sample
 from semcache_tui.palette import PanelCommands
 from semcache_tui.screens import NAV, NavItem, PanelScreen
@@ -103,9 +104,14 @@ class SemcacheApp(App[None]):
         #: The target precision the query lab judges with; ``None``: the running cache's own.
         self.lab_target: float | None = service.policy.target_precision
         self._poll_timer: Timer | None = None
-        #: Caches this panel opened itself by following the active index, each with whether it shares the
-        #: embedder of the cache before it (then that embedder is not this cache's to close).
-        self._followed: list[tuple[SemanticCache, bool]] = []
+        #: The cache this panel opened itself by following the active index, served now (``None``: the first).
+        self._followed: SemanticCache | None = None
+        #: The embedder this panel loaded for ``_followed`` (``None``: it borrows the first service's).
+        self._owned_embedder: Embedder | None = None
+        #: Followed caches (with the embedder each leaves behind, if this panel loaded it) no longer served:
+        #: released at the next poll when no screen's worker may still hold them. Keeping them was the
+        #: panel's memory growth: one loaded model per index switch (issue 14, item 13).
+        self._retired: list[tuple[SemanticCache, Embedder | None]] = []
         self._polling = False
         self._no_proxy = False
         self._repoll = False
@@ -132,9 +138,10 @@ class SemcacheApp(App[None]):
         if self._closed:
             return
         self._closed = True
-        for cache, shared in self._followed:  # opened here, so closed here whoever owns the first one
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(IndexFollower.close(cache, keep_embedder=shared), timeout=5.0)
+        if self._followed is not None:  # opened here, so closed here whoever owns the first one
+            self._retired.append((self._followed, self._owned_embedder))
+            self._followed, self._owned_embedder = None, None
+        await self.release_retired(force=True)
         if self.close_service and self._first_service is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._first_service.close(), timeout=5.0)
@@ -220,12 +227,13 @@ class SemcacheApp(App[None]):
     async def follow_active_index(self) -> None:
         """After a migration switched the active index (from this panel or anywhere else), serve the index
         it names, with the embedder that index records (engine/assembly.py)."""
+        await self.release_retired()
         service = self.service
         if not self.started or not isinstance(service, SemanticCache):
             return  # not started yet, or attached to a server (which follows by itself)
         try:
             physical = await asyncio.wait_for(self.follower.moved_to(service), POLL_TIMEOUT)
-            move = None if physical is None else await self.follower.open(physical, service)
+            move = None if physical is None else await self.follower.open(physical, self.base_for(physical))
         except Exception as exc:  # keep serving the current index; the next poll tries again
             self.raise_condition(
                 "follow", f"Could not follow the active index: {self.redact(describe_error(exc))}"
@@ -234,11 +242,44 @@ class SemcacheApp(App[None]):
         self.clear_condition("follow", "The active index can be read again")
         if physical is None or move is None:
             return
-        self._followed.append((move.cache, move.shares_embedder))
+        previous, previous_owned = self._followed, self._owned_embedder
+        embedder = move.cache.embedder
+        if not move.shares_embedder:
+            self._owned_embedder = embedder
+        elif embedder is not previous_owned:
+            self._owned_embedder = None  # the first service's embedder: its owner closes it
+        if previous is not None:
+            self._retired.append((previous, None if previous_owned is embedder else previous_owned))
+        move.cache.policy = service.policy  # the threshold applied here stays, whichever cache lent its model
+        self._followed = move.cache
         self.service = move.cache
         self.identity = move.cache.embedder.identity
         described = self.identity.describe() if self.identity else "its embedder"
         self.set_status(f"The active index is now {physical}: serving it with {described}")
+
+    def base_for(self, physical: str) -> SemanticCache:
+        """The cache whose embedder a move to ``physical`` may share: the first service when the pointer
+        comes back to its index (a rollback), so its model is not loaded a second time."""
+        first = self._first_service
+        if isinstance(first, SemanticCache) and first.vector_store.name == physical:
+            return first
+        return self.service  # type: ignore[return-value]
+
+    async def release_retired(self, *, force: bool = False) -> None:
+        """Close the followed caches no longer served, once no worker other than the poll may hold them (a
+        migration's worker keeps its cache until it ends)."""
+        if not self._retired:
+            return
+        if not force and any(w.is_running and w.group not in ("poll", "start") for w in self.workers):
+            return
+        retired, self._retired = self._retired, []
+        for cache, embedder in retired:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(IndexFollower.close(cache, keep_embedder=True), timeout=5.0)
+            if embedder is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(embedder.close(), timeout=5.0)
+        return_freed_memory()
 
     async def take_sample(self) -> Sample:
         """Health, stats and index information at once; each failure is kept, none stops the others."""
@@ -459,6 +500,17 @@ class SemcacheApp(App[None]):
         if self.index_info is not None:
             return f"{self.index_info.store}:{self.index_info.name}"
         return f"{self.settings.store_kind}:{self.settings.index_name}"
+
+    def location(self) -> tuple[str, str, str]:
+        """Where the panel is: the store kind, its URL or path (secrets redacted) and the index."""
+        if isinstance(self.service, RemoteCache):
+            return "server", redact_url(self.service.safe_url), self.describe_index()
+        kind = self.index_info.store if self.index_info is not None else self.settings.store_kind
+        if kind == "redis":
+            where = redact_url(self.settings.redis_url or "")
+        else:
+            where = str(self.settings.resolved_data_dir)
+        return {"local": "embedded"}.get(kind, kind), self.redact(where), self.describe_index()
 
     @property
     def index_name(self) -> str:

@@ -36,8 +36,10 @@ from engine.migration import (
     run_migration,
     verify_migration,
 )
+from engine.models import EmbedderIdentity
 from engine.stores import create_store
 from semcache_tui.formatting import duration, size
+from semcache_tui.memory import return_freed_memory
 from semcache_tui.screens.dialogs import ConfirmDialog, TypedConfirmDialog, if_yes
 from semcache_tui.screens.index import configured_identity
 from semcache_tui.screens.local_work import LocalWorkScreen
@@ -235,11 +237,28 @@ class MigrationScreen(LocalWorkScreen):
             settings=self.panel.settings,
         )
 
-    def embedder_for(self, target: MigrationTarget) -> Embedder:
+    async def embedder_for(self, target: MigrationTarget) -> Embedder:
+        """The target's embedder: the panel's own when it already is one (after the switch, verify uses
+        the embedder the panel follows with), else one loaded here and kept only until the run ends."""
+        current = self.panel.embedder
+        identity = current.identity if current is not None else None
+        if current is not None and identity is not None and is_target(identity, target):
+            return current
         if target not in self._embedders:
+            await self.release_embedders()
             factory = type(self).embedder_factory
             self._embedders[target] = factory(target) if factory else target.create_embedder()
         return self._embedders[target]
+
+    async def release_embedders(self) -> None:
+        """Close the embedders this screen loaded (each holds a model: ~100 MiB), never the panel's."""
+        embedders, self._embedders = list(self._embedders.values()), {}
+        for embedder in embedders:
+            if embedder is not self.panel.embedder:
+                with contextlib.suppress(Exception):  # closing must not keep the panel from quitting
+                    await embedder.close()
+        if embedders:
+            return_freed_memory()
 
     def stores(self, name: str) -> Any:
         return create_store(self.panel.settings, name)
@@ -300,7 +319,7 @@ class MigrationScreen(LocalWorkScreen):
     async def make_plan(self, target: MigrationTarget) -> None:
         cache = self.local_cache()
         self.panel.set_status(f"Planning the migration to {target.model} (loading it, measuring its rate)…")
-        self.plan = await plan_migration(cache, target, embedder=self.embedder_for(target))
+        self.plan = await plan_migration(cache, target, embedder=await self.embedder_for(target))
         self.render_plan()
         if self.plan.needed:
             self.panel.set_status("Planned: [s] picks the strategy, [r] runs it (type the index name)")
@@ -375,10 +394,12 @@ class MigrationScreen(LocalWorkScreen):
                 target,
                 self.stores,
                 strategy=strategy,  # type: ignore[arg-type]
-                embedder=self.embedder_for(target),
+                embedder=await self.embedder_for(target),
                 progress=progress,
             )
         finally:
+            # The panel follows the new index with an embedder of its own: this one is done.
+            await self.release_embedders()
             await self.load_status().wait()
         self.show_progress(
             state.total, state.total, f"{state.phase.replace('_', ' ')} {state.done:,}/{state.total:,} · done"
@@ -406,7 +427,7 @@ class MigrationScreen(LocalWorkScreen):
         target = MigrationTarget.resuming(state.target_identity, self.panel.settings)
         self.panel.set_status(f"Verifying {state.target_index}…")
         found = await verify_migration(
-            cache, state, self.stores, self.embedder_for(target), sample=VERIFY_SAMPLE
+            cache, state, self.stores, await self.embedder_for(target), sample=VERIFY_SAMPLE
         )
         self.verified = (found.source_entries, found.target_entries, found.hits, found.sampled)
         self.render_verify()
@@ -506,7 +527,14 @@ class MigrationScreen(LocalWorkScreen):
         self.panel.poll_now()
 
     async def on_unmount(self) -> None:
-        for embedder in self._embedders.values():
-            if embedder is not self.panel.embedder:
-                with contextlib.suppress(Exception):  # closing must not keep the panel from quitting
-                    await embedder.close()
+        await self.release_embedders()
+
+
+def is_target(identity: EmbedderIdentity, target: MigrationTarget) -> bool:
+    """Whether an embedder of ``identity`` is the one ``target`` asks for."""
+    return (
+        identity.provider == target.provider
+        and identity.model == target.model
+        and target.dimension is not None
+        and identity.dimension == target.dimension
+    )

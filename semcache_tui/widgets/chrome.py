@@ -12,7 +12,14 @@ if TYPE_CHECKING:
 
 
 class NavBar(Static):
-    """The screens and their keys, the current one highlighted, and the attached store."""
+    """Where am I, on one line: the screens and their keys (the current one highlighted), then the store
+    kind, its URL or path (redacted), the index, READ-ONLY and whether the model is loaded.
+
+    The location always stays in sight: when the line is too narrow (80 columns) the screens' labels go
+    first (only the current one keeps its label), then the path is cut from its start, then dropped."""
+
+    #: How the screens are listed, widest first.
+    NAV_STYLES = ("full", "compact", "current")
 
     def __init__(self, current: str) -> None:
         super().__init__()
@@ -21,36 +28,69 @@ class NavBar(Static):
     def on_mount(self) -> None:
         self.refresh_bar()
 
+    def on_resize(self) -> None:
+        self.refresh_bar()
+
     def refresh_bar(self) -> None:
         app: SemcacheApp = self.app  # type: ignore[assignment]
-        text = self.build(compact=False)
-        if text.cell_len > app.size.width:
-            text = self.build(compact=True)  # the state (read-only, loading) must stay in sight
-        self.update(text)
+        width = self.size.width or app.size.width
+        for style in self.NAV_STYLES:
+            head = self.screens(style)
+            where = self.location(width - head.cell_len - 2, cut_path=False)
+            if where is not None:
+                self.update(head + Text("  ") + where)
+                return
+        head = self.screens("current")
+        room = width - head.cell_len - 1
+        where = self.location(room, cut_path=True) or self.location(room, cut_path=True, short=True)
+        self.update(head + Text(" ") + (where or self.location(0, cut_path=True, short=True, fit=False)))
 
-    def build(self, *, compact: bool) -> Text:
+    def screens(self, style: str) -> Text:
         app: SemcacheApp = self.app  # type: ignore[assignment]
-        text = Text(" semcache ", style="bold reverse")
-        text.append(" ")
+        text = Text(" semcache ", style="bold reverse") if style != "current" else Text()
+        text.append(" " if style != "current" else "")
         for item in app.nav:
-            style = "bold reverse" if item.mode == self.current else ""
-            key = f"{item.key} " if compact else f" {item.key} "
-            text.append(key, style="bold" if item.mode != self.current else style)
-            text.append(f"{item.label} ", style=style)
-        if compact:
-            if app.read_only:
-                text.append(" READ-ONLY", style="bold")
-            if not app.started:
-                text.append(" model loading…" if app.start_error is None else " not started", style="italic")
-            text.append("  ")
-            text.append(app.target_label, style="dim")
-            return text
-        text.append("  ")
-        text.append(app.target_label, style="dim")
+            here = item.mode == self.current
+            if style == "full":
+                text.append(f" {item.key} ", style="bold reverse" if here else "bold")
+                text.append(f"{item.label} ", style="bold reverse" if here else "")
+            elif style == "compact" or here:
+                text.append(f"{item.key} {item.label}", style="bold reverse" if here else "bold")
+                text.append(" ")
+            else:
+                text.append(item.key, style="bold")
+                text.append(" ")
+        if style == "current":
+            text.rstrip()
+        return text
+
+    def location(self, room: int, *, cut_path: bool, short: bool = False, fit: bool = True) -> Text | None:
+        """The location in at most ``room`` cells (``None`` when it does not fit; ``fit=False``: whole)."""
+        app: SemcacheApp = self.app  # type: ignore[assignment]
+        kind, where, index = app.location()
+        if short:
+            index = app.index_name
+        text = Text(kind, style="bold")
+        tail = Text(" · ")
+        tail.append(index, style="bold")
         if app.read_only:
-            text.append("  READ-ONLY", style="bold")
+            tail.append(" ")
+            tail.append("READ-ONLY", style="bold reverse")
         if not app.started:
-            text.append("  model loading…" if app.start_error is None else "  not started", style="italic")
+            tail.append(" model loading…" if app.start_error is None else " not started", style="italic")
+        path_room = room - text.cell_len - tail.cell_len - 1
+        if not fit or len(where) <= path_room:
+            shown = where
+        elif cut_path and path_room >= 8:
+            shown = "…" + where[len(where) - path_room + 1 :]
+        elif cut_path and short:
+            shown = ""
+        else:
+            return None
+        if shown:
+            text.append(" ")
+            text.append(shown, style="dim")
+        text.append_text(tail)
         return text
 
 

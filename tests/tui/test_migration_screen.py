@@ -102,6 +102,12 @@ async def test_reembed_384_to_256_then_verify_and_rollback(small_cache: Semantic
         app.poll_now()
         await wait_for(pilot, lambda: app.service.vector_store.name == "panel")
         assert app.identity is not None and app.identity.dimension == 384
+        # Back on the first index, the panel borrows the first model (no second load) and releases the
+        # caches and models it followed with (issue 14, item 13: they were kept until exit).
+        assert app.service.embedder is small_cache.embedder
+        app.poll_now()
+        await wait_for(pilot, lambda: not app._retired)
+        assert app._owned_embedder is None and not screen._embedders
 
 
 async def test_read_only_refuses_every_migration_action(small_cache: SemanticCache, make_app: Any) -> None:

@@ -297,6 +297,7 @@ async def test_sweep_plots_recommends_and_applies(
         sweep.query_one("#target").value = "0.8"
         await pilot.press("r")
         await wait_for(pilot, lambda: sweep.report is not None, tries=6000)
+        await settle(pilot)  # the report is set before the result is drawn and laid out again
         assert sweep.pairs_count == 100
         report = sweep.report
         assert report.target_precision == 0.8 and report.curve and report.baseline_curve
