@@ -106,6 +106,13 @@ class HealthScreen(PanelScreen):
         if sample.error and report is None:
             store = ComponentHealth("store", "down", sample.error)
             embedder = self.last_seen("embedder", sample.error)
+        elif report is not None and (store is None or embedder is None):
+            # Attached to a server that does not answer: the report names the server as down and says
+            # nothing of the components behind it; show what they last said, and when, not "no report".
+            down = next((c for c in report.components if c.status == "down"), None)
+            reason = down.detail if down is not None else "no answer"
+            store = store or self.last_seen("store", reason)
+            embedder = embedder or self.last_seen("embedder", reason)
         store_rows = [("latency", ms(store.latency_ms))] if store and store.latency_ms is not None else []
         store_panel = self.query_one("#store-panel", ComponentPanel)
         interrupted = import_marker(store, app.index_info)

@@ -86,9 +86,8 @@ def make_remote_app(service: Any, tmp_path: Path, **options: Any) -> SemcacheApp
     settings = Settings(
         data_dir=tmp_path / "unused", index_name="panel", api_key=options.pop("api_key", None)
     )
-    return SemcacheApp(
-        service, settings, probe=FrozenProbe(), refresh_interval=60.0, close_service=False, **options
-    )
+    options.setdefault("refresh_interval", 60.0)
+    return SemcacheApp(service, settings, probe=FrozenProbe(), close_service=False, **options)
 
 
 def server_stats(server: TuiServerProcess) -> dict[str, Any]:
@@ -230,3 +229,34 @@ async def test_apply_threshold_is_refused_with_a_reason(
         assert app.status_message.startswith("Refused:") and "CACHE_DISTANCE_THRESHOLD" in app.status_message
         assert "->" not in app.status_message
         assert server_stats(filled)["threshold"] == pytest.approx(0.40)  # the default cap when verifying
+
+
+async def test_a_server_stopped_and_restarted_under_the_panel(tmp_path: Path) -> None:
+    """Issue 14 item 4: attached to a server that goes away, the cards say what they last knew and when,
+    one warning is raised and an action's result meanwhile stays; when the server is back, the warning
+    leaves and the cards are current again, without restarting the panel."""
+    server = TuiServerProcess(tmp_path / "serve", {"SEMCACHE_API_KEY": API_KEY}).start()
+    client = RemoteCache(server.url, api_key=API_KEY)
+    try:
+        server.wait_ready()
+        app = make_remote_app(client, tmp_path, refresh_interval=0.5)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, polls=2)
+            assert app.started and "OK" in text_of(app, "#embedder-panel")
+            server.stop()
+            await wait_for(pilot, lambda: "poll" in app.conditions)
+            app.set_status("Entry deleted")
+            polls = app.polls
+            await wait_for(pilot, lambda: app.polls >= polls + 2)
+            assert app.status_message == "Entry deleted"  # the outage's warning did not overwrite it
+            embedder = " ".join(text_of(app, "#embedder-panel").split())
+            assert "no answer now" in embedder and "OK as of" in embedder, embedder
+            assert "no report yet" not in embedder
+            server.start()
+            server.wait_ready()
+            await wait_for(pilot, lambda: "poll" not in app.conditions)
+            await wait_for(pilot, lambda: "no answer now" not in text_of(app, "#embedder-panel"))
+            assert "OK" in text_of(app, "#embedder-panel")
+    finally:
+        await client.close()
+        server.stop()
