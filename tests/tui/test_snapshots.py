@@ -1,4 +1,4 @@
-"""Snapshots of every screen at 100x30 (and Health at 80x24), drawn by the same scenes as ``make screenshots``.
+"""Snapshots of every screen at 100x30 and at 80x24, drawn by the same scenes as ``make screenshots``.
 
 Deterministic: a fixed data folder (paths show on screen), a FrozenProbe (clock, host numbers, timings),
 no cursor blink, one poll in the history.
@@ -46,3 +46,12 @@ def scene_app(embedder: Any):  # type: ignore[no-untyped-def]
 def test_screen_snapshot(name: str, scene_app: Any, snap_compare: Any) -> None:
     app, before = scene_app(name)
     assert snap_compare(app, terminal_size=screenshots.size_of(name), run_before=before)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n in screenshots.SCENES if screenshots.size_of(n) == screenshots.SIZE)
+)
+def test_screen_snapshot_at_80x24(name: str, scene_app: Any, snap_compare: Any) -> None:
+    """The same scenes in the smallest terminal operators use over SSH."""
+    app, before = scene_app(name)
+    assert snap_compare(app, terminal_size=screenshots.SMALL, run_before=before)
