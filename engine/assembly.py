@@ -59,6 +59,9 @@ def _cache(
 ) -> SemanticCache:
     if instruments is None:
         return SemanticCache(store, embedder, policy)
+    evicted = getattr(instruments.observer, "evicted", None)
+    if evicted is not None and hasattr(store, "on_evict"):
+        store.on_evict = evicted  # evictions happen inside the store's writes, not in the cache's rules
     return SemanticCache(store, instruments.embedder(embedder), policy, instruments.observer)
 
 
