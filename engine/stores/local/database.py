@@ -403,6 +403,20 @@ def upsert(
         return _evict(conn, seq, capacity, set(sizes), now)
 
 
+def enforce_capacity(conn: sqlite3.Connection, capacity: Capacity, now: float) -> int:
+    """Evict what ``capacity`` requires now (a capacity configured or lowered since the last start)."""
+    if not capacity.limited:
+        return 0
+    with write_transaction(conn):
+        scopes = {str(scope) for (scope,) in conn.execute("SELECT scope FROM scope_sizes")}
+        over_scope = capacity.max_entries_per_scope > 0 and any(
+            _size(conn, scope) > capacity.max_entries_per_scope for scope in scopes
+        )
+        if not over_scope and not (capacity.max_entries > 0 and _size(conn) > capacity.max_entries):
+            return 0
+        return _evict(conn, _next_seq(conn), capacity, scopes, now)
+
+
 def _resize(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
     changed = [(scope, n) for scope, n in deltas.items() if n]
     conn.executemany(

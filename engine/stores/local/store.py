@@ -187,6 +187,12 @@ class LocalStore:
         self._recorded = recorded
         if recorded != identity:
             raise mismatch_error(self.name, recorded, identity)
+        # A capacity configured (or lowered) since the index was last written applies from the start.
+        evicted = await self._thread(
+            self._write_lock, db.enforce_capacity, self._wconn, self.capacity, time.time()
+        )
+        if evicted and self.on_evict is not None:
+            self.on_evict(evicted)
         await self._ensure_graphs()
 
     async def close(self) -> None:
