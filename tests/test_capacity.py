@@ -279,3 +279,19 @@ async def test_an_index_filled_without_a_capacity_takes_one_on(
     await put(limited, entry("new"))
     assert await limited.count() == 5
     assert await keys_of(limited) == {"k6", "k7", "k8", "k9", "new"}  # the oldest went first
+
+
+def test_the_index_command_prints_capacity_policy_evictions_and_memory(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SEMCACHE_DATA_DIR": str(tmp_path / "cli"),
+        "SEMCACHE_MAX_ENTRIES": "3",
+        "SEMCACHE_EVICTION_POLICY": "lfu",
+    }
+    run = [sys.executable, "-m", "semcache_tui.cli"]
+    subprocess.run([*run, "demo", "-q"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    shown = subprocess.run([*run, "index"], cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    assert "capacity: 3 entries (eviction policy lfu)" in shown.stdout
+    assert "evictions: " in shown.stdout and "evictions: 0" not in shown.stdout
+    assert "memory per entry: " in shown.stdout and "bytes" in shown.stdout

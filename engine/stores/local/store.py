@@ -558,7 +558,10 @@ class LocalStore:
                 {"name": "response", "type": "TEXT"},
                 {"name": "expires_at", "type": "NUMERIC"},
             ],
-            memory_bytes=graphs.memory_bytes if graphs is not None else None,
+            # Not loaded here: the snapshot's size stands for the graphs' (usearch saves its memory image).
+            memory_bytes=graphs.memory_bytes
+            if graphs is not None
+            else (folder_size(self.snapshot_dir) or None),
             extra={
                 "path": str(self.path),
                 "size_on_disk_bytes": db.size_on_disk(self.path) + folder_size(self.snapshot_dir),
