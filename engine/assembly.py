@@ -51,6 +51,7 @@ class Instruments:
         """Give a cache built elsewhere (by the caller of ``create_app``) the same instruments."""
         cache.embedder = self.embedder(cache.embedder)
         cache.observer = self.observer
+        _watch_evictions(cache.vector_store, self)
         return cache
 
 
@@ -59,10 +60,15 @@ def _cache(
 ) -> SemanticCache:
     if instruments is None:
         return SemanticCache(store, embedder, policy)
+    _watch_evictions(store, instruments)
+    return SemanticCache(store, instruments.embedder(embedder), policy, instruments.observer)
+
+
+def _watch_evictions(store: VectorStore, instruments: Instruments) -> None:
+    """Evictions happen inside a store's writes, not in the cache's rules: the store reports them."""
     evicted = getattr(instruments.observer, "evicted", None)
     if evicted is not None and hasattr(store, "on_evict"):
-        store.on_evict = evicted  # evictions happen inside the store's writes, not in the cache's rules
-    return SemanticCache(store, instruments.embedder(embedder), policy, instruments.observer)
+        store.on_evict = evicted
 
 
 def policy_from_settings(settings: Settings) -> CachePolicy:

@@ -295,3 +295,29 @@ def test_the_index_command_prints_capacity_policy_evictions_and_memory(tmp_path:
     assert "capacity: 3 entries (eviction policy lfu)" in shown.stdout
     assert "evictions: " in shown.stdout and "evictions: 0" not in shown.stdout
     assert "memory per entry: " in shown.stdout and "bytes" in shown.stdout
+
+
+async def test_evictions_are_counted_in_metrics_and_stats(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from engine.config import Settings
+    from engine.server import create_app
+    from engine.stores.local import LocalStore
+
+    store = LocalStore(tmp_path / "data", name="server", capacity=Capacity(max_entries=2))
+    cache = SemanticCache(store, embedder, CachePolicy())
+    app = create_app(Settings.load(data_dir=tmp_path / "data"), cache)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                items = [
+                    {"prompt": f"question number {n} about topic {n}", "response": f"answer {n}"}
+                    for n in range(5)
+                ]
+                assert (await http.post("/cache/store/batch", json={"items": items})).status_code == 200
+                metrics = (await http.get("/metrics")).text
+        assert "semcache_cache_evictions_total 3.0" in metrics
+        assert (await store.counters()).evictions == 3
+    finally:
+        await cache.close()
