@@ -147,6 +147,28 @@ async def local_figures(data: np.ndarray, queries: np.ndarray, truth: np.ndarray
             await reopened.search(queries[0], scope=SCOPE, k=1)
             figures[label] = time.perf_counter() - started
             await reopened.close()
+        # Heavy evictions, then compaction: a capacity of half the entries evicts the oldest half at start.
+        from engine.stores.base import Capacity
+
+        halved = LocalStore(folder, name="bench", capacity=Capacity(max_entries=len(data) // 2))
+        await halved.open()
+        await halved.bind(IDENTITY)
+        await halved.search(queries[0], scope=SCOPE, k=1)
+        kept_from = len(data) - len(data) // 2
+        survivors = [i for i, t in enumerate(truth) if t >= kept_from]
+        truth_half = exact_top(data[kept_from:], queries[survivors]) + kept_from
+        before = await searches(halved, queries[survivors], truth_half)
+        figures["half evicted: graph bytes"] = float((await halved.info()).memory_bytes or 0)
+        figures["half evicted: knn p50_ms"] = before["p50_ms"]
+        figures["half evicted: recall@1"] = before["recall@1"]
+        started = time.perf_counter()
+        await halved.compact()
+        figures["compaction s"] = time.perf_counter() - started
+        after = await searches(halved, queries[survivors], truth_half)
+        figures["compacted: graph bytes"] = float((await halved.info()).memory_bytes or 0)
+        figures["compacted: knn p50_ms"] = after["p50_ms"]
+        figures["compacted: recall@1"] = after["recall@1"]
+        await halved.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return figures
@@ -232,6 +254,7 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--stores", default="local,redis")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     sizes = [int(s) for s in args.sizes.split(",")]
     stores = args.stores.split(",")
     load_avg = ", ".join(f"{x:.2f}" for x in psutil.getloadavg())

@@ -121,6 +121,7 @@ class GraphFollower:
                     fresh.add(labels_changed, np.frombuffer(blob, dtype=np.float32).reshape(len(changed), -1))
                 with graphs.lock:
                     graphs.swap(scope, fresh)
+                self.snapshot_seq = -1  # the snapshot holds the dead nodes: write a new one
             rebuilt += 1
         return rebuilt
 
