@@ -200,12 +200,15 @@ async def test_expired_entries_make_room_first_and_are_not_evictions(capacity_st
 
 async def test_a_batch_larger_than_the_capacity_keeps_the_capacity(capacity_store: StoreFactory) -> None:
     store = await bound(capacity_store(Capacity(max_entries=5)))
+    told: list[int] = []
+    store.on_evict = told.append  # type: ignore[attr-defined]
     now = time.time()
     await store.upsert(
         [(CacheEntry(f"k{i:03d}", "default", "p", "r", {}, now), vector(i)) for i in range(20)]
     )
     assert await store.count() == 5
     assert (await store.counters()).evictions == 15
+    assert sum(told) == 15  # what a server's metrics are told
 
 
 async def test_two_processes_writing_never_exceed_the_capacity(

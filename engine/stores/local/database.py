@@ -452,8 +452,9 @@ def _evict(conn: sqlite3.Connection, seq: int, capacity: Capacity, scopes: set[s
             continue
         where, args = ("scope = ? AND ", (scope,)) if scope is not None else ("", ())
         expired = conn.execute(
-            f"SELECT id, scope, evict_rank FROM entries WHERE {where}expires_at IS NOT NULL AND expires_at <= ? "
-            "LIMIT ?",
+            # The expiry index, not the scope one: only the few expired rows are read, never a whole scope.
+            "SELECT id, scope, evict_rank FROM entries INDEXED BY entries_expiry "
+            f"WHERE {where}expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
             (*args, now, over),
         ).fetchall()
         ranked = (
