@@ -67,7 +67,7 @@ async def test_compaction_after_evictions_keeps_results_identical(tmp_path: Path
     try:
         await fill(store, data)  # 2,400 evicted: the graph holds 600 live nodes and 2,400 dead ones
         info = await store.info()
-        assert info.extra["graph_labels"] == 600 and info.extra["graph_removed_since_compaction"] == 2400
+        assert info.extra["graph_labels"] == 600 and store.removed_since_compaction == 2400
         queries = np.concatenate([data[2400 + rng.integers(0, 600, 40)] + 0.05, clustered(rng, 20)])
         before = await results(store, queries)
         compaction = asyncio.ensure_future(store.compact())
@@ -88,7 +88,7 @@ async def test_compaction_after_evictions_keeps_results_identical(tmp_path: Path
         same = sum(b == a for b, a in zip(before, after, strict=True))
         assert same >= len(queries) - 3
         info = await store.info()
-        assert info.extra["graph_removed_since_compaction"] == 0 and info.extra["graph_labels"] == 600
+        assert store.removed_since_compaction == 0 and info.extra["graph_labels"] == 600
     finally:
         await store.close()
 
@@ -133,7 +133,7 @@ async def test_compaction_runs_by_itself_after_heavy_removals(
     try:
         await fill(store, clustered(rng, 1000), batch=50)
         deadline = time.monotonic() + DEADLINE_S
-        while (await store.info()).extra["graph_removed_since_compaction"] >= 300:
+        while store.removed_since_compaction >= 300:
             assert time.monotonic() < deadline, "no compaction happened"
             await asyncio.sleep(0.1)
         assert (await store.info()).extra["graph_labels"] == 200

@@ -371,6 +371,12 @@ class LocalStore:
                 self._compacting = True
                 self._spawn(self.compact(wasteful))
 
+    @property
+    def removed_since_compaction(self) -> int:
+        """Labels removed from this process's graphs since they were built or compacted (dead nodes)."""
+        graphs = self._follower.graphs
+        return graphs.removed if graphs is not None else 0
+
     async def compact(self, scopes: list[str] | None = None) -> int:
         """Rebuild the graphs of ``scopes`` (default: every scope with removed labels) without their dead
         nodes, online: searches keep using the old graphs until the new ones are swapped in. Returns how
@@ -571,7 +577,6 @@ class LocalStore:
                 "graph_labels": graphs.size if graphs is not None else 0,
                 "graph_from_snapshot": self._follower.from_snapshot,
                 "change_sequence": state.seq,
-                "graph_removed_since_compaction": graphs.removed if graphs is not None else 0,
             },
             max_entries=self.capacity.max_entries or None,
             max_entries_per_scope=self.capacity.max_entries_per_scope or None,
