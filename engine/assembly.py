@@ -52,6 +52,7 @@ class Instruments:
         """Give a cache built elsewhere (by the caller of ``create_app``) the same instruments."""
         cache.embedder = self.embedder(cache.embedder)
         cache.observer = self.observer
+        _watch_evictions(cache.vector_store, self)
         return cache
 
 
@@ -64,9 +65,15 @@ def _cache(
 ) -> SemanticCache:
     if instruments is None:
         return SemanticCache(store, embedder, policy, verifier_path=verifier_path)
+    _watch_evictions(store, instruments)
     return SemanticCache(
         store, instruments.embedder(embedder), policy, instruments.observer, verifier_path=verifier_path
     )
+
+
+def _watch_evictions(store: VectorStore, instruments: Instruments) -> None:
+    """Evictions happen inside a store's writes, not in the cache's rules: the store reports them."""
+    store.on_evict = instruments.observer.evicted
 
 
 def policy_from_settings(settings: Settings) -> CachePolicy:

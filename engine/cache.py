@@ -309,11 +309,14 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 class CacheObserver(Protocol):
-    """What a server watches inside the cache (engine/server/instrument.py): searches and stores."""
+    """What a server watches inside the cache (engine/server/instrument.py): searches, stores and the
+    evictions the store's capacity limit made (reported by the store itself, ``VectorStore.on_evict``)."""
 
     def searched(self, seconds: float) -> None: ...
 
     def stored(self, entries: int) -> None: ...
+
+    def evicted(self, entries: int) -> None: ...
 
 
 class SemanticCache:

@@ -75,6 +75,10 @@ ALLOWED: dict[str, str] = {
     "REDIS_TLS_CA_FILE": "must be a readable PEM file of the CA(s) that sign Redis's certificate",
     "REDIS_TLS_CERT_FILE": "must be a readable PEM client certificate, given with REDIS_TLS_KEY_FILE",
     "REDIS_TLS_KEY_FILE": "must be a readable PEM private key, given with REDIS_TLS_CERT_FILE",
+    "SEMCACHE_MAX_ENTRIES": "must be a whole number of entries, 0 or more (0: no limit)",
+    "SEMCACHE_MAX_ENTRIES_PER_SCOPE": "must be a whole number of entries, 0 or more (0: no limit)",
+    "SEMCACHE_EVICTION_POLICY": "must be one of: lru, lfu, ttl",
+    "SEMCACHE_VECTOR_TYPE": "must be one of: float32, float16",
 }
 
 
@@ -186,6 +190,20 @@ class Settings(BaseSettings):
     )
     shutdown_grace: float = Field(
         30.0, validation_alias=_env("SEMCACHE_SHUTDOWN_GRACE", "shutdown_grace"), ge=0
+    )
+
+    # Capacity (engine/stores/base.py Capacity): a full index evicts by the policy before it grows past
+    # the limit. lru is the default: a cache's worth is its recent hits, and lru needs no tuning.
+    max_entries: int = Field(0, validation_alias=_env("SEMCACHE_MAX_ENTRIES", "max_entries"), ge=0)
+    max_entries_per_scope: int = Field(
+        0, validation_alias=_env("SEMCACHE_MAX_ENTRIES_PER_SCOPE", "max_entries_per_scope"), ge=0
+    )
+    eviction_policy: Literal["lru", "lfu", "ttl"] = Field(
+        "lru", validation_alias=_env("SEMCACHE_EVICTION_POLICY", "eviction_policy")
+    )
+    # How a new Redis index stores its vectors; an existing index keeps the type it was created with.
+    vector_type: Literal["float32", "float16"] = Field(
+        "float32", validation_alias=_env("SEMCACHE_VECTOR_TYPE", "vector_type")
     )
 
     # The OpenAI-compatible caching proxy (engine/proxy): mounted only when an upstream is configured.

@@ -188,6 +188,8 @@ class StoreCounters:
     #: Feedback reports ever recorded (``VectorStore.record_feedback``), wrong and right.
     feedback_wrong: int = 0
     feedback_right: int = 0
+    #: Entries removed to keep the index within its capacity (``SEMCACHE_MAX_ENTRIES``), ever.
+    evictions: int = 0
 
 
 @dataclass(slots=True)
@@ -232,6 +234,19 @@ class IndexInfo:
     memory_bytes: int | None = None
     indexing_failures: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The capacity the index is held to (``None``: no limit) and the eviction policy that keeps it.
+    max_entries: int | None = None
+    max_entries_per_scope: int | None = None
+    eviction_policy: str | None = None
+    #: Entries evicted to keep the capacity, ever (every process sharing the store).
+    evictions: int = 0
+
+    @property
+    def memory_per_entry(self) -> float | None:
+        """Bytes of index memory per document (``memory_bytes`` / ``documents``), when both are known."""
+        if not self.memory_bytes or not self.documents:
+            return None
+        return self.memory_bytes / self.documents
 
 
 @dataclass(slots=True)

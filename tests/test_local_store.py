@@ -19,6 +19,7 @@ from engine.errors import BackendUnavailableError, IndexMismatchError, IndexMiss
 from engine.models import CacheEntry, EmbedderIdentity, EntryFeedback
 from engine.stores.base import LATENCY_WINDOW, VectorStore
 from engine.stores.local import LocalStore
+from engine.stores.local import database as db
 from tests.support.local_store_child import IDENTITY as CHILD_IDENTITY
 from tests.support.local_store_child import SCOPE as CHILD_SCOPE
 from tests.support.local_store_child import child_key, child_vector
@@ -521,5 +522,5 @@ async def test_a_data_folder_from_before_feedback_opens_and_gains_it(data_dir: P
     finally:
         await store.close()
     with sqlite3.connect(data_dir / "idx.sqlite3") as conn:
-        assert conn.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()[0] == 2
+        assert conn.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()[0] == db.SCHEMA_VERSION
     conn.close()

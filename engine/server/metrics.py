@@ -47,6 +47,12 @@ class ServerMetrics:
             "semcache_cache_misses_total", "Checks answered with a miss", registry=self.registry
         )
         self.stored_total = Counter("semcache_cache_stored_total", "Entries stored", registry=self.registry)
+        self.evictions = Counter(
+            "semcache_cache_evictions_total",
+            "Entries evicted to keep the index within SEMCACHE_MAX_ENTRIES, by this server's writes (every "
+            "replica's together: `evictions` in `semcache-tui index`)",
+            registry=self.registry,
+        )
         self.embed_seconds = Histogram(
             "semcache_embed_duration_seconds",
             "Time of one (batched) call of the embedder",
@@ -109,6 +115,10 @@ class ServerMetrics:
 
     def stored(self, entries: int) -> None:
         self.stored_total.inc(entries)
+
+    def evicted(self, entries: int) -> None:
+        """The store's ``on_evict``: entries one of this server's writes evicted."""
+        self.evictions.inc(entries)
 
     def observe_embed_batch(self, texts: int, requests: int, seconds: float) -> None:
         self.embed_seconds.observe(seconds)

@@ -21,6 +21,9 @@ def create_store(settings: Settings, name: str | None = None) -> VectorStore:
         from engine.stores.redis import RedisStore
 
         return RedisStore.from_settings(settings)
+    from engine.stores.base import Capacity
     from engine.stores.local import LocalStore
 
-    return LocalStore(settings.resolved_data_dir, name=settings.index_name)
+    return LocalStore(
+        settings.resolved_data_dir, name=settings.index_name, capacity=Capacity.from_settings(settings)
+    )

@@ -17,14 +17,20 @@ Rules every store keeps, so ``engine/cache.py`` can rely on them:
 - feedback about an entry lives and dies with it: ``delete``, ``clear``, ``purge_expired`` and ``drop``
   remove it, and feedback of an entry that expired is never returned;
 - notes (``set_note``/``notes``) are the index's own bookkeeping, never entries: ``clear`` keeps them,
-  ``drop`` removes them.
+  ``drop`` removes them;
+- a store given a ``Capacity`` never holds more entries than it allows once an ``upsert`` returns, on
+  either store and whatever the number of writing processes (``CAPACITY_SLACK`` = 0: the write and the
+  evictions it causes are one transaction); the entries evicted are the policy's lowest-ranked, are gone
+  from every read (``get``, ``search``, listings, ``count``) with their feedback, and are counted in
+  ``StoreCounters.evictions``. Expired entries make room first and are not counted as evictions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -48,12 +54,54 @@ LATENCY_WINDOW = 1000
 #: it, and only after the rest of a transaction was queued (EXEC does not roll back), so both stores
 #: check every entry before writing any.
 MAX_EXPIRES_AT = 253402300799.0
+#: How far over its capacity an index may be after an ``upsert`` returns: none (see the module docstring).
+#: Redis's own ``maxmemory`` eviction only ever lowers the count.
+CAPACITY_SLACK = 0
+#: The rank an entry without an expiry gets under the ``ttl`` policy: after every expiring one (oldest first).
+NEVER_EXPIRES_RANK = 1e12
+
+EvictionPolicy = Literal["lru", "lfu", "ttl"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """How many entries an index may hold, and which go first when it is full.
+
+    ``lru``: the least recently hit (or stored) first. ``lfu``: the least often hit first, with ageing
+    (LFU with dynamic ageing: an entry's rank is its hit count plus the rank of the last entry evicted
+    when it was last hit, so entries hit often long ago do not stay for ever). ``ttl``: the soonest to
+    expire first, then the oldest of those that never expire."""
+
+    max_entries: int = 0
+    max_entries_per_scope: int = 0
+    policy: EvictionPolicy = "lru"
+
+    @property
+    def limited(self) -> bool:
+        return self.max_entries > 0 or self.max_entries_per_scope > 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Capacity:
+        return cls(settings.max_entries, settings.max_entries_per_scope, settings.eviction_policy)
+
+
+def eviction_rank(
+    policy: str, *, now: float, hits: int, expires_at: float | None, created_at: float, lfu_age: float
+) -> float:
+    """An entry's rank under ``policy`` after a write or a hit: the lowest is evicted first."""
+    if policy == "lfu":
+        return lfu_age + hits + 1
+    if policy == "ttl":
+        return expires_at if expires_at is not None else NEVER_EXPIRES_RANK + created_at
+    return now
 
 
 @runtime_checkable
 class VectorStore(Protocol):
     kind: str
     name: str
+    #: Told how many entries each of this process's writes evicted (capacity limits), e.g. for metrics.
+    on_evict: Callable[[int], None] | None
 
     @property
     def recorded_identity(self) -> EmbedderIdentity | None:

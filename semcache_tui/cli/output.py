@@ -307,7 +307,7 @@ class Printer:
 
     def index(self, info: IndexInfo) -> None:
         if self.json_mode:
-            return self.emit(asdict(info))
+            return self.emit({**asdict(info), "memory_per_entry_bytes": info.memory_per_entry})
         identity = info.identity.describe() if info.identity else "none recorded"
         self.info(
             f"index {info.name} ({info.store}): {info.documents} documents, {info.algorithm} {info.metric}"
@@ -315,6 +315,13 @@ class Printer:
         self.info(f"  embedder: {identity}")
         for key, value in info.parameters.items():
             self.info(f"  {key}: {value}")
+        limits = [f"{info.max_entries} entries" if info.max_entries else "no limit"]
+        if info.max_entries_per_scope:
+            limits.append(f"{info.max_entries_per_scope} per scope")
+        self.info(f"  capacity: {', '.join(limits)} (eviction policy {info.eviction_policy or 'none'})")
+        self.info(f"  evictions: {info.evictions}")
+        per_entry = info.memory_per_entry
+        self.info(f"  memory per entry: {f'{per_entry:,.0f} bytes' if per_entry is not None else 'unknown'}")
         return None
 
     def demo(self, results: list[CheckResult], stats: CacheStats, settings: Settings) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 
 from engine.errors import BackendUnavailableError, IndexMismatchError
 from engine.models import CacheEntry, EmbedderIdentity, EntryFeedback
-from engine.stores.base import LATENCY_WINDOW
+from engine.stores.base import LATENCY_WINDOW, NEVER_EXPIRES_RANK, Capacity, eviction_rank
 
 # -- connection --------------------------------------------------------------------------------------
 # Opening the SQLite file and running transactions on it: the connection settings (WAL, a full sync at every
@@ -127,7 +127,8 @@ def size_on_disk(path: Path) -> int:
 # (schema version, the file's instance id, the embedder identity the index is bound to).
 
 #: 2 added feedback (the ``feedback`` and ``refused`` tables, the feedback counters).
-SCHEMA_VERSION = 2
+#: 3 added capacity: ``entries.evict_rank``, the ``scope_sizes`` table, the evictions counter.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v NOT NULL);
@@ -143,7 +144,9 @@ CREATE TABLE IF NOT EXISTS entries (
     expires_at REAL,
     hit_count INTEGER NOT NULL DEFAULT 0,
     seq INTEGER NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    -- The eviction policy's rank (``base.eviction_rank``): the lowest is evicted first.
+    evict_rank REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS entries_seq ON entries (seq);
 CREATE INDEX IF NOT EXISTS entries_expiry ON entries (expires_at) WHERE expires_at IS NOT NULL;
@@ -164,10 +167,19 @@ CREATE TABLE IF NOT EXISTS refused (
     query_key TEXT NOT NULL,
     PRIMARY KEY (entry_id, query_key)
 ) WITHOUT ROWID;
+-- Entries per scope (expired ones not yet purged included), kept by every write: COUNT(*) is a scan in
+-- SQLite, and a capacity is checked at every write.
+CREATE TABLE IF NOT EXISTS scope_sizes (scope TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+#: Created after ``evict_rank`` exists (an older file gets the column by ALTER TABLE first).
+_RANK_INDEXES = """
+CREATE INDEX IF NOT EXISTS entries_rank ON entries (evict_rank, id);
+CREATE INDEX IF NOT EXISTS entries_scope_rank ON entries (scope, evict_rank, id);
 """
 
 #: The lookup and feedback totals in ``counters``.
-COUNTER_NAMES = ("hits", "misses", "feedback_wrong", "feedback_right")
+COUNTER_NAMES = ("hits", "misses", "feedback_wrong", "feedback_right", "evictions")
 
 #: What every entry read selects, in the order ``entry_from_row`` reads it.
 ENTRY_COLUMNS = "id, key, scope, prompt, response, metadata, created_at, expires_at, hit_count"
@@ -223,13 +235,24 @@ def entry_from_row(row: Sequence[object]) -> CacheEntry:
     )
 
 
-def setup(conn: sqlite3.Connection, path: Path) -> None:
+def setup(conn: sqlite3.Connection, path: Path, policy: str = "lru") -> None:
     """Create the schema on a new file, bring an older file's up to date (the tables are created above:
-    ``IF NOT EXISTS``); refuse a file written by a newer schema."""
+    ``IF NOT EXISTS``); refuse a file written by a newer schema. Entries are ranked for ``policy``
+    (ranked again when the file was ranked for another one)."""
     with write_transaction(conn):
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(entries)")}
+        if "evict_rank" not in columns:  # schema 2: sizes and ranks are filled below
+            conn.execute("ALTER TABLE entries ADD COLUMN evict_rank REAL NOT NULL DEFAULT 0")
+            conn.execute("DELETE FROM scope_sizes")
+            conn.execute("INSERT INTO scope_sizes SELECT scope, COUNT(*) FROM entries GROUP BY scope")
+        for statement in _RANK_INDEXES.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if _meta(conn, "policy") != policy:
+            _rank_again(conn, policy)
         version = _meta(conn, "schema")
         if version is None:
             now = time.time()
@@ -254,6 +277,21 @@ def setup(conn: sqlite3.Connection, path: Path) -> None:
         conn.executemany(
             "INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)", [(n,) for n in COUNTER_NAMES]
         )
+
+
+def _rank_again(conn: sqlite3.Connection, policy: str) -> None:
+    """Rank every entry for ``policy`` (a new file, an older one, or a policy changed by the operator). What
+    the previous policy knew is not kept: lru starts from the creation times, lfu from the hit counts."""
+    rank = {
+        "lru": "created_at",
+        "lfu": "hit_count + 1",
+        "ttl": f"COALESCE(expires_at, {NEVER_EXPIRES_RANK!r} + created_at)",
+    }[policy]
+    conn.execute(f"UPDATE entries SET evict_rank = {rank}")
+    conn.executemany(
+        "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+        [("policy", policy), ("lfu_age", 0.0)],
+    )
 
 
 def read_identity(conn: sqlite3.Connection) -> EmbedderIdentity | None:
@@ -290,12 +328,22 @@ def _next_seq(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def upsert(conn: sqlite3.Connection, items: Sequence[tuple[CacheEntry, np.ndarray]]) -> int:
-    """Write every item in one transaction; return its change sequence. Same key and scope: updated in
-    place (same id). Same key in another scope: the old entry is removed and a new id is taken, so an id
-    belongs to one scope for life and a graph never needs to move a label between scopes."""
+def upsert(
+    conn: sqlite3.Connection,
+    items: Sequence[tuple[CacheEntry, np.ndarray]],
+    capacity: Capacity | None = None,
+    now: float | None = None,
+) -> int:
+    """Write every item in one transaction, evicting what ``capacity`` requires in the same one; return
+    how many entries were evicted. Same key and scope: updated in place (same id). Same key in another
+    scope: the old entry is removed and a new id is taken, so an id belongs to one scope for life and a
+    graph never needs to move a label between scopes."""
+    capacity = capacity or Capacity()
+    now = time.time() if now is None else now
     with write_transaction(conn):
         seq = _next_seq(conn)
+        lfu_age = float(_meta(conn, "lfu_age") or 0.0)  # type: ignore[arg-type]
+        sizes: dict[str, int] = {}
         existing: dict[str, tuple[int, str]] = {}
         keys = [entry.key for entry, _ in items]
         for start in range(0, len(keys), 500):
@@ -317,6 +365,14 @@ def upsert(conn: sqlite3.Connection, items: Sequence[tuple[CacheEntry, np.ndarra
                 int(entry.hit_count),
                 seq,
                 np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
+                eviction_rank(
+                    capacity.policy,
+                    now=now,
+                    hits=int(entry.hit_count),
+                    expires_at=entry.expires_at,
+                    created_at=float(entry.created_at),
+                    lfu_age=lfu_age,
+                ),
             )
             found = existing.get(entry.key)
             if found is not None and found[1] == entry.scope:
@@ -330,18 +386,107 @@ def upsert(conn: sqlite3.Connection, items: Sequence[tuple[CacheEntry, np.ndarra
                     "INSERT INTO removed (id, scope, seq) VALUES (?, ?, ?)", (found[0], found[1], seq)
                 )
                 _forget_feedback(conn, [found[0]])
+                sizes[found[1]] = sizes.get(found[1], 0) - 1
+            sizes[entry.scope] = sizes.get(entry.scope, 0) + 1
             inserts.append((entry.key, entry.scope, *values))
         conn.executemany(
             "UPDATE entries SET prompt = ?, response = ?, metadata = ?, created_at = ?, expires_at = ?, "
-            "hit_count = ?, seq = ?, vector = ? WHERE id = ?",
+            "hit_count = ?, seq = ?, vector = ?, evict_rank = ? WHERE id = ?",
             updates,
         )
         conn.executemany(
             "INSERT INTO entries (key, scope, prompt, response, metadata, created_at, expires_at, hit_count, "
-            "seq, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "seq, vector, evict_rank) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             inserts,
         )
-        return seq
+        _resize(conn, sizes)
+        return _evict(conn, seq, capacity, set(sizes), now)
+
+
+def enforce_capacity(conn: sqlite3.Connection, capacity: Capacity, now: float) -> int:
+    """Evict what ``capacity`` requires now (a capacity configured or lowered since the last start)."""
+    if not capacity.limited:
+        return 0
+    with write_transaction(conn):
+        scopes = {str(scope) for (scope,) in conn.execute("SELECT scope FROM scope_sizes")}
+        over_scope = capacity.max_entries_per_scope > 0 and any(
+            _size(conn, scope) > capacity.max_entries_per_scope for scope in scopes
+        )
+        if not over_scope and not (capacity.max_entries > 0 and _size(conn) > capacity.max_entries):
+            return 0
+        return _evict(conn, _next_seq(conn), capacity, scopes, now)
+
+
+def _resize(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
+    changed = [(scope, n) for scope, n in deltas.items() if n]
+    conn.executemany(
+        "INSERT INTO scope_sizes (scope, n) VALUES (?, ?) ON CONFLICT (scope) DO UPDATE SET n = n + excluded.n",
+        changed,
+    )
+    if any(n < 0 for _, n in changed):
+        conn.execute("DELETE FROM scope_sizes WHERE n <= 0")
+
+
+def _size(conn: sqlite3.Connection, scope: str | None = None) -> int:
+    if scope is None:
+        return int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM scope_sizes").fetchone()[0])
+    row = conn.execute("SELECT n FROM scope_sizes WHERE scope = ?", (scope,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _evict(conn: sqlite3.Connection, seq: int, capacity: Capacity, scopes: set[str], now: float) -> int:
+    """Remove entries until ``capacity`` holds (inside the writer's transaction): expired ones first (not
+    counted as evictions), then the policy's lowest-ranked. Each query walks an index for the few rows it
+    needs; the sizes come from ``scope_sizes``, never from a count."""
+    if not capacity.limited:
+        return 0
+    evicted = 0
+    limits: list[tuple[str | None, int]] = []
+    if capacity.max_entries_per_scope > 0:
+        limits += [(scope, capacity.max_entries_per_scope) for scope in sorted(scopes)]
+    if capacity.max_entries > 0:
+        limits.append((None, capacity.max_entries))
+    for scope, limit in limits:
+        over = _size(conn, scope) - limit
+        if over <= 0:
+            continue
+        where, args = ("scope = ? AND ", (scope,)) if scope is not None else ("", ())
+        expired = conn.execute(
+            # The expiry index, not the scope one: only the few expired rows are read, never a whole scope.
+            "SELECT id, scope, evict_rank FROM entries INDEXED BY entries_expiry "
+            f"WHERE {where}expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+            (*args, now, over),
+        ).fetchall()
+        ranked = (
+            conn.execute(
+                f"SELECT id, scope, evict_rank FROM entries {'WHERE scope = ? ' if scope is not None else ''}"
+                "ORDER BY evict_rank, id LIMIT ?",
+                (*args, over - len(expired)),
+            ).fetchall()
+            if over > len(expired)
+            else []
+        )
+        gone = {int(id_) for id_, _, _ in expired}
+        ranked = [row for row in ranked if int(row[0]) not in gone]
+        victims = [(int(i), str(s)) for i, s, _ in [*expired, *ranked]]
+        conn.executemany("DELETE FROM entries WHERE id = ?", [(id_,) for id_, _ in victims])
+        _forget_feedback(conn, [id_ for id_, _ in victims])
+        conn.executemany(
+            "INSERT OR REPLACE INTO removed (id, scope, seq) VALUES (?, ?, ?)",
+            [(id_, s, seq) for id_, s in victims],
+        )
+        deltas: dict[str, int] = {}
+        for _, s in victims:
+            deltas[s] = deltas.get(s, 0) - 1
+        _resize(conn, deltas)
+        evicted += len(ranked)
+        if ranked and capacity.policy == "lfu":  # the ageing: later entries start above what was evicted
+            conn.execute(
+                "UPDATE meta SET v = MAX(v, ?) WHERE k = 'lfu_age'", (max(float(r[2]) for r in ranked),)
+            )
+    if evicted:
+        conn.execute("UPDATE counters SET value = value + ? WHERE name = 'evictions'", (evicted,))
+    return evicted
 
 
 def purge_expired(conn: sqlite3.Connection, now: float) -> int:
@@ -359,6 +504,10 @@ def purge_expired(conn: sqlite3.Connection, now: float) -> int:
             "INSERT OR REPLACE INTO removed (id, scope, seq) VALUES (?, ?, ?)",
             [(id_, scope, seq) for id_, scope in victims],
         )
+        deltas: dict[str, int] = {}
+        for _, scope in victims:
+            deltas[str(scope)] = deltas.get(str(scope), 0) - 1
+        _resize(conn, deltas)
     _prune_tombstones(conn)
     return len(victims)
 
@@ -374,6 +523,7 @@ def delete(conn: sqlite3.Connection, key: str, now: float) -> bool:
         conn.execute("DELETE FROM entries WHERE id = ?", (id_,))
         conn.execute("INSERT OR REPLACE INTO removed (id, scope, seq) VALUES (?, ?, ?)", (id_, scope, seq))
         _forget_feedback(conn, [id_])
+        _resize(conn, {str(scope): -1})
         return expires_at is None or float(expires_at) > now
 
 
@@ -401,6 +551,7 @@ def clear(conn: sqlite3.Connection, now: float) -> int:
         conn.execute("DELETE FROM removed")
         conn.execute("DELETE FROM feedback")
         conn.execute("DELETE FROM refused")
+        conn.execute("DELETE FROM scope_sizes")
         conn.execute("UPDATE meta SET v = ? WHERE k = 'floor'", (seq,))
         return live
 
@@ -524,6 +675,18 @@ def changed_since(
         yield [(int(id_), str(scope), bytes(vector)) for id_, scope, vector in rows]
 
 
+def rows_by_id(conn: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[int, str, bytes]]:
+    """(id, scope, vector) of each of ``ids`` still present: what a graph compaction rebuilds from."""
+    found: list[tuple[int, str, bytes]] = []
+    with read_transaction(conn):
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT id, scope, vector FROM entries WHERE id IN ({marks})", chunk)
+            found += [(int(id_), str(scope), bytes(vector)) for id_, scope, vector in rows]
+    return found
+
+
 def ids_by_scope(conn: sqlite3.Connection) -> dict[str, np.ndarray]:
     """Every entry's id, per scope: what a graph that fell behind the tombstones keeps."""
     grouped: dict[str, list[int]] = {}
@@ -545,6 +708,8 @@ def record_lookups(
     latencies: Sequence[float],
     hit_counts: dict[str, int],
     extend_to: dict[str, float],
+    policy: str = "lru",
+    now: float | None = None,
 ) -> None:
     with write_transaction(conn):
         conn.executemany(
@@ -552,14 +717,25 @@ def record_lookups(
         )
         conn.executemany("INSERT INTO latencies (ms) VALUES (?)", [(float(ms),) for ms in latencies])
         conn.execute("DELETE FROM latencies WHERE n <= (SELECT MAX(n) FROM latencies) - ?", (LATENCY_WINDOW,))
+        # A hit raises the entry's eviction rank: to now (lru), by its count over the current age (lfu).
+        hit_time = time.time() if now is None else now
+        if policy == "lru":
+            rows = [(n, hit_time, k) for k, n in hit_counts.items()]
+            rank = "?"
+        elif policy == "lfu":
+            rows = [(n, n, k) for k, n in hit_counts.items()]
+            rank = "(SELECT v FROM meta WHERE k = 'lfu_age') + hit_count + ? + 1"
+        else:
+            rows = [(n, 0, k) for k, n in hit_counts.items()]
+            rank = "evict_rank + 0 * ?"
         conn.executemany(
-            "UPDATE entries SET hit_count = hit_count + ? WHERE key = ?",
-            [(n, k) for k, n in hit_counts.items()],
+            f"UPDATE entries SET hit_count = hit_count + ?, evict_rank = {rank} WHERE key = ?", rows
         )
         # Never shortens a life: an entry stored with a longer TTL than the sliding one keeps it.
+        ttl_rank = ", evict_rank = MAX(expires_at, ?)" if policy == "ttl" else ""
         conn.executemany(
-            "UPDATE entries SET expires_at = MAX(expires_at, ?) WHERE key = ? AND expires_at IS NOT NULL",
-            [(when, key) for key, when in extend_to.items()],
+            f"UPDATE entries SET expires_at = MAX(expires_at, ?){ttl_rank} WHERE key = ? AND expires_at IS NOT NULL",
+            [(when, *((when,) if policy == "ttl" else ()), key) for key, when in extend_to.items()],
         )
 
 

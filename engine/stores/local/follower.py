@@ -9,6 +9,7 @@ SQLite connection, so a long build never holds up the store's reads or writes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
@@ -16,12 +17,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from engine.models import EmbedderIdentity
 from engine.stores.local import database as db
 from engine.stores.local.graphs import ScopeGraphs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: A scope's graph is rebuilt once it removed this many labels and this share of those it holds: below
+#: that, the dead nodes cost less than a rebuild (a 100,000-label graph rebuilds in seconds).
+COMPACT_MIN_REMOVED = 10_000
+COMPACT_RATIO = 0.25
 
 
 class GraphFollower:
@@ -69,6 +77,53 @@ class GraphFollower:
             if self.graphs is not None and self._conn is not None:
                 graphs = self.graphs
                 self._translated(lambda conn: _apply_changes(graphs, conn))
+
+    def compact(self, scopes: list[str] | None = None) -> int:
+        """Rebuild the graphs of ``scopes`` (default: those ``ScopeGraphs.wasteful`` names) without their
+        removed labels; return how many were rebuilt. Searches go on against the old graph meanwhile: it
+        is swapped for the new one only once that is built and caught up. Syncing (this process's writes
+        waiting to show in its graphs) waits only while the scope's vectors are read, and for the catch-up."""
+        graphs = self.graphs
+        if graphs is None or self._conn is None:
+            return 0
+        if scopes is None:
+            with graphs.lock:
+                scopes = graphs.wasteful(COMPACT_MIN_REMOVED, COMPACT_RATIO)
+        rebuilt = 0
+        for scope in scopes:
+            with self._lock:  # graphs.seq stays put while the scope's rows are read
+                seq = graphs.seq
+                with graphs.lock:
+                    labels = graphs.labels(scope)
+                rows = self._translated(functools.partial(db.rows_by_id, ids=labels.tolist()))
+            fresh = graphs.new_graph()
+            for start in range(0, len(rows), 4096):
+                chunk = rows[start : start + 4096]
+                vectors = np.frombuffer(b"".join(blob for _, _, blob in chunk), dtype=np.float32)
+                fresh.add(
+                    np.asarray([id_ for id_, _, _ in chunk], dtype=np.uint64), vectors.reshape(len(chunk), -1)
+                )
+            with self._lock:
+                if self.graphs is not graphs:  # closed or rebuilt meanwhile
+                    return rebuilt
+                caught_up = self._translated(functools.partial(_changes_of_scope, seq=seq, scope=scope))
+                if caught_up is None:  # the tombstones since ``seq`` were pruned: try again later
+                    continue
+                removed, changed = caught_up
+                if removed:
+                    fresh.remove(np.asarray(removed, dtype=np.uint64))
+                if changed:
+                    labels_changed = np.asarray([id_ for id_, _, _ in changed], dtype=np.uint64)
+                    present = np.asarray(fresh.contains(labels_changed), dtype=bool).reshape(-1)
+                    if present.any():
+                        fresh.remove(labels_changed[present])
+                    blob = b"".join(b for _, _, b in changed)
+                    fresh.add(labels_changed, np.frombuffer(blob, dtype=np.float32).reshape(len(changed), -1))
+                with graphs.lock:
+                    graphs.swap(scope, fresh)
+                self.snapshot_seq = -1  # the snapshot holds the dead nodes: write a new one
+            rebuilt += 1
+        return rebuilt
 
     def save_snapshot(self) -> None:
         graphs = self.graphs
@@ -118,6 +173,19 @@ def _apply_changes(graphs: ScopeGraphs, conn: sqlite3.Connection) -> None:
                 graphs.add(batch)
         with graphs.lock:
             graphs.seq = state.seq
+
+
+def _changes_of_scope(
+    conn: sqlite3.Connection, seq: int, scope: str
+) -> tuple[list[int], list[tuple[int, str, bytes]]] | None:
+    """What changed in ``scope`` after ``seq`` (removed ids, written rows), or ``None`` when the
+    tombstones needed were pruned."""
+    with db.read_transaction(conn):
+        if db.change_state(conn).floor > seq:
+            return None
+        removed = [id_ for id_, s in db.removed_since(conn, seq) if s == scope]
+        changed = [row for batch in db.changed_since(conn, seq) for row in batch if row[1] == scope]
+    return removed, changed
 
 
 def folder_size(folder: Path) -> int:

@@ -8,6 +8,11 @@ int8 alone finds the exact nearest neighbour ~90% of the time, so the store asks
 more candidates than it needs and re-ranks them with the exact float32 vectors kept in SQLite, which
 brings recall@1 back to ~1.0 (bench/local_store.py) and makes every reported distance exact.
 
+Why compaction: usearch removes a label by marking it deleted; the node keeps its memory and its place in
+the graph, which searches still walk. After heavy deletes or evictions a scope's graph is rebuilt from the
+float32 vectors in SQLite beside the old one, which keeps serving searches meanwhile, and swapped in
+(``GraphFollower.compact``).
+
 Why one graph per scope: usearch's Python API has no filtered search, and filtering a shared graph
 after the fact loses recall (a small scope's entries are rare among the nearest labels). Scopes are few
 (tenants, applications); an almost empty graph costs ~70 KB.
@@ -60,6 +65,11 @@ class ScopeGraphs:
         self.seq = 0
         self.lock = threading.Lock()
         self._graphs: dict[str, Index] = {}
+        #: Labels removed (deleted, evicted, replaced) per scope since its graph was built: dead weight.
+        self._removed: dict[str, int] = {}
+
+    def new_graph(self) -> Index:
+        return self._new_graph()
 
     def _new_graph(self) -> Index:
         # Cosine on int8: usearch normalizes the quantized vectors, so its distances approximate ours.
@@ -81,7 +91,8 @@ class ScopeGraphs:
         for scope, ids in by_scope.items():
             graph = self._graphs.get(scope)
             if graph is not None:
-                graph.remove(np.asarray(ids, dtype=np.uint64))
+                gone = int(graph.remove(np.asarray(ids, dtype=np.uint64)) or 0)
+                self._removed[scope] = self._removed.get(scope, 0) + gone
 
     def add(self, rows: Iterable[tuple[int, str, bytes]]) -> None:
         """Add (or replace) labels; a label already present is removed first, since an update may move it."""
@@ -98,6 +109,7 @@ class ScopeGraphs:
             present = np.asarray(graph.contains(labels), dtype=bool).reshape(-1)
             if present.any():
                 graph.remove(labels[present])
+                self._removed[scope] = self._removed.get(scope, 0) + int(present.sum())
             vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), self.dimension)
             graph.add(labels, vectors)
 
@@ -108,15 +120,45 @@ class ScopeGraphs:
             wanted = live.get(scope)
             if wanted is None or wanted.size == 0:
                 del self._graphs[scope]
+                self._removed.pop(scope, None)
                 continue
             labels = np.asarray(graph.keys, dtype=np.uint64)
             stale = np.setdiff1d(labels, wanted, assume_unique=True)
             if stale.size:
                 graph.remove(stale)
+                self._removed[scope] = self._removed.get(scope, 0) + int(stale.size)
 
     def reset(self) -> None:
         self._graphs.clear()
+        self._removed.clear()
         self.seq = 0
+
+    # -- compaction (caller holds ``lock``) ------------------------------------------------------------
+
+    def labels(self, scope: str) -> np.ndarray:
+        graph = self._graphs.get(scope)
+        return (
+            np.empty(0, dtype=np.uint64) if graph is None else np.asarray(graph.keys, dtype=np.uint64).copy()
+        )
+
+    def wasteful(self, min_removed: int, ratio: float) -> list[str]:
+        """Scopes whose graphs removed at least ``min_removed`` labels, and ``ratio`` of those they hold."""
+        return [
+            scope
+            for scope, removed in self._removed.items()
+            if removed >= min_removed and removed >= ratio * len(self._graphs.get(scope, ()))
+        ]
+
+    def swap(self, scope: str, graph: Index) -> None:
+        if len(graph):
+            self._graphs[scope] = graph
+        else:
+            self._graphs.pop(scope, None)
+        self._removed.pop(scope, None)
+
+    @property
+    def removed(self) -> int:
+        return sum(self._removed.values())
 
     # -- reading (caller holds ``lock``) ---------------------------------------------------------------
 

@@ -48,9 +48,9 @@ from engine.models import (
     StoreCounters,
     clamp_distance,
 )
-from engine.stores.base import check_expiry, mismatch_error, unit_vector
+from engine.stores.base import Capacity, check_expiry, mismatch_error, unit_vector
 from engine.stores.local import database as db
-from engine.stores.local.follower import GraphFollower, folder_size
+from engine.stores.local.follower import COMPACT_MIN_REMOVED, COMPACT_RATIO, GraphFollower, folder_size
 from engine.stores.local.graphs import DTYPE, ScopeGraphs
 from engine.stores.local.lookups import FLUSH_DELAY_S, PendingLookups
 
@@ -78,6 +78,7 @@ class LocalStore:
         hnsw_m: int = 16,
         ef_construction: int = 200,
         ef_search: int = 64,
+        capacity: Capacity | None = None,
     ) -> None:
         if not valid_index_name(name):
             raise ConfigError("CACHE_INDEX_NAME", name, INDEX_NAME_RULE)
@@ -86,6 +87,9 @@ class LocalStore:
         self.path = self.data_dir / f"{name}.sqlite3"
         self.snapshot_dir = self.data_dir / f"{name}.hnsw"
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
+        self.capacity = capacity or Capacity()
+        #: Told how many entries each of this process's writes evicted (the server's metrics).
+        self.on_evict: Callable[[int], None] | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._write_lock, self._read_lock = threading.Lock(), threading.Lock()
@@ -99,6 +103,7 @@ class LocalStore:
         self._pending = PendingLookups()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._compacting = False
 
     # -- plumbing: SQLite work under the right lock ------------------------------------------------------
 
@@ -163,7 +168,7 @@ class LocalStore:
         try:
             for _ in range(3):
                 connections.append(db.connect(self.path))
-            db.setup(connections[0], self.path)
+            db.setup(connections[0], self.path, self.capacity.policy)
             self._recorded = db.read_identity(connections[0])
             self._follower.attach(connections[2], db.instance(connections[0]))
         except sqlite3.Error as exc:
@@ -182,6 +187,12 @@ class LocalStore:
         self._recorded = recorded
         if recorded != identity:
             raise mismatch_error(self.name, recorded, identity)
+        # A capacity configured (or lowered) since the index was last written applies from the start.
+        evicted = await self._thread(
+            self._write_lock, db.enforce_capacity, self._wconn, self.capacity, time.time()
+        )
+        if evicted and self.on_evict is not None:
+            self.on_evict(evicted)
         await self._ensure_graphs()
 
     async def close(self) -> None:
@@ -315,7 +326,11 @@ class LocalStore:
         identity = self._written_identity()
         check_expiry([entry for entry, _ in items])
         rows = [(entry, self._vector(vector, identity)) for entry, vector in items]
-        await self._thread(self._write_lock, db.upsert, self._wconn, rows)
+        evicted = await self._thread(
+            self._write_lock, db.upsert, self._wconn, rows, self.capacity, time.time()
+        )
+        if evicted and self.on_evict is not None:
+            self.on_evict(evicted)
         # Acknowledged above; now make our own graphs show the write before we return.
         if await self._ensure_graphs() is not None:
             await self._sync()
@@ -348,6 +363,36 @@ class LocalStore:
 
     async def _sync(self) -> None:
         await asyncio.to_thread(self._follower.sync)
+        graphs = self._follower.graphs
+        if graphs is not None and not self._compacting and graphs.removed >= COMPACT_MIN_REMOVED:
+            with graphs.lock:
+                wasteful = graphs.wasteful(COMPACT_MIN_REMOVED, COMPACT_RATIO)
+            if wasteful:
+                self._compacting = True
+                self._spawn(self.compact(wasteful))
+
+    @property
+    def removed_since_compaction(self) -> int:
+        """Labels removed from this process's graphs since they were built or compacted (dead nodes)."""
+        graphs = self._follower.graphs
+        return graphs.removed if graphs is not None else 0
+
+    async def compact(self, scopes: list[str] | None = None) -> int:
+        """Rebuild the graphs of ``scopes`` (default: every scope with removed labels) without their dead
+        nodes, online: searches keep using the old graphs until the new ones are swapped in. Returns how
+        many graphs were rebuilt. Runs by itself after heavy deletes or evictions (``COMPACT_MIN_REMOVED``)."""
+        await self.open()
+        graphs = await self._ensure_graphs()
+        if graphs is None:
+            return 0
+        if scopes is None:
+            with graphs.lock:
+                scopes = graphs.wasteful(1, 0.0)
+        self._compacting = True
+        try:
+            return await asyncio.to_thread(self._follower.compact, scopes)
+        finally:
+            self._compacting = False
 
     async def _refresh_if_stale(self, graphs: ScopeGraphs) -> None:
         now = time.monotonic()
@@ -438,6 +483,7 @@ class LocalStore:
                     latencies=batch.latencies,
                     hit_counts=batch.hit_counts,
                     extend_to=batch.extend_to,
+                    policy=self.capacity.policy,
                 ),
             )
         except BaseException:
@@ -454,6 +500,7 @@ class LocalStore:
             recent_latencies_ms=latencies,
             feedback_wrong=totals["feedback_wrong"],
             feedback_right=totals["feedback_right"],
+            evictions=totals["evictions"],
         )
 
     # -- feedback: written at once, read with the candidates ---------------------------------------------
@@ -494,6 +541,7 @@ class LocalStore:
         graphs = self._follower.graphs
         documents = await self.count()
         state = await self._thread(self._read_lock, db.change_state, self._conn)
+        totals, _ = await self._thread(self._read_lock, db.counters, self._conn)
         dimension = self._recorded.dimension if self._recorded else None
         return IndexInfo(
             name=self.name,
@@ -516,7 +564,10 @@ class LocalStore:
                 {"name": "response", "type": "TEXT"},
                 {"name": "expires_at", "type": "NUMERIC"},
             ],
-            memory_bytes=graphs.memory_bytes if graphs is not None else None,
+            # Not loaded here: the snapshot's size stands for the graphs' (usearch saves its memory image).
+            memory_bytes=graphs.memory_bytes
+            if graphs is not None
+            else (folder_size(self.snapshot_dir) or None),
             extra={
                 "path": str(self.path),
                 "size_on_disk_bytes": db.size_on_disk(self.path) + folder_size(self.snapshot_dir),
@@ -527,6 +578,10 @@ class LocalStore:
                 "graph_from_snapshot": self._follower.from_snapshot,
                 "change_sequence": state.seq,
             },
+            max_entries=self.capacity.max_entries or None,
+            max_entries_per_scope=self.capacity.max_entries_per_scope or None,
+            eviction_policy=self.capacity.policy,
+            evictions=totals["evictions"],
         )
 
     async def health(self) -> ComponentHealth:

@@ -92,6 +92,19 @@ def server_health(
         )
     if str(info.get("loading", 0)) == "1":
         return ComponentHealth("store", "loading", "Redis is loading its data set", latency_ms, facts)
+    policy = str(info.get("maxmemory_policy") or "")
+    # allkeys-* policies evict any key, our bookkeeping (identity record, counters, eviction ranks) among
+    # them; volatile-* ones only keys with an expiry, which entries have and bookkeeping never does.
+    facts["bookkeeping_evictable"] = bool(limit) and policy.startswith("allkeys")
+    if facts["bookkeeping_evictable"]:
+        return ComponentHealth(
+            "store",
+            "degraded",
+            f"maxmemory-policy {policy} may evict the cache's bookkeeping keys (identity record, counters, "
+            "eviction ranks): use volatile-lru, or SEMCACHE_MAX_ENTRIES to stay under maxmemory",
+            latency_ms,
+            facts,
+        )
     if limit and used >= MEMORY_WARNING * limit:
         share = used / limit
         return ComponentHealth("store", "degraded", f"memory at {share:.0%} of maxmemory", latency_ms, facts)

@@ -134,18 +134,25 @@ def results(reply: Any) -> tuple[int, list[tuple[str, dict[Any, Any]]]]:
     return total, rows
 
 
-def match(entry: CacheEntry, raw_distance: Any, raw_vector: Any = None) -> Match:
+def match(entry: CacheEntry, raw_distance: Any, raw_vector: Any = None, data_type: str = "FLOAT32") -> Match:
     distance = number(raw_distance, 2.0)
-    return Match(entry, 0.0 if abs(distance) < _SNAP else clamp_distance(distance), vector(raw_vector))
+    return Match(
+        entry, 0.0 if abs(distance) < _SNAP else clamp_distance(distance), vector(raw_vector, data_type)
+    )
 
 
-def vector(blob: Any) -> np.ndarray | None:
-    """A stored FLOAT32 vector field as a float32 array (a copy: the reply's bytes are not ours to pin);
-    ``None`` for no field, or for bytes that are not a whole number of float32s (another tool wrote them,
-    so not a vector we can vouch for)."""
-    if not isinstance(blob, bytes) or not blob or len(blob) % 4:
+#: The little-endian numpy type of each vector type an index may store.
+NUMPY_TYPES = {"FLOAT32": "<f4", "FLOAT16": "<f2"}
+
+
+def vector(blob: Any, data_type: str = "FLOAT32") -> np.ndarray | None:
+    """A stored vector field (FLOAT32 or FLOAT16) as a float32 array (a copy: the reply's bytes are not
+    ours to pin); ``None`` for no field, or for bytes that are not a whole number of elements (another tool
+    wrote them, so not a vector we can vouch for)."""
+    dtype = np.dtype(NUMPY_TYPES.get(data_type, "<f4"))
+    if not isinstance(blob, bytes) or not blob or len(blob) % dtype.itemsize:
         return None
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+    return np.frombuffer(blob, dtype=dtype).astype(np.float32)
 
 
 def entry_feedback(wrong: Any, right: Any, refused: Any) -> EntryFeedback | None:

@@ -92,6 +92,20 @@ class Keys:
         slides the entry's expiry): ``RedisStore.purge_expired`` removes those of expired entries."""
         return f"{self.refused_prefix}{key}"
 
+    @property
+    def rank(self) -> str:
+        """Every entry's eviction rank (a sorted set, the lowest evicted first), kept while a capacity is
+        configured (see ``RedisStore`` on capacity)."""
+        return f"@semcache:{self.name}:rank"
+
+    @property
+    def rank_prefix(self) -> str:
+        """Followed by a scope: the ranks of that scope's entries (for SEMCACHE_MAX_ENTRIES_PER_SCOPE)."""
+        return f"@semcache:{self.name}:rank:"
+
+    def scope_rank(self, scope: str) -> str:
+        return f"{self.rank_prefix}{scope}"
+
     def feedback_fields(self, key: str) -> tuple[str, str]:
         return f"{key}:w", f"{key}:r"
 
@@ -103,8 +117,12 @@ class Hnsw:
     ef_runtime: int = 64
 
 
-def create_args(keys: Keys, dimension: int, hnsw: Hnsw) -> list[Any]:
-    vector = ["TYPE", "FLOAT32", "DIM", dimension, "DISTANCE_METRIC", "COSINE"]
+#: Vector types a new index may store (SEMCACHE_VECTOR_TYPE): FLOAT16 halves the vectors' memory.
+VECTOR_TYPES = {"float32": "FLOAT32", "float16": "FLOAT16"}
+
+
+def create_args(keys: Keys, dimension: int, hnsw: Hnsw, data_type: str = "FLOAT32") -> list[Any]:
+    vector = ["TYPE", data_type, "DIM", dimension, "DISTANCE_METRIC", "COSINE"]
     vector += ["M", hnsw.m, "EF_CONSTRUCTION", hnsw.ef_construction, "EF_RUNTIME", hnsw.ef_runtime]
     return _create(keys, VECTOR, ["HNSW", len(vector), *vector])
 
@@ -173,6 +191,12 @@ class IndexFacts:
     def vector_name(self) -> str | None:
         vector = self.vector_field
         return str(vector.get("attribute") or vector.get("identifier")) if vector else None
+
+    @property
+    def data_type(self) -> str:
+        """FLOAT32 or FLOAT16 (what the vector field stores; FLOAT32 when FT.INFO does not say)."""
+        vector = self.vector_field or {}
+        return str(vector.get("data_type") or "FLOAT32").upper()
 
     @property
     def dimension(self) -> int | None:

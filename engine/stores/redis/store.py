@@ -38,7 +38,14 @@ from engine.models import (
     StoreCounters,
 )
 from engine.redact import redact_url
-from engine.stores.base import LATENCY_WINDOW, check_expiry, mismatch_error, unit_vector
+from engine.stores.base import (
+    LATENCY_WINDOW,
+    Capacity,
+    check_expiry,
+    eviction_rank,
+    mismatch_error,
+    unit_vector,
+)
 from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
 from engine.stores.redis.connection import (
@@ -61,6 +68,56 @@ T = TypeVar("T")
 #: Keys per pipeline / rows per cursor read when walking or deleting many entries.
 BATCH = 1000
 
+# Capacity: while one is configured, every entry has a rank in the sorted set ``Keys.rank`` (and in its
+# scope's, ``Keys.scope_rank``), written in the upsert's own MULTI with this script at its end, so the
+# index is never over its capacity once an upsert returns, however many replicas write. A rank whose
+# entry is gone (expired, or evicted by Redis's maxmemory) is dropped when met, uncounted; purge_expired
+# drops the rest. Keys are reached by name inside the script: semcache runs on one Redis (or a
+# primary with replicas), never a cluster.
+_EVICT = """
+local rank, stats = KEYS[1], KEYS[2]
+local cap, scope_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local prefix, hits, fb, refused_prefix, rank_prefix = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local evicted, top = 0, nil
+local function remove(member, scope)
+  local key = prefix .. member
+  local actual = redis.call('HGET', key, 'scope')
+  if not actual or (scope and actual ~= scope) then
+    redis.call('ZREM', rank, member)
+    if scope then redis.call('ZREM', rank_prefix .. scope, member) end
+    return false
+  end
+  redis.call('UNLINK', key, refused_prefix .. member)
+  redis.call('HDEL', hits, member)
+  redis.call('HDEL', fb, member .. ':w', member .. ':r')
+  redis.call('ZREM', rank, member)
+  redis.call('ZREM', rank_prefix .. actual, member)
+  return true
+end
+local function shrink(zset, limit, scope)
+  while redis.call('ZCARD', zset) > limit do
+    local lowest = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+    if remove(lowest[1], scope) then
+      evicted = evicted + 1
+      local score = tonumber(lowest[2])
+      if top == nil or score > top then top = score end
+    end
+    redis.call('ZREM', zset, lowest[1])
+  end
+end
+if scope_cap > 0 then
+  for i = 9, #ARGV do shrink(rank_prefix .. ARGV[i], scope_cap, ARGV[i]) end
+end
+if cap > 0 then shrink(rank, cap, nil) end
+if evicted > 0 then
+  redis.call('HINCRBY', stats, 'evictions', evicted)
+  if ARGV[8] == 'lfu' and top > tonumber(redis.call('HGET', stats, 'lfu_age') or '0') then
+    redis.call('HSET', stats, 'lfu_age', tostring(top))
+  end
+end
+return evicted
+"""
+
 # One round trip per lookup. Hit counts live in a side hash, not in the entry: touching any field of an
 # indexed HASH makes RediSearch re-index the whole document, HNSW vector included (~1.5 ms at 20k).
 _RECORD_LOOKUP = """
@@ -72,6 +129,22 @@ if #KEYS == 4 and redis.call('EXISTS', KEYS[3]) == 1 then
   if ARGV[5] ~= '' then
     redis.call('PEXPIREAT', KEYS[3], ARGV[5])
     redis.call('HSET', KEYS[3], 'expires_at', ARGV[6])
+  end
+  if #ARGV > 6 then
+    local score = nil
+    if ARGV[7] == 'lru' then
+      score = ARGV[8]
+    elseif ARGV[7] == 'lfu' then
+      local n = tonumber(redis.call('HGET', KEYS[4], ARGV[4]) or '1')
+      score = tonumber(redis.call('HGET', KEYS[1], 'lfu_age') or '0') + n + 1
+    elseif ARGV[5] ~= '' then
+      score = ARGV[6]
+    end
+    if score then
+      redis.call('ZADD', ARGV[9], 'XX', score, ARGV[4])
+      local scope = redis.call('HGET', KEYS[3], 'scope')
+      if scope then redis.call('ZADD', ARGV[10] .. scope, 'XX', score, ARGV[4]) end
+    end
   end
 end
 return 1
@@ -115,6 +188,8 @@ class RedisStore:
         sentinel_password: str | None = None,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        capacity: Capacity | None = None,
+        vector_type: str = "float32",
     ) -> None:
         self.url = url
         self.name = name
@@ -140,6 +215,12 @@ class RedisStore:
         #: deploy/redis/semcache.acl): health stops asking, so the ACL log does not fill with one refusal
         #: per poll, and reads persistence from INFO alone.
         self._config_readable = True
+        self.capacity = capacity or Capacity()
+        #: Told how many entries each of this process's writes evicted (the server's metrics).
+        self.on_evict: Callable[[int], None] | None = None
+        #: The type a new index stores vectors as; an existing index's own type (``_data_type``) wins.
+        self.vector_type = s.VECTOR_TYPES.get(vector_type, vector_type.upper())
+        self._data_type = "FLOAT32"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -153,6 +234,8 @@ class RedisStore:
             sentinel_password=settings.redis_sentinel_password,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout=settings.redis_wait_timeout,
+            capacity=Capacity.from_settings(settings),
+            vector_type=settings.vector_type,
         )
 
     def __repr__(self) -> str:
@@ -249,6 +332,21 @@ class RedisStore:
             )
         self._vector_field = vector
         self._hnsw_index = str((facts.vector_field or {}).get("algorithm", "HNSW")).upper() == "HNSW"
+        self._data_type = facts.data_type
+        if self._data_type not in q.NUMPY_TYPES:
+            raise IndexMismatchError(
+                f"index {self.name} stores {self._data_type} vectors; semcache reads FLOAT32 and FLOAT16",
+                "choose another CACHE_INDEX_NAME",
+            )
+        if self._data_type != self.vector_type:
+            logger.warning(
+                "index %s stores %s vectors, not the configured SEMCACHE_VECTOR_TYPE (%s): it keeps its own "
+                "type; to change it, move the cache to a new index (`semcache-tui backup export`, then "
+                "`backup import` into another CACHE_INDEX_NAME)",
+                self.name,
+                self._data_type,
+                self.vector_type,
+            )
         meta = await self._run(lambda: self.client.hgetall(self.keys.meta))
         identity = s.meta_identity(meta)
         if identity is not None and identity.dimension == facts.dimension:
@@ -257,11 +355,11 @@ class RedisStore:
 
     async def _create_index(self, identity: EmbedderIdentity) -> bool:
         """Create the index and record ``identity``; ``False`` when another process created it first."""
-        args = s.create_args(self.keys, identity.dimension, self.hnsw)
+        args = s.create_args(self.keys, identity.dimension, self.hnsw, self.vector_type)
         created, _ = await self._tolerant(is_existing_index, *args)
         if not created:
             return False
-        self._vector_field, self._hnsw_index = s.VECTOR, True
+        self._vector_field, self._hnsw_index, self._data_type = s.VECTOR, True, self.vector_type
         meta = s.identity_to_meta(identity, s.VECTOR, self.hnsw)
         await self._run(lambda: self.client.hset(self.keys.meta, mapping=meta))
         return True
@@ -329,6 +427,84 @@ class RedisStore:
                 await self._adopt(facts, identity)
             break
         self._bound = self._recorded = identity
+        await self._prepare_ranks()
+
+    async def _prepare_ranks(self) -> None:
+        """Make the ranks cover every entry when a capacity is configured (ranking them once when the
+        index was filled without one, or for another policy); without one, mark them as not kept, so a
+        capacity configured later ranks again instead of trusting ranks that missed writes."""
+        meta = self.keys.meta
+        if not self.capacity.limited:
+            await self._run(lambda: self.client.hdel(meta, "rank_policy"))
+            return
+        recorded = await self._run(lambda: self.client.hget(meta, "rank_policy"))
+        if recorded is not None and q.text(recorded) == self.capacity.policy:
+            return
+        logger.info("ranking the entries of index %s for the %s policy", self.name, self.capacity.policy)
+        await self._forget_ranks()
+        fields = [s.SCOPE, s.CREATED, s.EXPIRES]
+        match, cursor = q.glob_escape(self.keys.prefix) + "*", 0
+        while True:
+            step = functools.partial(self.client.scan, cursor, match=match, count=BATCH, _type="HASH")
+            cursor, found = await self._run(step)
+            keys = [q.text(raw) for raw in found]
+            if keys:
+                pipe = self.client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hmget(key, fields)
+                rows = await self._run(pipe.execute)
+                entries = [self.keys.entry_key(key) for key in keys]
+                hits = await self._run(lambda: self.client.hmget(self.keys.hits, entries))  # noqa: B023
+                pipe = self.client.pipeline(transaction=False)
+                for key, (scope, created, expires), count in zip(entries, rows, hits, strict=True):
+                    if scope is None:
+                        continue
+                    expiry = q.number(expires)
+                    score = eviction_rank(
+                        self.capacity.policy,
+                        now=q.number(created),
+                        hits=int(count or 0),
+                        expires_at=expiry if expiry > 0 else None,
+                        created_at=q.number(created),
+                        lfu_age=0.0,
+                    )
+                    pipe.zadd(self.keys.rank, {key: score})
+                    pipe.zadd(self.keys.scope_rank(q.text(scope)), {key: score})
+                await self._run(pipe.execute)
+            if int(cursor) == 0:
+                break
+        await self._run(lambda: self.client.hset(meta, "rank_policy", self.capacity.policy))
+        # A capacity lowered since the last start applies now, not at the next write.
+        await self._evict_over([], None)
+
+    async def _forget_ranks(self) -> None:
+        match, cursor, found = q.glob_escape(self.keys.rank_prefix) + "*", 0, [self.keys.rank]
+        while True:
+            step = functools.partial(self.client.scan, cursor, match=match, count=BATCH)
+            cursor, keys = await self._run(step)
+            found += [q.text(raw) for raw in keys]
+            if int(cursor) == 0:
+                break
+        for start in range(0, len(found), BATCH):
+            chunk = found[start : start + BATCH]
+            await self._run(lambda: self.client.unlink(*chunk))  # noqa: B023
+
+    def _evict_args(self, scopes: Sequence[str]) -> list[Any]:
+        keys = self.keys
+        return [
+            _EVICT, 2, keys.rank, keys.stats,
+            self.capacity.max_entries, self.capacity.max_entries_per_scope, keys.prefix, keys.hits,
+            keys.feedback, keys.refused_prefix, keys.rank_prefix, self.capacity.policy, *scopes,
+        ]  # fmt: skip
+
+    async def _evict_over(self, scopes: Sequence[str], pipe: Pipeline | None) -> None:
+        """Queue the eviction script on ``pipe`` (an upsert's), or run it now."""
+        if pipe is not None:
+            pipe.eval(*self._evict_args(scopes))
+            return
+        evicted = await self._run(lambda: self.client.eval(*self._evict_args(scopes)))
+        if int(evicted or 0) and self.on_evict is not None:
+            self.on_evict(int(evicted))
 
     async def _make_scopes_exact(self, facts: s.IndexFacts) -> s.IndexFacts | None:
         """Redefine an index whose scope field folds case (created before scopes were exact), in place.
@@ -392,6 +568,7 @@ class RedisStore:
             )
         )
         await self._forget_every_refused()
+        await self._forget_ranks()
         await self.close()
         return documents
 
@@ -449,6 +626,7 @@ class RedisStore:
                 q.entry_from_hash(self.keys.entry_key(redis_key), values),
                 values.get(s.DISTANCE.encode()),
                 values.get(vector_field),
+                self._data_type,
             )
             if match.entry.is_expired(now) or (max_distance is not None and match.distance > max_distance):
                 continue
@@ -476,7 +654,7 @@ class RedisStore:
                 f"{self._bound.describe()}",
                 "run `semcache-tui migrate plan` to move the cache to the new embedder",
             )
-        return flat.tobytes()
+        return flat.astype(q.NUMPY_TYPES[self._data_type]).tobytes()
 
     async def upsert(self, items: Sequence[tuple[CacheEntry, np.ndarray]]) -> None:
         if not items:
@@ -506,11 +684,38 @@ class RedisStore:
             pipe.unlink(*[self.keys.refused(key) for key in reset])
         if kept:
             pipe.hset(self.keys.hits, mapping=kept)
-        await self._run(pipe.execute)
+        evict_at = None
+        if self.capacity.limited:
+            lfu_age = 0.0
+            if self.capacity.policy == "lfu":
+                lfu_age = q.number(await self._run(lambda: self.client.hget(self.keys.stats, "lfu_age")))
+            for entry, _ in items:
+                score = eviction_rank(
+                    self.capacity.policy,
+                    now=now,
+                    hits=int(entry.hit_count),
+                    expires_at=entry.expires_at,
+                    created_at=float(entry.created_at),
+                    lfu_age=lfu_age,
+                )
+                pipe.zadd(self.keys.rank, {entry.key: score})
+                pipe.zadd(self.keys.scope_rank(entry.scope), {entry.key: score})
+            evict_at = len(pipe.command_stack)
+            await self._evict_over(sorted({entry.scope for entry, _ in items}), pipe)
+        replies = await self._run(pipe.execute)
+        if evict_at is not None and self.on_evict is not None and int(replies[evict_at] or 0):
+            self.on_evict(int(replies[evict_at]))
 
     async def delete(self, key: str) -> bool:
+        scope = None
+        if self.capacity.limited:
+            scope = await self._run(lambda: self.client.hget(self.keys.entry(key), s.SCOPE))
         pipe = self._acknowledged()
         pipe.unlink(self.keys.entry(key))
+        if self.capacity.limited:
+            pipe.zrem(self.keys.rank, key)
+            if scope is not None:
+                pipe.zrem(self.keys.scope_rank(q.text(scope)), key)
         pipe.hdel(self.keys.hits, key)
         pipe.hdel(self.keys.feedback, *self._feedback_fields([key]))
         pipe.unlink(self.keys.refused(key))
@@ -524,11 +729,16 @@ class RedisStore:
         deleted = 0
         while True:
             removed_in_pass = 0
-            async for rows in self._scan(text, [], BATCH):
+            async for rows in self._scan(text, [s.SCOPE], BATCH):
                 redis_keys = [q.text(row["__key"]) for row in rows]
                 keys = [self.keys.entry_key(key) for key in redis_keys]
                 pipe = self._acknowledged()
                 pipe.unlink(*redis_keys)
+                if self.capacity.limited:
+                    pipe.zrem(self.keys.rank, *keys)
+                    for row, key in zip(rows, keys, strict=True):
+                        if s.SCOPE in row:
+                            pipe.zrem(self.keys.scope_rank(q.text(row[s.SCOPE])), key)
                 pipe.hdel(self.keys.hits, *keys)
                 pipe.hdel(self.keys.feedback, *self._feedback_fields(keys))
                 pipe.unlink(*[self.keys.refused(key) for key in keys])
@@ -549,6 +759,8 @@ class RedisStore:
         pipe.delete(self.keys.hits, self.keys.feedback)
         await self._run(pipe.execute)
         await self._forget_every_refused()
+        if self.capacity.limited:
+            await self._forget_ranks()  # empty ranks are complete ranks: the policy record stays
         return deleted
 
     async def purge_expired(self) -> int:
@@ -578,7 +790,33 @@ class RedisStore:
                 pipe.hdel(self.keys.feedback, *self._feedback_fields(gone))
                 pipe.unlink(*[self.keys.refused(key) for key in gone])
                 await self._run(pipe.execute)
+        if self.capacity.limited:
+            await self._drop_stale_ranks()
         return purged
+
+    async def _drop_stale_ranks(self) -> None:
+        """Drop the ranks of entries Redis removed by itself (expiry, maxmemory eviction): until then they
+        count towards the capacity, so the index may hold fewer entries than it allows, never more."""
+        zsets, match, cursor = [self.keys.rank], q.glob_escape(self.keys.rank_prefix) + "*", 0
+        while True:
+            step = functools.partial(self.client.scan, cursor, match=match, count=BATCH, _type="ZSET")
+            cursor, keys = await self._run(step)
+            zsets += [q.text(raw) for raw in keys]
+            if int(cursor) == 0:
+                break
+        for zset in zsets:
+            members = [
+                q.text(m[0] if isinstance(m, tuple) else m) async for m in self.client.zscan_iter(zset)
+            ]
+            for start in range(0, len(members), BATCH):
+                chunk = members[start : start + BATCH]
+                pipe = self.client.pipeline(transaction=False)
+                for member in chunk:
+                    pipe.exists(self.keys.entry(member))
+                alive = await self._run(pipe.execute)
+                gone = [m for m, exists in zip(chunk, alive, strict=True) if not exists]
+                if gone:
+                    await self._run(lambda: self.client.zrem(zset, *gone))  # noqa: B023
 
     def _feedback_fields(self, keys: Sequence[str]) -> list[str]:
         return [field for key in keys for field in self.keys.feedback_fields(key)]
@@ -706,7 +944,7 @@ class RedisStore:
                 pipe.hget(self.keys.entry(key), self._vector_field)
             blobs = await self._run(pipe.execute)
             for key, blob in zip(chunk, blobs, strict=True):
-                vector = q.vector(blob)
+                vector = q.vector(blob, self._data_type)
                 if vector is not None:
                     found[key] = vector
         return found
@@ -729,19 +967,22 @@ class RedisStore:
             keys += [self.keys.entry(hit_key), self.keys.hits]
             extend = (str(int(extend_to * 1000)), f"{extend_to:.6f}") if extend_to is not None else ("", "")
             args += [hit_key, *extend]
+            if self.capacity.limited:
+                args += [self.capacity.policy, f"{time.time():.6f}", self.keys.rank, self.keys.rank_prefix]
         await self._run(lambda: self.client.eval(_RECORD_LOOKUP, len(keys), *keys, *args))
 
     async def counters(self) -> StoreCounters:
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(self.keys.stats, ["hits", "misses", "feedback_wrong", "feedback_right"])
+        pipe.hmget(self.keys.stats, ["hits", "misses", "feedback_wrong", "feedback_right", "evictions"])
         pipe.lrange(self.keys.latencies, 0, LATENCY_WINDOW - 1)
-        (hits, misses, wrong, right), latencies = await self._run(pipe.execute)
+        (hits, misses, wrong, right, evictions), latencies = await self._run(pipe.execute)
         return StoreCounters(
             int(hits or 0),
             int(misses or 0),
             [q.number(v) for v in latencies],
             feedback_wrong=int(wrong or 0),
             feedback_right=int(right or 0),
+            evictions=int(evictions or 0),
         )
 
     # -- feedback: counts beside the entries, a refused set per entry, totals in the stats hash ----------
@@ -821,7 +1062,12 @@ class RedisStore:
                 "identity_recorded": trusted,
                 "percent_indexed": facts.raw.get("percent_indexed"),
                 "indexing": facts.raw.get("indexing"),
+                "configured_vector_type": self.vector_type,
             },
+            max_entries=self.capacity.max_entries or None,
+            max_entries_per_scope=self.capacity.max_entries_per_scope or None,
+            eviction_policy=self.capacity.policy,
+            evictions=(await self.counters()).evictions,
         )
 
     async def health(self) -> ComponentHealth:

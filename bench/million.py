@@ -1,0 +1,303 @@
+"""Figures on the way to a million entries, for both stores. Prints figures, asserts nothing.
+
+    python bench/million.py [--sizes 100000,1000000] [--qqp 30000] [--queries 1000] [--stores local,redis]
+
+For each size and store: search p50/p99 through ``store.search`` (embedding excluded), recall@1 against exact
+numpy search over everything stored, memory per entry (the process's RSS for the embedded store; Redis's
+``used_memory`` and the vector index size, FLOAT32 and FLOAT16 side by side), size on disk, reopen time
+from the snapshot and full rebuild time, and load speed through ``upsert`` in batches of 500 (what
+``semcache-tui backup import --vectors`` does per batch, without reading the file). The last table shows
+how each figure grows from one size to the next.
+
+Data: the bundled model's vectors of QQP questions (``qqp_train`` text_a, cached in ``.cache/verifier``
+by engine/verification/corpus.py) for the first ``--qqp`` entries; beyond those, synthetic vectors (a QQP
+vector plus noise, cosine ~0.8 to it), and the output says how many are which. Queries are the text_b of
+QQP duplicate pairs: real paraphrases, whose text_a is among the stored ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.models import CacheEntry, EmbedderIdentity
+from engine.stores.base import VectorStore
+
+SCOPE = "default"
+THRESHOLD = 0.15
+BATCH = 500
+IDENTITY = EmbedderIdentity("sentence-transformers", "all-MiniLM-L6-v2", 384)
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+
+
+def dataset(qqp: int, total: int, n_queries: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray, int]:
+    """(stored vectors, query vectors, how many stored ones are real QQP vectors)."""
+    from engine.verification.corpus import DEFAULT_DATA_DIR, VectorCache, read_pairs
+
+    pairs = read_pairs(DEFAULT_DATA_DIR / "qqp_train.jsonl.gz")
+    texts = list(dict.fromkeys(p.text_a for p in pairs))[: min(qqp, total)]
+    stored = set(texts)
+    queries = [p.text_b for p in pairs if p.label == 1 and p.text_a in stored][:n_queries]
+    cache = VectorCache()
+    real = cache.vectors(texts + queries, progress=True)
+    base, query_vectors = real[: len(texts)], real[len(texts) :]
+    rng = np.random.default_rng(seed)
+    synthetic = total - len(base)
+    if synthetic <= 0:
+        return base[:total], query_vectors, len(base[:total])
+    data = np.empty((total, base.shape[1]), dtype=np.float32)
+    data[: len(base)] = base
+    for start in range(len(base), total, 100_000):
+        end = min(start + 100_000, total)
+        picks = base[rng.integers(0, len(base), end - start)]
+        noise = rng.standard_normal(picks.shape).astype(np.float32) * (0.75 / np.sqrt(base.shape[1]))
+        data[start:end] = unit_rows(picks + noise)
+    return data, query_vectors, len(base)
+
+
+def exact_top(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    best = np.empty(len(queries), dtype=np.int64)
+    for start in range(0, len(queries), 64):
+        best[start : start + 64] = np.argmax(queries[start : start + 64] @ data.T, axis=1)
+    return best
+
+
+async def load(store: VectorStore, data: np.ndarray) -> float:
+    """Seconds to upsert every vector in batches of ``BATCH``."""
+    now = time.time()
+    started = time.perf_counter()
+    for first in range(0, len(data), BATCH):
+        await store.upsert(
+            [
+                (CacheEntry(f"e{i:07d}", SCOPE, f"prompt {i}", f"response {i}", {}, now), data[i])
+                for i in range(first, min(first + BATCH, len(data)))
+            ]
+        )
+    return time.perf_counter() - started
+
+
+async def searches(
+    store: VectorStore, queries: np.ndarray, truth: np.ndarray, **options: Any
+) -> dict[str, float]:
+    for query in queries[:50]:  # warm up
+        await store.search(query, scope=SCOPE, k=5, **options)
+    seconds, found = [], []
+    for query in queries:
+        started = time.perf_counter()
+        matches = await store.search(query, scope=SCOPE, k=5, **options)
+        seconds.append(time.perf_counter() - started)
+        found.append(int(matches[0].entry.key[1:]) if matches else -1)
+    ms = np.asarray(seconds) * 1000.0
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "recall@1": float(np.mean(np.asarray(found) == truth)),
+    }
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+async def local_figures(data: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    from engine.stores.local import LocalStore
+
+    process = psutil.Process()
+    folder = Path(tempfile.mkdtemp(prefix="semcache-million-"))
+    figures: dict[str, float] = {}
+    try:
+        rss = process.memory_info().rss
+        store = LocalStore(folder, name="bench")
+        await store.open()
+        await store.bind(IDENTITY)
+        seconds = await load(store, data)
+        figures["load entries/s"] = len(data) / seconds
+        knn = await searches(store, queries, truth)
+        figures |= {f"knn {k}": v for k, v in knn.items()}
+        within = await searches(store, queries, truth, max_distance=THRESHOLD)
+        figures["range p50_ms"], figures["range p99_ms"] = within["p50_ms"], within["p99_ms"]
+        figures["RSS bytes/entry"] = (process.memory_info().rss - rss) / len(data)
+        info = await store.info()
+        figures["graph bytes/entry"] = (info.memory_bytes or 0) / len(data)
+        started = time.perf_counter()
+        await store.close()
+        figures["close (snapshot) s"] = time.perf_counter() - started
+        figures["disk bytes/entry"] = folder_bytes(folder) / len(data)
+        for label, drop in (("reopen from snapshot s", False), ("full rebuild s", True)):
+            if drop:
+                shutil.rmtree(folder / "bench.hnsw")
+            started = time.perf_counter()
+            reopened = LocalStore(folder, name="bench")
+            await reopened.open()
+            await reopened.bind(IDENTITY)
+            await reopened.search(queries[0], scope=SCOPE, k=1)
+            figures[label] = time.perf_counter() - started
+            await reopened.close()
+        # Heavy evictions, then compaction: a capacity of half the entries evicts the oldest half at start.
+        from engine.stores.base import Capacity
+
+        halved = LocalStore(folder, name="bench", capacity=Capacity(max_entries=len(data) // 2))
+        await halved.open()
+        await halved.bind(IDENTITY)
+        await halved.search(queries[0], scope=SCOPE, k=1)
+        kept_from = len(data) - len(data) // 2
+        # The QQP paraphrases' answers were in the evicted half: near copies of kept vectors stand in.
+        rng = np.random.default_rng(3)
+        picks = data[kept_from + rng.integers(0, len(data) - kept_from, len(queries))]
+        near = unit_rows(
+            picks + rng.standard_normal(picks.shape).astype(np.float32) * (0.3 / np.sqrt(picks.shape[1]))
+        )
+        truth_half = exact_top(data[kept_from:], near) + kept_from
+        before = await searches(halved, near, truth_half)
+        figures["half evicted: graph bytes"] = float((await halved.info()).memory_bytes or 0)
+        figures["half evicted: knn p50_ms"] = before["p50_ms"]
+        figures["half evicted: recall@1"] = before["recall@1"]
+        started = time.perf_counter()
+        await halved.compact()
+        figures["compaction s"] = time.perf_counter() - started
+        after = await searches(halved, near, truth_half)
+        figures["compacted: graph bytes"] = float((await halved.info()).memory_bytes or 0)
+        figures["compacted: knn p50_ms"] = after["p50_ms"]
+        figures["compacted: recall@1"] = after["recall@1"]
+        await halved.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return figures
+
+
+async def redis_figures(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, vector_type: str
+) -> dict[str, float]:
+    from engine.stores.redis import RedisStore
+    from tests.support.redis_server import RedisServer, ensure_redis_stack
+
+    figures: dict[str, float] = {}
+    with RedisServer(ensure_redis_stack()) as server:
+        client = server.client()
+        client.execute_command("FT.CONFIG", "SET", "TIMEOUT", 0)
+        before = int(client.info("memory")["used_memory"])
+        store = RedisStore(server.url, name="bench", vector_type=vector_type)
+        await store.open()
+        await store.bind(IDENTITY)
+        seconds = await load(store, data)
+        figures["load entries/s"] = len(data) / seconds
+        knn = await searches(store, queries, truth)
+        figures |= {f"knn {k}": v for k, v in knn.items()}
+        within = await searches(store, queries, truth, max_distance=THRESHOLD)
+        figures["range p50_ms"], figures["range p99_ms"] = within["p50_ms"], within["p99_ms"]
+        figures["used_memory bytes/entry"] = (int(client.info("memory")["used_memory"]) - before) / len(data)
+        raw = {
+            k.decode() if isinstance(k, bytes) else k: v
+            for k, v in _pairs(client.execute_command("FT.INFO", "bench"))
+        }
+        figures["vector index bytes/entry"] = float(raw.get("vector_index_sz_mb", 0) or 0) * 2**20 / len(data)
+        await store.close()
+        started = time.perf_counter()
+        client.save()
+        figures["RDB save s"] = time.perf_counter() - started
+        figures["disk bytes/entry"] = (server.workdir / "dump.rdb").stat().st_size / len(data)
+        client.close()
+        # Redis keeps no vector index on disk: a restart loads the RDB and indexes every entry again.
+        server.stop()
+        started = time.perf_counter()
+        server.start(timeout=3600)
+        client = server.client()
+        while True:
+            try:
+                raw = {
+                    k.decode() if isinstance(k, bytes) else k: v
+                    for k, v in _pairs(client.execute_command("FT.INFO", "bench"))
+                }
+                if not int(float(raw.get("indexing", 0) or 0)) and int(float(raw.get("num_docs", 0))) == len(
+                    data
+                ):
+                    break
+            except Exception:  # still loading
+                pass
+            time.sleep(0.1)
+        figures["restart + reindex s"] = time.perf_counter() - started
+        client.close()
+    return figures
+
+
+def _pairs(reply: Any) -> list[tuple[Any, Any]]:
+    if isinstance(reply, dict):
+        return list(reply.items())
+    return list(zip(reply[::2], reply[1::2], strict=False))
+
+
+def show(title: str, figures: dict[str, float]) -> None:
+    print(f"  {title}")
+    for name, value in figures.items():
+        print(f"    {name:<28} {value:>12,.4f}" if value < 100 else f"    {name:<28} {value:>12,.0f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="100000", help="comma-separated entry counts (e.g. 100000,1000000)"
+    )
+    parser.add_argument(
+        "--qqp", type=int, default=30_000, help="how many stored vectors are real QQP questions"
+    )
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--stores", default="local,redis")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    stores = args.stores.split(",")
+    load_avg = ", ".join(f"{x:.2f}" for x in psutil.getloadavg())
+    print(
+        f"machine: {psutil.cpu_count()} CPUs, load average {load_avg}, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    )
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    for size in sizes:
+        data, queries, real = dataset(args.qqp, size, args.queries)
+        truth = exact_top(data, queries)
+        print(
+            f"\n== {size:,} entries x {data.shape[1]}: {real:,} real QQP question vectors, {size - real:,} synthetic "
+            f"(a QQP vector plus noise); {len(queries)} queries = QQP paraphrases of stored questions"
+        )
+        if "local" in stores:
+            results[("local", size)] = await local_figures(data, queries, truth)
+            show("embedded store (SQLite + int8 HNSW, float32 re-rank)", results[("local", size)])
+        if "redis" in stores:
+            for vector_type in ("float32", "float16"):
+                results[(f"redis {vector_type}", size)] = await redis_figures(
+                    data, queries, truth, vector_type
+                )
+                show(f"Redis, {vector_type.upper()} vectors", results[(f"redis {vector_type}", size)])
+            f32, f16 = results[("redis float32", size)], results[("redis float16", size)]
+            saved = 1 - f16["vector index bytes/entry"] / f32["vector index bytes/entry"]
+            print(
+                f"  FLOAT16 vs FLOAT32: vector index {saved:.0%} smaller, used_memory "
+                f"{1 - f16['used_memory bytes/entry'] / f32['used_memory bytes/entry']:.0%} smaller; recall@1 "
+                f"{f16['knn recall@1']:.4f} vs {f32['knn recall@1']:.4f}"
+            )
+        print(f"  (load average now {', '.join(f'{x:.2f}' for x in psutil.getloadavg())})")
+    if len(sizes) > 1:
+        print("\n== growth from the smallest size to the largest (ratio)")
+        for kind in sorted({kind for kind, _ in results}):
+            small, large = results[(kind, sizes[0])], results[(kind, sizes[-1])]
+            ratios = ", ".join(f"{name} x{large[name] / small[name]:.2f}" for name in small if small[name])
+            print(f"  {kind}: {ratios}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
