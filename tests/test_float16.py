@@ -57,7 +57,7 @@ async def test_an_index_created_with_float32_keeps_opening_as_float32(redis_url:
         assert info.parameters["data_type"] == "FLOAT32"
         assert info.extra["configured_vector_type"] == "FLOAT16"
         await cache.store(PROMPTS[2], "8,849 metres.")
-        result = await cache.check("What's the capital city of France?")
+        result = await cache.check("what's the capital of France")
         assert result.is_hit and result.best is not None and result.best.entry.key == entry.key
         assert await later.count() == 2
     finally:

@@ -25,9 +25,9 @@ class EntriesScreen(PanelScreen):
     WRITES: ClassVar = frozenset({"delete", "clear"})
     BINDINGS: ClassVar = [
         Binding("slash", "focus_search", "Search", tooltip="Filter entries by text in the prompt"),
-        Binding("r", "reload", "Reload", tooltip="Read the entries again"),
-        Binding("n", "page(1)", "Next page", tooltip="The next page of entries"),
-        Binding("p", "page(-1)", "Prev page", tooltip="The previous page of entries"),
+        Binding("r", "reload", "Reload", show=False, tooltip="Read the entries again"),
+        Binding("n", "page(1)", "Next", tooltip="The next page of entries"),
+        Binding("p", "page(-1)", "Prev", tooltip="The previous page of entries"),
         Binding("v", "view", "View", tooltip="Show the whole of the selected entry"),
         Binding("d", "delete", "Delete", tooltip="Delete the selected entry (y/n)"),
         Binding("C", "clear", "Clear all", tooltip="Delete every entry (type the index name to confirm)"),

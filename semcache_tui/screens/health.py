@@ -20,7 +20,17 @@ from semcache_tui.widgets.health import ComponentPanel, MetricSpark
 #: Store facts said elsewhere on the card (its title and detail line) or twice over (the human-readable
 #: memory): left out so the Redis card fits at 100x30.
 STORE_FACTS_SHOWN_ELSEWHERE = frozenset(
-    {"store", "url", "path", "redis_version", "search_version", "used_memory_human", "import_incomplete"}
+    # bookkeeping_evictable: when true the store is degraded and its detail line says why and what to do.
+    {
+        "store",
+        "url",
+        "path",
+        "redis_version",
+        "search_version",
+        "used_memory_human",
+        "import_incomplete",
+        "bookkeeping_evictable",
+    }
 )
 
 

@@ -66,16 +66,30 @@ class MigrationScreen(LocalWorkScreen):
     AUTO_FOCUS = ""
     WRITES: ClassVar = frozenset({"run", "resume", "finalize", "rollback", "drop_leftover"})
     BINDINGS: ClassVar = [
-        Binding("t", "focus_target", "Target", tooltip="Edit the target provider, model and dimension"),
+        Binding(
+            "t", "focus_target", "Target", show=False, tooltip="Edit the target provider, model and dimension"
+        ),
         Binding("p", "plan", "Plan", tooltip="What the migration would change; changes nothing"),
-        Binding("s", "strategy", "Strategy", tooltip="Switch between reembed (keeps) and recreate (empties)"),
+        Binding(
+            "s",
+            "strategy",
+            "Strategy",
+            show=False,
+            tooltip="Switch between reembed (keeps) and recreate (empties)",
+        ),
         Binding("r", "run", "Run", tooltip="Migrate (type the index name to confirm)"),
-        Binding("u", "resume", "Resume", tooltip="Continue an unfinished migration"),
+        Binding("u", "resume", "Resume", show=False, tooltip="Continue an unfinished migration"),
         Binding("v", "verify", "Verify", tooltip="Counts and sample lookups through the new index"),
         Binding("f", "finalize", "Finalize", tooltip="Delete the old index's entries (no rollback after)"),
         Binding("b", "rollback", "Rollback", tooltip="Serve from the old index again (y/n)"),
-        Binding("l", "reload", "Status", tooltip="Read the migration status again"),
-        Binding("d", "drop_leftover", "Drop leftover", tooltip="Delete the new index a rollback left behind"),
+        Binding("l", "reload", "Status", show=False, tooltip="Read the migration status again"),
+        Binding(
+            "d",
+            "drop_leftover",
+            "Drop leftover",
+            show=False,
+            tooltip="Delete the new index a rollback left behind",
+        ),
     ]
     DEFAULT_CSS = """
     #to-provider { width: 30; }

@@ -31,6 +31,9 @@ async def test_where_am_i_on_every_screen(
             assert "READ-ONLY" in top, (item.label, top)
             assert item.label in top, (item.label, top)  # the current screen keeps its name
             assert "data" in top, (item.label, top)  # the end of the store's path
+            footer = " ".join(screen_text(app).split("\n")[-1].split())
+            # The keys that matter on every screen stay in the footer: help and quit.
+            assert "? Keys" in footer and "q Q" in footer, (item.label, footer)
 
 
 async def test_disabled_keys_without_colour(
