@@ -116,3 +116,17 @@ def test_demo_runs_the_main_job_on_the_embedded_default(data_dir: Path) -> None:
     assert any(line.startswith("MISS") for line in lines)
     assert (data_dir / "semantic_cache.sqlite3").exists()
     assert "Loading weights" not in result.stderr
+
+
+def test_health_exit_codes_ok_degraded_and_down(data_dir: Path, redis_server_factory) -> None:  # type: ignore[no-untyped-def]
+    """0 when every part is ok, 8 when one is degraded (here a Redis whose maxmemory-policy may evict the
+    cache's bookkeeping), 4 when one is down, as the README documents."""
+    healthy = run(data_dir, "health")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    server = redis_server_factory(extra_args=["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"])
+    degraded = run(data_dir, "health", env={"REDIS_URL": server.url, "CACHE_INDEX_NAME": "health_exit"})
+    assert degraded.returncode == 8, degraded.stdout + degraded.stderr
+    assert "maxmemory-policy" in degraded.stdout + degraded.stderr
+    server.stop()
+    down = run(data_dir, "health", env={"REDIS_URL": server.url})
+    assert down.returncode == 4, down.stdout + down.stderr
