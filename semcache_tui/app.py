@@ -413,18 +413,25 @@ class SemcacheApp(App[None]):
 
     # -- the running cache's threshold -----------------------------------------------------------------
 
+    def refused_on_a_server(self, what: str, variable: str) -> bool:
+        """Attached to a server, a setting of the running cache is refused (said in the status line and a
+        toast): it is the server's configuration, and a change here would reach one replica at most."""
+        if not isinstance(self.service, RemoteCache):
+            return False
+        reason = (
+            f"Refused: {what} of the server at {redact_url(self.service.safe_url)} is not changed "
+            f"from the panel; set {variable} on every replica and restart them"
+        )
+        self.set_status(reason, "warning")
+        self.notify(reason, severity="warning", timeout=8, markup=False)
+        return True
+
     def request_threshold(self, new: float, after: Any = None) -> None:
         """Change the running cache's threshold, after a y/n that shows the old and the new value.
 
         Attached to a server, it is refused: the server's threshold is its configuration, and a change
         here would reach one replica behind a load balancer at most."""
-        if isinstance(self.service, RemoteCache):
-            reason = (
-                f"Refused: the threshold of the server at {redact_url(self.service.safe_url)} is not changed "
-                "from the panel; set CACHE_DISTANCE_THRESHOLD on every replica and restart them"
-            )
-            self.set_status(reason, "warning")
-            self.notify(reason, severity="warning", timeout=8, markup=False)
+        if self.refused_on_a_server("the threshold", "CACHE_DISTANCE_THRESHOLD"):
             return
         old = float(self.service.policy.threshold)
         if abs(old - new) < 1e-9:
@@ -451,13 +458,7 @@ class SemcacheApp(App[None]):
     def request_target_precision(self, new: float, after: Any = None) -> None:
         """Change the running cache's target precision (the verifier's cut follows), after a y/n that shows
         the old and the new value and cut. Refused when attached to a server, as for the threshold."""
-        if isinstance(self.service, RemoteCache):
-            reason = (
-                f"Refused: the target precision of the server at {redact_url(self.service.safe_url)} is not "
-                "changed from the panel; set SEMCACHE_TARGET_PRECISION on every replica and restart them"
-            )
-            self.set_status(reason, "warning")
-            self.notify(reason, severity="warning", timeout=8, markup=False)
+        if self.refused_on_a_server("the target precision", "SEMCACHE_TARGET_PRECISION"):
             return
         old_point, new_point = self.verifier_point(), self.verifier_point(new)
         if old_point is None or new_point is None:

@@ -230,10 +230,9 @@ def calibration_table(points: Sequence[CurvePoint]) -> list[CalibrationPoint]:
     return list(reversed(table))
 
 
-def operating_points(
-    simulation: Simulation, targets: Sequence[float] = (0.85, 0.88, 0.9, 0.92, 0.95)
-) -> dict[str, Any]:
-    curve = simulation.curve([round(c, 4) for c in np.linspace(0.0, 1.0, 401)])
+def best_per_target(curve: Sequence[CurvePoint], targets: Sequence[float]) -> dict[str, Any]:
+    """For each target precision, the point of ``curve`` that serves the most while reaching it (with at
+    least ``MIN_SUPPORT`` served), or ``None`` where no point does."""
     out: dict[str, Any] = {}
     for target in targets:
         meeting = [p for p in curve if p.precision >= target and p.served_count >= MIN_SUPPORT]
@@ -244,6 +243,13 @@ def operating_points(
             else {"cut": best.cut, "precision": round(best.precision, 4), "served": round(best.served, 4)}
         )
     return out
+
+
+def operating_points(
+    simulation: Simulation, targets: Sequence[float] = (0.85, 0.88, 0.9, 0.92, 0.95)
+) -> dict[str, Any]:
+    curve = simulation.curve([round(c, 4) for c in np.linspace(0.0, 1.0, 401)])
+    return best_per_target(curve, targets)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -440,16 +446,7 @@ def pairwise_points(
         verifier,
         CUTS,
     )
-    out: dict[str, Any] = {}
-    for target in targets:
-        meeting = [p for p in curve if p.precision >= target and p.served_count >= MIN_SUPPORT]
-        best = max(meeting, key=lambda p: p.served, default=None)
-        out[str(target)] = (
-            None
-            if best is None
-            else {"cut": best.cut, "precision": round(best.precision, 4), "served": round(best.served, 4)}
-        )
-    return out
+    return best_per_target(curve, targets)
 
 
 def served_at(
