@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -27,10 +26,12 @@ from typing import Any
 
 from tests.support.redis_server import (
     MIRROR_ENV,
+    AptFailed,
     _apt_sources,
     _die_with_parent,
     _last_line,
     _locked,
+    apt_unpack,
     cache_dir,
     free_port,
 )
@@ -84,53 +85,17 @@ def _debian_sources() -> list[str]:
 
 def _download(target: Path) -> None:
     tried = f"apt-get download {_PACKAGE} (Debian's package, unpacked into {target})"
-    apt_get, dpkg = shutil.which("apt-get"), shutil.which("dpkg")
-    if apt_get is None or dpkg is None:
-        raise PrometheusUnavailable(f"tried {tried}: apt-get/dpkg are missing; set {PROMETHEUS_DIR_ENV}")
     sources = _debian_sources()
     if not sources:
         raise PrometheusUnavailable(
             f"tried {tried}: no Debian mirror in /etc/apt; set {MIRROR_ENV} or {PROMETHEUS_DIR_ENV}"
         )
-    with tempfile.TemporaryDirectory(prefix="semcache-apt-") as scratch:
-        work = Path(scratch)
-        (work / "lists" / "partial").mkdir(parents=True)
-        (work / "sources.list").write_text("\n".join(sources) + "\n")
-        options = [
-            "-q",
-            "-o",
-            f"Dir::Etc::SourceList={work / 'sources.list'}",
-            "-o",
-            "Dir::Etc::SourceParts=/dev/null",
-            "-o",
-            f"Dir::State::Lists={work / 'lists'}",
-            "-o",
-            "APT::Sandbox::User=root",
-        ]
-        for step in (["update"], ["download", _PACKAGE]):
-            try:
-                done = subprocess.run(
-                    [apt_get, *options, *step], cwd=work, capture_output=True, text=True, timeout=600
-                )
-            except subprocess.TimeoutExpired:
-                raise PrometheusUnavailable(f"tried {tried}: `apt-get {step[0]}` timed out") from None
-            if done.returncode != 0:
-                raise PrometheusUnavailable(
-                    f"tried {tried}: apt-get {step[0]}: {_last_line(done.stderr, keep_warnings=True)}; "
-                    f"set {PROMETHEUS_DIR_ENV} to a folder with prometheus and promtool"
-                )
-        debs = sorted(work.glob(f"{_PACKAGE}_*.deb"))
-        if not debs:
-            raise PrometheusUnavailable(f"tried {tried}: apt-get reported success but left no .deb")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
-        try:
-            subprocess.run([dpkg, "-x", str(debs[-1]), str(staging)], check=True, capture_output=True)
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    try:
+        apt_unpack(_PACKAGE, sources, target, timeout=600)
+    except AptFailed as exc:
+        raise PrometheusUnavailable(
+            f"tried {tried}: {exc}; set {PROMETHEUS_DIR_ENV} to a folder with prometheus and promtool"
+        ) from None
 
 
 def ensure_prometheus() -> PrometheusPaths:

