@@ -79,6 +79,9 @@ class Probe:
 
 #: Fact names whose values differ between two runs over the same data (timings, sizes on disk, uptime).
 _VOLATILE = ("latency", "_ms", "seconds", "uptime", "size", "bytes", "ops", "memory", "rss", "clients", "pid")
+#: Fact names that match ``_VOLATILE`` but are configuration, the same from one run to the next: frozen,
+#: Redis's ``maxmemory`` 0 (no limit) would be drawn as a limit.
+_CONFIGURED = frozenset({"maxmemory"})
 
 
 class FrozenProbe(Probe):
@@ -128,7 +131,7 @@ class FrozenProbe(Probe):
 
 def _volatile(name: str) -> bool:
     lowered = name.lower()
-    return any(part in lowered for part in _VOLATILE)
+    return lowered not in _CONFIGURED and any(part in lowered for part in _VOLATILE)
 
 
 def _frozen_value(value: Any) -> Any:

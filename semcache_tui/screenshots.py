@@ -38,17 +38,25 @@ INDEX = "semantic_cache"
 SWEEP_SAMPLE = 200
 
 
-def _store(data_dir: Path) -> Any:
+def _store(data_dir: Path, redis_url: str | None = None) -> Any:
+    """The embedded store in ``data_dir``, or the index ``INDEX`` on the Redis at ``redis_url``."""
+    if redis_url:
+        from engine.stores.redis import RedisStore
+
+        return RedisStore(redis_url, name=INDEX)
     from engine.stores.local import LocalStore
 
     return LocalStore(data_dir, name=INDEX)
 
 
-def prepare(data_dir: Path, embedder: Any) -> None:
-    """A fresh store holding the sample pairs, with a few lookups (hits and a miss) on record."""
+def prepare(data_dir: Path, embedder: Any, redis_url: str | None = None) -> None:
+    """A fresh store holding the sample pairs, with a few lookups (hits and a miss) on record: the embedded
+    one in ``data_dir``, or the index ``INDEX`` on the Redis at ``redis_url`` (dropped first)."""
 
     async def fill() -> None:
-        cache = SemanticCache(_store(data_dir), embedder, CachePolicy())
+        if redis_url:
+            await _store(data_dir, redis_url).drop()
+        cache = SemanticCache(_store(data_dir, redis_url), embedder, CachePolicy())
         await cache.start()
         await cache.store_many([StoreRequest(prompt, response) for prompt, response in SAMPLE_PAIRS])
         for query in SAMPLE_QUERIES:
@@ -73,9 +81,16 @@ def sample_pairs(folder: Path) -> Path:
     return target
 
 
-def build_app(data_dir: Path, embedder: Any, pairs: Path | None = None, **options: Any) -> SemcacheApp:
-    cache = SemanticCache(_store(data_dir), embedder, CachePolicy())
-    settings = Settings.load(data_dir=data_dir, index_name=INDEX)
+def build_app(
+    data_dir: Path,
+    embedder: Any,
+    pairs: Path | None = None,
+    redis_url: str | None = None,
+    **options: Any,
+) -> SemcacheApp:
+    """The panel on the store ``prepare`` filled (on Redis when ``redis_url`` is given)."""
+    cache = SemanticCache(_store(data_dir, redis_url), embedder, CachePolicy())
+    settings = Settings.load(data_dir=data_dir, index_name=INDEX, redis_url=redis_url)
     options.setdefault("probe", FrozenProbe())
     options.setdefault("refresh_interval", 3600.0)
     return SemcacheApp(cache, settings, pairs_path=pairs, **options)

@@ -203,7 +203,10 @@ class HealthScreen(PanelScreen):
             history.series(lambda s: s.latency_p95), ms(sample.latency_p95)
         )
         others = [c for c in (report.components if report else []) if c.name not in ("store", "embedder")]
-        self.query_one("#other-components", Static).update(
+        other_components = self.query_one("#other-components", Static)
+        # Out of the layout when empty: its blank line made the tall Redis card scroll at 100x30.
+        other_components.display = bool(others)
+        other_components.update(
             Text("\n".join(f"{c.name}: {c.status.upper()} {redact(c.detail)}" for c in others))
         )
 

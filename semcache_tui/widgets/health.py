@@ -59,6 +59,8 @@ def fact_value(name: str, value: Any) -> str:
         return "yes" if value else "no"
     if value is None:
         return "-"
+    if name == "maxmemory" and value == 0:
+        return "no limit"  # Redis's maxmemory 0: it grows until the host runs out, never evicts
     lowered = name.lower()
     if isinstance(value, int | float) and any(p in lowered for p in ("bytes", "size", "memory", "rss")):
         return size(value)
