@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 
 from engine.errors import SemcacheError
 
@@ -89,3 +90,30 @@ def one_line(text: str, width: int) -> str:
     """``text`` on one line of at most ``width`` characters, cut with an ellipsis."""
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+#: A URL's scheme, its credentials (to the netloc's last '@'), its host part and the rest (query, fragment).
+_URL = re.compile(r"^([a-z][a-z0-9+.-]*://)(?:[^/?#]*@)?([^?#]*)(.*)$", re.IGNORECASE | re.DOTALL)
+#: The end of a URL's host part worth keeping whole: the (last) port and the path after it.
+_PORT_AND_PATH = re.compile(r":\d+(?:/.*)?$", re.DOTALL)
+
+
+def fit_url(url: str, width: int) -> str | None:
+    """``url`` (already redacted) in at most ``width`` characters, or ``None`` when it cannot be told in so
+    few (fewer than 8 after the scheme). What says where the URL leads stays: first the credentials go (the
+    password is never shown anyway), and the query and fragment (TLS file names); then the middle of the
+    host is cut, so the scheme (``redis://`` or ``rediss://``: encrypted or not) and the port stay whole."""
+    if len(url) <= width:
+        return url
+    found = _URL.match(url)
+    if found is None:
+        return None
+    scheme, place, _ = found.groups()
+    if len(scheme) + len(place) <= width:
+        return scheme + place
+    room = width - len(scheme) - 1
+    if room < 8:
+        return None
+    end = _PORT_AND_PATH.search(place)
+    tail = min(max(len(end.group(0)) if end else 0, room // 2), room - 4)
+    return f"{scheme}{place[: room - tail]}…{place[len(place) - tail :]}"

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
+from semcache_tui.formatting import fit_url
+
 if TYPE_CHECKING:
     from semcache_tui.app import SemcacheApp
 
@@ -16,7 +18,8 @@ class NavBar(Static):
     kind, its URL or path (redacted), the index, READ-ONLY and whether the model is loaded.
 
     The location always stays in sight: when the line is too narrow (80 columns) the screens' labels go
-    first (only the current one keeps its label), then the path is cut from its start, then dropped."""
+    first (only the current one keeps its label), then the path is cut from its start (a URL loses its
+    credentials and query, then the middle of its host: its scheme and port stay), then dropped."""
 
     #: How the screens are listed, widest first.
     NAV_STYLES = ("full", "compact", "current")
@@ -81,8 +84,8 @@ class NavBar(Static):
         path_room = room - text.cell_len - tail.cell_len - 1
         if not fit or len(where) <= path_room:
             shown = where
-        elif cut_path and path_room >= 8:
-            shown = "…" + where[len(where) - path_room + 1 :]
+        elif cut_path and (cut := shorten_place(where, path_room)) is not None:
+            shown = cut
         elif cut_path and short:
             shown = ""
         else:
@@ -92,6 +95,14 @@ class NavBar(Static):
             text.append(shown, style="dim")
         text.append_text(tail)
         return text
+
+
+def shorten_place(where: str, width: int) -> str | None:
+    """The store's URL or path in ``width`` cells, ``None`` when too few are left: a URL keeps its scheme
+    and port (``fit_url``), a path its end (the folder's own name)."""
+    if "://" in where:
+        return fit_url(where, width)
+    return "…" + where[len(where) - width + 1 :] if width >= 8 else None
 
 
 class StatusLine(Static):

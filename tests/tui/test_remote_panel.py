@@ -17,10 +17,11 @@ from engine.client import RemoteCache
 from engine.config import Settings
 from semcache_tui.app import SemcacheApp
 from semcache_tui.monitor import FrozenProbe
+from semcache_tui.screens import NAV
 from semcache_tui.screens.dialogs import ConfirmDialog, InputDialog
 from semcache_tui.screens.health import HealthScreen
 from tests.support.server_process import ServerProcess, _die_with_parent
-from tests.tui.conftest import SIZE, settle, text_of, wait_for
+from tests.tui.conftest import SIZE, screen_text, settle, text_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +120,25 @@ async def test_health_shows_the_servers_numbers_and_embedder(remote: RemoteCache
         assert (app.identity.model, app.identity.dimension) == ("all-MiniLM-L6-v2", 384)
         assert "all-MiniLM-L6-v2" in app.status_message  # "Ready: embedder ..."
         assert "server: OK" in text_of(app, "#other-components")
+
+
+async def test_where_am_i_at_80_columns(
+    remote: RemoteCache, filled: TuiServerProcess, tmp_path: Path
+) -> None:
+    """Attached to a server, read-only, at 80 columns: the kind, the server's URL, the index it serves and
+    READ-ONLY stay on the top line of every screen; the API key never shows."""
+    app = make_remote_app(remote, tmp_path, read_only=True, api_key=API_KEY)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.started and remote.index_name == "semantic_cache"
+        for item in NAV:
+            await pilot.press(item.key)
+            await settle(pilot)
+            top = screen_text(app).split("\n")[0]
+            assert len(top) <= 80, top
+            assert item.label in top, (item.label, top)
+            assert f" server {filled.url} · semantic_cache READ-ONLY" in top, top
+            assert API_KEY not in screen_text(app), item.label
 
 
 async def test_query_lab_marks_and_remarks_remote_results(remote: RemoteCache, tmp_path: Path) -> None:
