@@ -49,7 +49,7 @@ async def test_health_shows_redis_facts(redis_cache: SemanticCache, make_app: An
         assert app.started and isinstance(app.screen, HealthScreen)
         store = flat(text_of(app, "#store-panel"))
         assert "OK" in store and "Redis" in store
-        for expected in ("memory", "persistence", "encrypted no"):
+        for expected in ("memory", "persistence none", "encrypted no", "max memory no limit"):
             assert expected in store, store
         report = app.history.latest.report  # type: ignore[union-attr]
         facts = report.component("store").facts
@@ -59,6 +59,7 @@ async def test_health_shows_redis_facts(redis_cache: SemanticCache, make_app: An
         assert "entries" in text_of(app, "#cache-panel") and str(len(PAIRS)) in text_of(app, "#cache-panel")
         # Every card in sight at 100x30, without scrolling (issue 14).
         body = app.screen.query_one("#health-body")
+        assert body.max_scroll_y == 0  # nothing below the fold, not even a blank line
         for card in ("#cache-panel", "#store-panel", "#embedder-panel", "#host-panel"):
             region = app.screen.query_one(card).region
             assert region.height > 0 and region.bottom <= body.region.bottom, card
