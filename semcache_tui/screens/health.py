@@ -166,12 +166,12 @@ class HealthScreen(PanelScreen):
                 "off: distance alone" if point is None else f"on, target {point[0]:.2f}, cut {point[1]:.2f}"
             )
             info = app.index_info
-            capacity_rows = []
+            capacity_rows: list[tuple[str, str]] = []
             if info is not None:
-                capacity_rows = [
-                    ("evictions", evictions(info.evictions, info.evictions_per_minute)),
-                    ("mem/entry", size(info.memory_per_entry)),
-                ]
+                # An index that never had a limit never evicts: the row would only take a line at 80x24.
+                if info.max_entries or info.max_entries_per_scope or info.evictions:
+                    capacity_rows.append(("evictions", evictions(info.evictions, info.evictions_per_minute)))
+                capacity_rows.append(("mem/entry", size(info.memory_per_entry)))
             cache_panel.show_rows(
                 "ok",
                 f"cap {app.service.policy.threshold:.3f}",
