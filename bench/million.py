@@ -5,9 +5,11 @@
 For each size and store: search p50/p99 through ``store.search`` (embedding excluded), recall@1 against exact
 numpy search over everything stored, memory per entry (the process's RSS for the embedded store; Redis's
 ``used_memory`` and the vector index size, FLOAT32 and FLOAT16 side by side), size on disk, reopen time
-from the snapshot and full rebuild time, and load speed through ``upsert`` in batches of 500 (what
-``semcache-tui backup import --vectors`` does per batch, without reading the file). The last table shows
-how each figure grows from one size to the next.
+from the snapshot and full rebuild time, load speed through ``upsert`` in batches of 500 (what an import
+does per batch, without reading a file), and the commands' own speed: ``semcache-tui backup export FILE
+--vectors`` from the filled index, then ``semcache-tui backup import FILE`` into an empty one, reusing the
+file's vectors (each timed as its own process, start-up included: the import loads the model, the export
+does not). The last table shows how each figure grows from one size to the next.
 
 Data: the bundled model's vectors of QQP questions (``qqp_train`` text_a, cached in ``.cache/verifier``
 by engine/verification/corpus.py) for the first ``--qqp`` entries; beyond those, synthetic vectors (a QQP
@@ -19,10 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.models import CacheEntry, EmbedderIdentity
 from engine.stores.base import VectorStore
 
+REPO = Path(__file__).resolve().parent.parent
 SCOPE = "default"
 THRESHOLD = 0.15
 BATCH = 500
@@ -109,6 +116,58 @@ async def searches(
     }
 
 
+def cli(env: dict[str, str], *args: str) -> tuple[float, dict[str, Any]]:
+    """Seconds ``semcache-tui ARGS --json`` took as its own process, and the JSON it printed."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SEMCACHE_", "CACHE_", "REDIS_"))
+    } | {"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if os.environ.get("SEMCACHE_MODEL_CACHE_DIR"):
+        environment["SEMCACHE_MODEL_CACHE_DIR"] = os.environ["SEMCACHE_MODEL_CACHE_DIR"]
+    with tempfile.TemporaryDirectory(prefix="semcache-million-cli-") as cwd:  # no .env is read
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "semcache_tui.cli", *args, "--json"],
+            cwd=cwd,
+            env=environment | env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"semcache-tui {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return seconds, json.loads(done.stdout)
+
+
+async def backup_figures(
+    source: dict[str, str],
+    target: dict[str, str],
+    count: int,
+    emptied: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, float]:
+    """Export the ``count`` entries of the index ``source`` names with their vectors, then import the file
+    into the empty index ``target`` names (after ``emptied()``, when given), both through ``semcache-tui``."""
+    with tempfile.TemporaryDirectory(prefix="semcache-million-backup-") as folder:
+        file = str(Path(folder) / "bench.jsonl.gz")
+        seconds, exported = cli(source, "backup", "export", file, "--vectors")
+        if not exported["vectors"] or exported["count"] != count:
+            raise SystemExit(f"the export holds {exported['count']} entries, vectors: {exported['vectors']}")
+        figures = {
+            "export --vectors entries/s": count / seconds,
+            "backup file bytes/entry": exported["bytes"] / count,
+        }
+        if emptied is not None:
+            await emptied()
+        seconds, imported = cli(target, "backup", "import", file)
+    if not imported["reused_vectors"] or imported["written"] != count:
+        raise SystemExit(
+            f"the import wrote {imported['written']} of {count}, embedded {imported['embedded']}"
+        )
+    figures["import (vectors) s"] = seconds
+    figures["import (vectors) entries/s"] = count / seconds
+    return figures
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -147,6 +206,15 @@ async def local_figures(data: np.ndarray, queries: np.ndarray, truth: np.ndarray
             await reopened.search(queries[0], scope=SCOPE, k=1)
             figures[label] = time.perf_counter() - started
             await reopened.close()
+        imported = Path(tempfile.mkdtemp(prefix="semcache-million-import-"))
+        try:
+            figures |= await backup_figures(
+                {"SEMCACHE_DATA_DIR": str(folder), "CACHE_INDEX_NAME": "bench"},
+                {"SEMCACHE_DATA_DIR": str(imported), "CACHE_INDEX_NAME": "bench"},
+                len(data),
+            )
+        finally:
+            shutil.rmtree(imported, ignore_errors=True)
         # Heavy evictions, then compaction: a capacity of half the entries evicts the oldest half at start.
         from engine.stores.base import Capacity
 
@@ -231,6 +299,21 @@ async def redis_figures(
             time.sleep(0.1)
         figures["restart + reindex s"] = time.perf_counter() - started
         client.close()
+
+        async def drop_bench() -> None:
+            dropped = RedisStore(server.url, name="bench", vector_type=vector_type)
+            await dropped.open()
+            await dropped.drop()
+
+        # The import goes into the same index once dropped: a second index beside it would double the
+        # server's memory at a million entries.
+        redis = {
+            "SEMCACHE_STORE": "redis",
+            "REDIS_URL": server.url,
+            "CACHE_INDEX_NAME": "bench",
+            "SEMCACHE_VECTOR_TYPE": vector_type,
+        }
+        figures |= await backup_figures(redis, redis, len(data), drop_bench)
     return figures
 
 

@@ -44,6 +44,7 @@ from engine.models import (
     Match,
     metadata_problem,
 )
+from engine.rates import CounterRate
 from engine.stores.base import IMPORT_NOTE, VectorStore
 from engine.verification import critical
 from engine.verification.features import DIMENSION
@@ -338,6 +339,9 @@ class SemanticCache:
         self.verifier: Verifier | None = None
         self._ready: asyncio.Future[EmbedderIdentity] | None = None
         self._opened = False
+        #: Fed by every read of the store's eviction counter (``stats``, ``index_info``), so
+        #: ``IndexInfo.evictions_per_minute`` is known once this cache has read it twice.
+        self._evictions = CounterRate()
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -797,6 +801,7 @@ class SemanticCache:
     async def stats(self) -> CacheStats:
         await self.open_store()
         counters = await self.vector_store.counters()
+        self._evictions.observe(counters.evictions)
         return CacheStats(
             entries=await self.vector_store.count(),
             hits=counters.hits,
@@ -810,6 +815,8 @@ class SemanticCache:
     async def index_info(self) -> IndexInfo:
         await self.open_store()
         info = await self.vector_store.info()
+        self._evictions.observe(info.evictions)
+        info.evictions_per_minute = self._evictions.per_minute()
         marker = (await self.vector_store.notes()).get(IMPORT_NOTE)
         if marker is not None:  # a backup import is running, or was killed half-way
             info.extra["import_incomplete"] = marker

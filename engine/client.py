@@ -431,6 +431,12 @@ class RemoteCache:
             memory_bytes=body.get("memory_bytes"),
             indexing_failures=int(body.get("indexing_failures", 0)),
             extra=dict(body.get("extra") or {}),
+            # A server from before capacities sends none of these: no limit, no evictions.
+            max_entries=body.get("max_entries"),
+            max_entries_per_scope=body.get("max_entries_per_scope"),
+            eviction_policy=body.get("eviction_policy"),
+            evictions=int(body.get("evictions") or 0),
+            evictions_per_minute=body.get("evictions_per_minute"),
         )
 
 

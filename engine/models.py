@@ -240,6 +240,9 @@ class IndexInfo:
     eviction_policy: str | None = None
     #: Entries evicted to keep the capacity, ever (every process sharing the store).
     evictions: int = 0
+    #: ``evictions``' growth per minute over about the last minute, as seen by the process that read the
+    #: counter more than once (engine/rates.py); ``None`` when it has read it only once.
+    evictions_per_minute: float | None = None
 
     @property
     def memory_per_entry(self) -> float | None:

@@ -1,4 +1,5 @@
-"""How the panel and the command line write errors, sizes, times and rates: one convention for each.
+"""How the panel and the command line write errors, sizes, times, rates and capacities: one convention
+for each.
 
 Sizes are binary with IEC names (1024 bytes make a KiB), so a backup reads "3.4 MiB" in the panel and in
 ``semcache-tui backup list`` alike. No Textual or Rich here: the command line imports this too.
@@ -50,6 +51,45 @@ def size(value: object) -> str:
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1024
     raise AssertionError("unreachable: the last unit takes any size")
+
+
+#: What each eviction policy (SEMCACHE_EVICTION_POLICY) removes first, in a few words.
+POLICY_MEANING = {
+    "lru": "least recently hit first",
+    "lfu": "least often hit first",
+    "ttl": "soonest to expire first",
+}
+
+
+def capacity(
+    count: int, max_entries: int | None, per_scope: int | None = None, *, noun: str = "entries"
+) -> str:
+    """How full an index is: ``12,345 / 100,000 entries``, ``12 entries (no limit)``, with ``, 1,000 per
+    scope`` when scopes have a limit of their own; ``noun=""`` leaves the word out (a row named entries)."""
+    held = f"{count:,}" if not max_entries else f"{count:,} / {max_entries:,}"
+    text = f"{held} {noun}".rstrip()
+    if per_scope:
+        return f"{text}, {per_scope:,} per scope"
+    return text if max_entries else f"{text} (no limit)"
+
+
+def policy(name: str | None, limited: bool) -> str:
+    """An eviction policy and what it removes first: ``lru (least recently hit first)``; an index without
+    a limit never evicts, whatever its policy says."""
+    if not limited:
+        return f"{name or '-'}, unused: no limit"
+    meaning = POLICY_MEANING.get(name or "")
+    return f"{name} ({meaning})" if meaning else str(name or "-")
+
+
+def per_minute(rate: float | None) -> str:
+    """A rate per minute: 3.5/min; ``-`` when it is not known yet (one reading of the counter)."""
+    return "-" if rate is None else f"{rate:,.1f}/min"
+
+
+def evictions(total: int, rate: float | None) -> str:
+    """Evictions ever, and per minute when the rate is known: ``1,234 (3.5/min)``, ``1,234``."""
+    return f"{total:,}" if rate is None else f"{total:,} ({per_minute(rate)})"
 
 
 def ms(value: float | None) -> str:

@@ -117,7 +117,15 @@ class FrozenProbe(Probe):
 
     def steady_index(self, info: IndexInfo) -> IndexInfo:
         extra = {k: (_frozen_value(v) if _volatile(k) else v) for k, v in info.extra.items()}
-        return replace(info, memory_bytes=None if info.memory_bytes is None else 1_048_576, extra=extra)
+        # Whether a rate is known, and what it is, depends on how far apart the reads fell: fixed, as the
+        # timings are.
+        rate = 1.5 if info.evictions else 0.0
+        return replace(
+            info,
+            memory_bytes=None if info.memory_bytes is None else 1_048_576,
+            extra=extra,
+            evictions_per_minute=rate,
+        )
 
     def age(self, timestamp: float) -> str:
         return "2m ago"

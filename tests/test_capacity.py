@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -295,9 +298,125 @@ def test_the_index_command_prints_capacity_policy_evictions_and_memory(tmp_path:
     run = [sys.executable, "-m", "semcache_tui.cli"]
     subprocess.run([*run, "demo", "-q"], cwd=tmp_path, env=env, check=True, capture_output=True)
     shown = subprocess.run([*run, "index"], cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
-    assert "capacity: 3 entries (eviction policy lfu)" in shown.stdout
-    assert "evictions: " in shown.stdout and "evictions: 0" not in shown.stdout
-    assert "memory per entry: " in shown.stdout and "bytes" in shown.stdout
+    lines = shown.stdout.splitlines()
+    assert "  capacity: 3 / 3 entries" in lines
+    assert "  eviction policy: lfu (least often hit first)" in lines
+    # One read of the counter tells no rate: the total alone.
+    evicted = next(line for line in lines if line.startswith("  evictions: "))
+    assert re.fullmatch(r"  evictions: [1-9][\d,]*", evicted), evicted
+    assert any(re.fullmatch(r"  memory per entry: [\d.]+ (B|KiB|MiB)", line) for line in lines), lines
+    as_json = subprocess.run(
+        [*run, "index", "--json"], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    )
+    body = json.loads(as_json.stdout)
+    assert (body["documents"], body["max_entries"], body["max_entries_per_scope"]) == (3, 3, None)
+    assert body["eviction_policy"] == "lfu" and body["evictions"] == int(evicted.split()[-1].replace(",", ""))
+    assert body["evictions_per_minute"] is None
+    assert body["memory_per_entry_bytes"] == pytest.approx(body["memory_bytes"] / 3)
+
+
+async def index_with_rate(http: Any, deadline_s: float = 60.0) -> dict[str, Any]:
+    """``GET /cache/index`` until the server has read the eviction counter long enough to tell a rate."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        response = await http.get("/cache/index")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["evictions_per_minute"] is not None:
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError("the server never told an eviction rate")
+
+
+#: The fields ``GET /cache/index`` had before capacities: kept as they were (the API is a drop-in).
+INDEX_FIELDS = {
+    "name", "store", "documents", "identity", "algorithm", "metric", "parameters", "fields", "memory_bytes",
+    "indexing_failures", "extra",
+}  # fmt: skip
+CAPACITY_FIELDS = {
+    "max_entries", "max_entries_per_scope", "eviction_policy", "evictions", "evictions_per_minute",
+    "memory_per_entry_bytes",
+}  # fmt: skip
+
+
+async def test_the_index_route_shows_capacity_policy_evictions_and_their_rate(
+    capacity_store: StoreFactory, tmp_path: Path, embedder: Any
+) -> None:
+    import httpx
+
+    from engine.config import Settings
+    from engine.server import create_app
+
+    store = capacity_store(Capacity(max_entries=4, max_entries_per_scope=3, policy="ttl"))
+    cache = SemanticCache(store, embedder, CachePolicy())
+    app = create_app(Settings.load(data_dir=tmp_path / "data"), cache)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                items = [
+                    {"prompt": f"question number {n} about topic {n}", "response": f"answer {n}"}
+                    for n in range(5)
+                ]
+                assert (await http.post("/cache/store/batch", json={"items": items})).status_code == 200
+                body = await index_with_rate(http)
+                assert set(body) == INDEX_FIELDS | CAPACITY_FIELDS
+                assert body["documents"] == 3  # the scope's limit is the tighter one
+                assert (body["max_entries"], body["max_entries_per_scope"]) == (4, 3)
+                assert (body["eviction_policy"], body["evictions"]) == ("ttl", 2)
+                assert body["evictions_per_minute"] == 0.0  # nothing evicted since the server first read it
+                assert body["memory_bytes"], body
+                assert body["memory_per_entry_bytes"] == pytest.approx(body["memory_bytes"] / 3)
+
+                more = [{"prompt": f"another question {n} on subject {n}", "response": "x"} for n in range(2)]
+                assert (await http.post("/cache/store/batch", json={"items": more})).status_code == 200
+                after = (await http.get("/cache/index")).json()
+                assert (after["documents"], after["evictions"]) == (3, 4)
+                assert after["evictions_per_minute"] > 0.0
+
+                schema = (await http.get("/openapi.json")).json()["components"]["schemas"]["IndexInfoOut"]
+                assert set(schema["required"]) <= INDEX_FIELDS  # the new fields are all optional
+                for name in CAPACITY_FIELDS:
+                    assert schema["properties"][name].get("description"), name
+    finally:
+        await cache.close()
+
+
+def test_the_index_command_through_a_server_prints_the_servers_rate(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support.cli import run_cli
+    from tests.support.server_process import ServerProcess
+
+    server = ServerProcess(
+        tmp_path / "server", {"SEMCACHE_MAX_ENTRIES": "2", "SEMCACHE_EVICTION_POLICY": "lru"}
+    ).start()
+    try:
+        server.wait_ready()
+        items = [
+            {"prompt": f"question number {n} about topic {n}", "response": f"answer {n}"} for n in range(4)
+        ]
+        with httpx.Client(base_url=server.url, timeout=60.0) as http:
+            assert http.post("/cache/store/batch", json={"items": items}).status_code == 200
+            deadline = time.monotonic() + 60.0
+            while http.get("/cache/index").json()["evictions_per_minute"] is None:
+                assert time.monotonic() < deadline, "the server never told an eviction rate"
+                time.sleep(0.1)
+        shown = run_cli(tmp_path / "cli", "index", "--server", server.url)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert "  capacity: 2 / 2 entries" in lines
+        assert "  eviction policy: lru (least recently hit first)" in lines
+        assert "  evictions: 2 (0.0/min)" in lines
+        assert any(re.fullmatch(r"  memory per entry: [\d.]+ (B|KiB|MiB)", line) for line in lines), lines
+        as_json = run_cli(tmp_path / "cli", "index", "--server", server.url, "--json")
+        assert as_json.returncode == 0, as_json.stderr
+        body = json.loads(as_json.stdout)
+        assert (body["max_entries"], body["eviction_policy"], body["evictions"]) == (2, "lru", 2)
+        assert body["evictions_per_minute"] == 0.0
+        assert body["memory_per_entry_bytes"] == pytest.approx(body["memory_bytes"] / 2)
+    finally:
+        server.stop()
 
 
 async def test_evictions_are_counted_in_metrics_and_stats(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]

@@ -379,6 +379,36 @@ class IndexInfoOut(BaseModel):
     memory_bytes: int | None
     indexing_failures: int
     extra: dict[str, Any]
+    max_entries: int | None = Field(
+        None,
+        description="the most entries the index may hold (SEMCACHE_MAX_ENTRIES); null: no limit",
+    )
+    max_entries_per_scope: int | None = Field(
+        None,
+        description="the most entries one scope may hold (SEMCACHE_MAX_ENTRIES_PER_SCOPE); null: no limit",
+    )
+    eviction_policy: str | None = Field(
+        None,
+        description="which entries go first when a limit is reached (SEMCACHE_EVICTION_POLICY): lru (least "
+        "recently hit), lfu (least often hit, with ageing) or ttl (soonest to expire); applies only when a "
+        "limit is set",
+    )
+    evictions: int = Field(
+        0,
+        description="entries evicted to keep the index within its limits, ever, by every process sharing "
+        "the store (expired entries removed are not counted)",
+    )
+    evictions_per_minute: float | None = Field(
+        None,
+        description="the growth of `evictions` per minute over about the last minute, as seen by this "
+        "server's reads of the counter (each call of this route, of /cache/stats and of /metrics); null "
+        "until it has read it twice, at least a second apart",
+    )
+    memory_per_entry_bytes: float | None = Field(
+        None,
+        description="`memory_bytes` / `documents`: the index memory per entry; null when either is unknown "
+        "or zero",
+    )
 
     @classmethod
     def of(cls, info: IndexInfo) -> IndexInfoOut:
@@ -394,6 +424,12 @@ class IndexInfoOut(BaseModel):
             memory_bytes=info.memory_bytes,
             indexing_failures=info.indexing_failures,
             extra=info.extra,
+            max_entries=info.max_entries,
+            max_entries_per_scope=info.max_entries_per_scope,
+            eviction_policy=info.eviction_policy,
+            evictions=info.evictions,
+            evictions_per_minute=info.evictions_per_minute,
+            memory_per_entry_bytes=info.memory_per_entry,
         )
 
 

@@ -81,7 +81,7 @@ def register(subparsers: Subcommands) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of this many pairs")
 
     command("health", "store and embedder health; exit 4 when something is down, 8 when degraded")
-    command("index", "the index: documents, dimension, algorithm, recorded embedder")
+    command("index", "the index: capacity, eviction policy, evictions, memory per entry, algorithm, embedder")
     command("demo", "store sample answers, look up paraphrases, print what happened")
 
 

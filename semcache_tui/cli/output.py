@@ -24,7 +24,7 @@ from engine.models import (
     HealthReport,
     IndexInfo,
 )
-from semcache_tui.formatting import ms, one_line, percent
+from semcache_tui.formatting import capacity, evictions, ms, one_line, percent, policy, size
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -315,13 +315,11 @@ class Printer:
         self.info(f"  embedder: {identity}")
         for key, value in info.parameters.items():
             self.info(f"  {key}: {value}")
-        limits = [f"{info.max_entries} entries" if info.max_entries else "no limit"]
-        if info.max_entries_per_scope:
-            limits.append(f"{info.max_entries_per_scope} per scope")
-        self.info(f"  capacity: {', '.join(limits)} (eviction policy {info.eviction_policy or 'none'})")
-        self.info(f"  evictions: {info.evictions}")
-        per_entry = info.memory_per_entry
-        self.info(f"  memory per entry: {f'{per_entry:,.0f} bytes' if per_entry is not None else 'unknown'}")
+        limited = bool(info.max_entries or info.max_entries_per_scope)
+        self.info(f"  capacity: {capacity(info.documents, info.max_entries, info.max_entries_per_scope)}")
+        self.info(f"  eviction policy: {policy(info.eviction_policy, limited)}")
+        self.info(f"  evictions: {evictions(info.evictions, info.evictions_per_minute)}")
+        self.info(f"  memory per entry: {size(info.memory_per_entry)}")
         return None
 
     def demo(self, results: list[CheckResult], stats: CacheStats, settings: Settings) -> None:

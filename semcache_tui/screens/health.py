@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from engine.models import ComponentHealth, IndexInfo
-from semcache_tui.formatting import ms, percent, size
+from semcache_tui.formatting import capacity, evictions, ms, percent, size
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.screens.dialogs import InputDialog
 from semcache_tui.widgets.health import ComponentPanel, MetricSpark
@@ -44,6 +44,16 @@ def import_marker(store: ComponentHealth | None, info: IndexInfo | None) -> str 
     if isinstance(marker, dict):
         return f"{marker.get('file', 'a backup')}, {marker.get('written', '?')} of {marker.get('total', '?')} written"
     return str(marker)
+
+
+def entries_held(entries: int, info: IndexInfo | None) -> str:
+    """The cache card's entries: against the capacity, with the eviction policy, when there is a limit."""
+    if info is None:
+        return f"{entries:,}"
+    if not (info.max_entries or info.max_entries_per_scope):
+        return capacity(entries, None, noun="")
+    held = capacity(entries, info.max_entries, info.max_entries_per_scope, noun="")
+    return f"{held}, {info.eviction_policy}"
 
 
 def proxy_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
@@ -155,11 +165,19 @@ class HealthScreen(PanelScreen):
             verifier = (
                 "off: distance alone" if point is None else f"on, target {point[0]:.2f}, cut {point[1]:.2f}"
             )
+            info = app.index_info
+            capacity_rows: list[tuple[str, str]] = []
+            if info is not None:
+                # An index that never had a limit never evicts: the row would only take a line at 80x24.
+                if info.max_entries or info.max_entries_per_scope or info.evictions:
+                    capacity_rows.append(("evictions", evictions(info.evictions, info.evictions_per_minute)))
+                capacity_rows.append(("mem/entry", size(info.memory_per_entry)))
             cache_panel.show_rows(
                 "ok",
                 f"cap {app.service.policy.threshold:.3f}",
                 [
-                    ("entries", f"{stats.entries:,}"),
+                    ("entries", entries_held(stats.entries, info)),
+                    *capacity_rows,
                     ("lookups", f"{stats.lookups:,} ({stats.hits:,} hits, {stats.misses:,} misses)"),
                     ("hit rate", percent(sample.hit_rate)),
                     ("lookups/s", "-" if sample.lookups_per_s is None else f"{sample.lookups_per_s:.2f}"),

@@ -1,5 +1,6 @@
-"""Index: what the store holds (algorithm, metric, HNSW parameters, fields, documents, failures, memory)
-and whether the embedder that filled it is the one configured now."""
+"""Index: what the store holds (documents against its capacity, the eviction policy, evictions per minute,
+algorithm, metric, HNSW parameters, fields, failures, memory in all and per entry) and whether the embedder
+that filled it is the one configured now."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from textual.widgets import Static
 
 from engine.errors import IndexMismatchError
 from engine.models import EmbedderIdentity, IndexInfo
+from semcache_tui.formatting import capacity, evictions, policy, size
 from semcache_tui.screens.base import PanelScreen
 from semcache_tui.widgets.health import fact_label, fact_value
 
@@ -144,7 +146,11 @@ class IndexScreen(PanelScreen):
         table.add_column(overflow="fold")
         redact = self.panel.redact
         table.add_row("store", info.store)
-        table.add_row("documents", f"{info.documents:,}")
+        limited = bool(info.max_entries or info.max_entries_per_scope)
+        table.add_row("capacity", capacity(info.documents, info.max_entries, info.max_entries_per_scope))
+        table.add_row("eviction policy", policy(info.eviction_policy, limited))
+        table.add_row("evictions", evictions(info.evictions, info.evictions_per_minute))
+        table.add_row("memory per entry", size(info.memory_per_entry))
         table.add_row("algorithm", info.algorithm)
         table.add_row("metric", info.metric)
         for name, value in info.parameters.items():

@@ -245,7 +245,7 @@ async def test_index_screen_shows_the_index_and_identity(filled_cache: SemanticC
         await pilot.press("2")
         await pilot.pause()
         body = text_of(app, "#index-body")
-        for expected in ("Index panel", "HNSW", "COSINE", "ef construction", "documents", "same"):
+        for expected in ("Index panel", "HNSW", "COSINE", "ef construction", "12 entries (no limit)", "same"):
             assert expected in body
         app.screen.query_one("#index-body").scroll_end(animate=False)
         await pilot.pause()
