@@ -172,7 +172,9 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-async def local_figures(data: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+async def local_figures(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, skip: frozenset[str] = frozenset()
+) -> dict[str, float]:
     from engine.stores.local import LocalStore
 
     process = psutil.Process()
@@ -197,6 +199,8 @@ async def local_figures(data: np.ndarray, queries: np.ndarray, truth: np.ndarray
         figures["close (snapshot) s"] = time.perf_counter() - started
         figures["disk bytes/entry"] = folder_bytes(folder) / len(data)
         for label, drop in (("reopen from snapshot s", False), ("full rebuild s", True)):
+            if drop and "rebuild" in skip:
+                continue
             if drop:
                 shutil.rmtree(folder / "bench.hnsw")
             started = time.perf_counter()
@@ -208,13 +212,16 @@ async def local_figures(data: np.ndarray, queries: np.ndarray, truth: np.ndarray
             await reopened.close()
         imported = Path(tempfile.mkdtemp(prefix="semcache-million-import-"))
         try:
-            figures |= await backup_figures(
-                {"SEMCACHE_DATA_DIR": str(folder), "CACHE_INDEX_NAME": "bench"},
-                {"SEMCACHE_DATA_DIR": str(imported), "CACHE_INDEX_NAME": "bench"},
-                len(data),
-            )
+            if "backup" not in skip:
+                figures |= await backup_figures(
+                    {"SEMCACHE_DATA_DIR": str(folder), "CACHE_INDEX_NAME": "bench"},
+                    {"SEMCACHE_DATA_DIR": str(imported), "CACHE_INDEX_NAME": "bench"},
+                    len(data),
+                )
         finally:
             shutil.rmtree(imported, ignore_errors=True)
+        if "compaction" in skip:
+            return figures
         # Heavy evictions, then compaction: a capacity of half the entries evicts the oldest half at start.
         from engine.stores.base import Capacity
 
@@ -341,7 +348,16 @@ async def main() -> None:
     )
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--stores", default="local,redis")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated parts of the embedded store's run to leave out: rebuild, backup, compaction "
+        "(at 1,000,000 entries each takes minutes to tens of minutes on 2 cores)",
+    )
     args = parser.parse_args()
+    skip = frozenset(part for part in args.skip.split(",") if part)
+    if skip - {"rebuild", "backup", "compaction"}:
+        parser.error(f"--skip takes rebuild, backup, compaction; not {', '.join(sorted(skip))}")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     sizes = [int(s) for s in args.sizes.split(",")]
     stores = args.stores.split(",")
@@ -358,7 +374,9 @@ async def main() -> None:
             f"(a QQP vector plus noise); {len(queries)} queries = QQP paraphrases of stored questions"
         )
         if "local" in stores:
-            results[("local", size)] = await local_figures(data, queries, truth)
+            results[("local", size)] = await local_figures(data, queries, truth, skip)
+            if skip:
+                print(f"  (left out: {', '.join(sorted(skip))})")
             show("embedded store (SQLite + int8 HNSW, float32 re-rank)", results[("local", size)])
         if "redis" in stores:
             for vector_type in ("float32", "float16"):

@@ -67,6 +67,7 @@ def test_the_dockerfile_passes_hadolint() -> None:
 def test_the_image_is_non_root_cpu_only_with_the_model_baked_in_and_a_liveness_healthcheck() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert "whl/cpu torch==2.13.0" in text and "E(backend='onnx').load_sync()" in text
+    assert "Verifier.load()" in text
     final = dict(dockerfile_instructions())
     assert final["USER"] == "10001:10001"
     assert "/health/live" in final["HEALTHCHECK"]

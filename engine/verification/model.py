@@ -17,12 +17,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import SemcacheError
 from engine.verification.features import DIMENSION, UNIFORM_IDF, WIDTH, Idf, assess
+
+if TYPE_CHECKING:
+    from engine.verification.cascade import Cascade
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_WEIGHTS = DATA_DIR / "verifier.npz"
@@ -31,6 +34,8 @@ FORMAT = 2
 #: Up to this many rows, ``scores`` multiplies row by row (see there).
 SMALL_BATCH = 16
 _RETRAIN_HINT = "reinstall semcache or run `python -m engine.verification.train`"
+#: Beside the MLP's weights: the cascade's settings and calibration (cascade.py).
+CASCADE_FILE = "cascade.json"
 
 
 class VerifierError(SemcacheError):
@@ -72,15 +77,21 @@ class Verifier:
     default_target_precision: float
     meta: dict[str, Any] = field(default_factory=dict)
     idf: Idf = UNIFORM_IDF
+    #: The second stage (cascade.py): a cross-encoder re-scores the candidates the MLP finds plausible.
+    cascade: Cascade | None = None
 
     # -- loading ---------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Verifier:
+    def load(
+        cls, path: Path | None = None, cache_dir: Path | None = None, *, with_cascade: bool = True
+    ) -> Verifier:
         """The verifier in ``path`` (the shipped ``data/verifier.npz`` by default), integrity-checked.
 
         Raises ``VerifierError`` when the file or its manifest (same name, ``.json``) is missing, when the
-        file's sha256 is not the manifest's, or when its format is not this code's.
+        file's sha256 is not the manifest's, or when its format is not this code's. When ``cascade.json``
+        lies beside the weights, the cross-encoder stage it names is loaded too (cascade.py; its ONNX
+        export is kept in ``cache_dir``, the embedder's model cache by default), with the same checks.
         """
         path = Path(path) if path is not None else DEFAULT_WEIGHTS
         manifest_path = path.with_suffix(".json")
@@ -150,7 +161,7 @@ class Verifier:
             CalibrationPoint(float(c), float(p), float(s))
             for c, p, s in zip(cuts, precisions, served, strict=True)
         ]
-        return cls(
+        verifier = cls(
             layers=layers,
             mean=mean,
             scale=scale,
@@ -159,6 +170,15 @@ class Verifier:
             meta=manifest,
             idf=idf,
         )
+        cascade_file = path.parent / CASCADE_FILE
+        if with_cascade and cascade_file.exists():
+            from engine.verification.cascade import Cascade
+
+            verifier.cascade = Cascade.load(cascade_file, cache_dir)
+            # Scores are now the cascade's, so the cut comes from its calibration.
+            verifier.calibration = verifier.cascade.calibration
+            verifier.default_target_precision = verifier.cascade.default_target_precision
+        return verifier
 
     # -- scoring ---------------------------------------------------------------------------------------
 
@@ -182,11 +202,15 @@ class Verifier:
     def assess_pairs(
         self, queries: Sequence[str], query_vectors: np.ndarray, texts: Sequence[str], vectors: np.ndarray
     ) -> tuple[np.ndarray, list[str | None], np.ndarray]:
-        """For pairs (queries[i], texts[i]): the scores, the critical-token veto reasons (None when no
-        rule objects) and whether each pair is a near repeat. One pass of the rules; what ``verdicts``
-        and the evaluation (evaluate.py) both decide from."""
+        """For pairs (queries[i], texts[i]): the scores, the reasons to refuse whatever the score (a
+        critical-token rule, or a candidate the cascade did not cross-check; None when nothing objects)
+        and whether each pair is a near repeat. One pass of the rules; what ``verdicts`` and the
+        evaluation (evaluate.py) both decide from. With a cascade, the scores are its combined scores."""
         found = assess(queries, query_vectors, texts, vectors, self.idf)
-        return self.scores(found.features), found.vetoes, found.near_repeats
+        scores = self.scores(found.features)
+        if self.cascade is None:
+            return scores, found.vetoes, found.near_repeats
+        return self.cascade.rescore(queries, texts, scores, found.vetoes, found.near_repeats)
 
     def cut_for_precision(self, precision: float) -> float:
         """The lowest score cut whose calibrated precision is at least ``precision`` (serving the most).
