@@ -42,6 +42,9 @@ NEAR_MISSES = [
     ("How do I get from Boston to Chicago?", "How do I get from Chicago to Boston?", "direction reversed"),
     ("Did Federer beat Nadal in the final?", "Did Nadal beat Federer in the final?", "roles swapped"),
     ("Is Canada bigger than Brazil?", "Is Brazil bigger than Canada?", "roles swapped"),
+    # A name of two words is one name: "brad" must not stand between "pitt" and "divorce".
+    ("Why did Brad Pitt divorce Taylor Swift?", "Why did Taylor Swift divorce Brad Pitt?", "roles swapped"),
+    ("What does Kobe Bryant think of LeBron James?", "What does LeBron James think of Kobe Bryant?", "roles swapped"),
     ("What hotel in Yercaud would be safe?", "What hotel in Yelagiri would be safe?", "entities differ"),
     ("How do I use os.path.join?", "How do I use os.path.split?", "entities differ"),
     ("What does my_function return?", "What does other_function return?", "entities differ"),
@@ -60,6 +63,9 @@ PARAPHRASES = [
     ("Should non-Muslims visit Mecca? Why or why not?", "Can non-Muslims visit Mecca?"),
     ("What is the capital of France?", "What's the capital city of France?"),
     ("How do I use CamelCase names in Java?", "Using camelcase names in java"),
+    # The same two-word names in the same roles, and a symmetric link between them.
+    ("Why did Brad Pitt divorce Angelina Jolie?", "What made Brad Pitt divorce Angelina Jolie?"),
+    ("Who is richer, Elon Musk or Jeff Bezos?", "Who is richer, Jeff Bezos or Elon Musk?"),
 ]
 
 
