@@ -144,6 +144,17 @@ def latency(verifier: Verifier, vectors: VectorCache, pairs: list, embed_latency
     print(
         f"   new query, candidates already in the text cache: p50 {np.percentile(ms, 50):.3f} ms  p99 {np.percentile(ms, 99):.3f} ms"
     )
+    if verifier.cascade is not None:
+        cross = verifier.cascade.cross
+        for count in (1, verifier.cascade.limit):
+            c_times: list[float] = []
+            for n in range(len(texts) - count):
+                started = time.perf_counter()
+                cross.logits([(texts[n], cands[n + j]) for j in range(count)])
+                c_times.append((time.perf_counter() - started) * 1000.0)
+            print(
+                f"   the cross-encoder alone, {count} pair(s) (what a check adds when its candidates reach the gate): p50 {np.percentile(c_times, 50):.2f} ms  p99 {np.percentile(c_times, 99):.2f} ms"
+            )
     rule_times: list[float] = []
     for a, b in zip(texts, cands, strict=True):
         features.clear_caches()

@@ -40,6 +40,8 @@ SAMPLE_QUERIES: list[str] = [
     "Can you explain machine learning?",
     "what's the capital city of france",
     "How do I make a Python virtualenv?",
+    "At what temperature does water boil at sea level?",
+    "What does HTTP status 503 mean?",
     "How do I reverse a list in Python?",
     "What is the best pizza topping?",
 ]
