@@ -147,7 +147,9 @@ def test_a_damaged_onnx_export_is_made_again(tmp_path: Path) -> None:
     expected = first.logits([("How do I learn Python?", "How can I learn Python?")])
     (first.folder / "model.onnx").write_bytes(b"not a model")
     again = CrossEncoder.load(DEFAULT_CROSS_WEIGHTS, tmp_path)
-    assert np.allclose(again.logits([("How do I learn Python?", "How can I learn Python?")]), expected, atol=1e-4)
+    assert np.allclose(
+        again.logits([("How do I learn Python?", "How can I learn Python?")]), expected, atol=1e-4
+    )
 
 
 def test_the_cascade_names_the_shipped_cross_encoder() -> None:

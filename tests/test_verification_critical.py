@@ -44,7 +44,11 @@ NEAR_MISSES = [
     ("Is Canada bigger than Brazil?", "Is Brazil bigger than Canada?", "roles swapped"),
     # A name of two words is one name: "brad" must not stand between "pitt" and "divorce".
     ("Why did Brad Pitt divorce Taylor Swift?", "Why did Taylor Swift divorce Brad Pitt?", "roles swapped"),
-    ("What does Kobe Bryant think of LeBron James?", "What does LeBron James think of Kobe Bryant?", "roles swapped"),
+    (
+        "What does Kobe Bryant think of LeBron James?",
+        "What does LeBron James think of Kobe Bryant?",
+        "roles swapped",
+    ),
     ("What hotel in Yercaud would be safe?", "What hotel in Yelagiri would be safe?", "entities differ"),
     ("How do I use os.path.join?", "How do I use os.path.split?", "entities differ"),
     ("What does my_function return?", "What does other_function return?", "entities differ"),
