@@ -173,7 +173,11 @@ def folder_bytes(folder: Path) -> int:
 
 
 async def local_figures(
-    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, skip: frozenset[str] = frozenset()
+    data: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    skip: frozenset[str] = frozenset(),
+    efs: tuple[int, ...] = (),
 ) -> dict[str, float]:
     from engine.stores.local import LocalStore
 
@@ -198,6 +202,15 @@ async def local_figures(
         await store.close()
         figures["close (snapshot) s"] = time.perf_counter() - started
         figures["disk bytes/entry"] = folder_bytes(folder) / len(data)
+        # The same graphs searched wider (SEMCACHE_HNSW_EF_RUNTIME): reopened from the snapshot, which
+        # does not depend on ef_search, so no rebuild.
+        for ef in efs:
+            wider = LocalStore(folder, name="bench", ef_search=ef)
+            await wider.open()
+            await wider.bind(IDENTITY)
+            measured = await searches(wider, queries, truth)
+            figures |= {f"ef_search {ef}: knn {k}": v for k, v in measured.items()}
+            await wider.close()
         for label, drop in (("reopen from snapshot s", False), ("full rebuild s", True)):
             if drop and "rebuild" in skip:
                 continue
@@ -354,7 +367,13 @@ async def main() -> None:
         help="comma-separated parts of the embedded store's run to leave out: rebuild, backup, compaction "
         "(at 1,000,000 entries each takes minutes to tens of minutes on 2 cores)",
     )
+    parser.add_argument(
+        "--ef",
+        default="",
+        help="comma-separated ef_search values to measure the embedded store's search with, beside 64",
+    )
     args = parser.parse_args()
+    efs = tuple(int(ef) for ef in args.ef.split(",") if ef)
     skip = frozenset(part for part in args.skip.split(",") if part)
     if skip - {"rebuild", "backup", "compaction"}:
         parser.error(f"--skip takes rebuild, backup, compaction; not {', '.join(sorted(skip))}")
@@ -374,7 +393,7 @@ async def main() -> None:
             f"(a QQP vector plus noise); {len(queries)} queries = QQP paraphrases of stored questions"
         )
         if "local" in stores:
-            results[("local", size)] = await local_figures(data, queries, truth, skip)
+            results[("local", size)] = await local_figures(data, queries, truth, skip, efs)
             if skip:
                 print(f"  (left out: {', '.join(sorted(skip))})")
             show("embedded store (SQLite + int8 HNSW, float32 re-rank)", results[("local", size)])

@@ -25,5 +25,10 @@ def create_store(settings: Settings, name: str | None = None) -> VectorStore:
     from engine.stores.local import LocalStore
 
     return LocalStore(
-        settings.resolved_data_dir, name=settings.index_name, capacity=Capacity.from_settings(settings)
+        settings.resolved_data_dir,
+        name=settings.index_name,
+        hnsw_m=settings.hnsw_m,
+        ef_construction=settings.hnsw_ef_construction,
+        ef_search=settings.hnsw_ef_runtime,
+        capacity=Capacity.from_settings(settings),
     )

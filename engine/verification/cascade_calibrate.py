@@ -155,10 +155,14 @@ def cautious_table(
     """
     whole = calibration_table(curve)
     parts = [{p.cut: p.precision for p in calibration_table(half)} for half in halves]
-    return [
-        CalibrationPoint(p.cut, min([p.precision, *(part.get(p.cut, 0.0) for part in parts)]), p.served)
-        for p in whole
-    ]
+    table: list[CalibrationPoint] = []
+    floor = 1.0
+    # From the strictest cut down, so the table stays monotone; a half that served fewer than
+    # MIN_SUPPORT pairs at a cut has no say there (its precision is noise).
+    for point in reversed(whole):
+        floor = min([floor, point.precision, *(part[point.cut] for part in parts if point.cut in part)])
+        table.append(CalibrationPoint(point.cut, floor, point.served))
+    return list(reversed(table))
 
 
 def _curve(
