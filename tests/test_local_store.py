@@ -524,3 +524,29 @@ async def test_a_data_folder_from_before_feedback_opens_and_gains_it(data_dir: P
     with sqlite3.connect(data_dir / "idx.sqlite3") as conn:
         assert conn.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()[0] == db.SCHEMA_VERSION
     conn.close()
+
+
+def test_search_breadth_grows_only_for_big_graphs() -> None:
+    from engine.stores.local.graphs import ef_for
+
+    assert ef_for(0, 64) == 64
+    assert ef_for(300_000, 64) == 76  # recall@1 was already 1.000 at 300,000 with 64
+    assert ef_for(1_000_000, 64) == 256
+    assert ef_for(1_000_000, 512) == 512  # an operator's wider setting is never narrowed
+
+
+def test_hnsw_settings_reach_the_embedded_store(tmp_path: Path) -> None:
+    from engine.config import Settings
+    from engine.stores import create_store
+
+    store = create_store(
+        Settings(
+            store_kind="local",
+            data_dir=tmp_path,
+            hnsw_m=24,
+            hnsw_ef_construction=150,
+            hnsw_ef_runtime=128,
+        )
+    )
+    assert isinstance(store, LocalStore)
+    assert (store.hnsw_m, store.ef_construction, store.ef_search) == (24, 150, 128)

@@ -52,6 +52,22 @@ SNAPSHOT_FORMAT = 1
 _POINTER = "CURRENT"
 
 
+#: ef_search grows with a graph past this many labels per unit of ef (see ``ef_for``).
+LABELS_PER_EF = 1_000_000 // 256
+
+
+def ef_for(labels: int, configured: int) -> int:
+    """The breadth of a search in a graph of ``labels`` entries: the configured ef_search
+    (SEMCACHE_HNSW_EF_RUNTIME, 64 by default), or more for a big graph.
+
+    Measured with bench/million.py (QQP vectors with synthetic neighbours, int8 graph, float32 re-rank):
+    ef 64 gives recall@1 1.000 up to 300,000 entries but 0.944 at 1,000,000, where ef 128 gives 0.978 and
+    ef 256 0.993 (p50 0.70 -> 1.21 ms on 2 loaded cores). So ef grows in proportion past 256,000
+    entries, reaching 256 at a million; below that the configured value stands.
+    """
+    return max(configured, labels // LABELS_PER_EF)
+
+
 class ScopeGraphs:
     """Graphs keyed by scope, labelled by the entries' SQLite ids; ``seq`` is the change they cover.
 
@@ -167,6 +183,10 @@ class ScopeGraphs:
         graph = self._graphs.get(scope)
         if graph is None or len(graph) == 0:
             return np.empty(0, dtype=np.uint64), 0
+        ef = ef_for(len(graph), self.ef_search)
+        if graph.expansion_search != ef:
+            # usearch has a setter for it, which its annotations hide from mypy.
+            graph.expansion_search = ef  # type: ignore[misc]
         found = graph.search(vector, min(count, len(graph)))
         return np.asarray(found.keys, dtype=np.uint64), len(graph)
 
