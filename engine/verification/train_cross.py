@@ -58,6 +58,18 @@ def _batches(pairs: Sequence[Pair], tokenize: Any, rng: random.Random) -> list[l
     return batches
 
 
+def encode(tokenizer: Any, pairs: Sequence[Pair]) -> Any:
+    """The model's input for ``pairs``: query (text_b) first, candidate (text_a) second, as the cache asks."""
+    return tokenizer(
+        [p.text_b for p in pairs],
+        [p.text_a for p in pairs],
+        padding=True,
+        truncation=True,
+        max_length=MAX_TOKENS,
+        return_tensors="pt",
+    )
+
+
 def predict(model: Any, tokenizer: Any, pairs: Sequence[Pair], batch: int = 64) -> np.ndarray:
     """The model's logits for ``pairs`` (query first, candidate second: text_b against text_a)."""
     import torch
@@ -68,15 +80,7 @@ def predict(model: Any, tokenizer: Any, pairs: Sequence[Pair], batch: int = 64) 
     with torch.inference_mode():
         for begin in range(0, len(order), batch):
             part = [pairs[i] for i in order[begin : begin + batch]]
-            encoded = tokenizer(
-                [p.text_b for p in part],
-                [p.text_a for p in part],
-                padding=True,
-                truncation=True,
-                max_length=MAX_TOKENS,
-                return_tensors="pt",
-            )
-            logits.append(model(**encoded).logits.squeeze(-1).float().numpy())
+            logits.append(model(**encode(tokenizer, part)).logits.squeeze(-1).float().numpy())
     flat = np.concatenate(logits) if logits else np.zeros(0, dtype=np.float32)
     out = np.empty(len(pairs), dtype=np.float32)
     out[order] = flat
@@ -141,14 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         epoch_started = time.perf_counter()
         batches = _batches(train_pairs, tokenizer, rng)
         for number, batch in enumerate(batches, 1):
-            encoded = tokenizer(
-                [p.text_b for p in batch],
-                [p.text_a for p in batch],
-                padding=True,
-                truncation=True,
-                max_length=MAX_TOKENS,
-                return_tensors="pt",
-            )
+            encoded = encode(tokenizer, batch)
             labels = torch.tensor([float(p.label) for p in batch])
             logits = model(**encoded).logits.squeeze(-1)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
