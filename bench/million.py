@@ -268,7 +268,11 @@ async def local_figures(
 
 
 async def redis_figures(
-    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, vector_type: str
+    data: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    vector_type: str,
+    skip: frozenset[str] = frozenset(),
 ) -> dict[str, float]:
     from engine.stores.redis import RedisStore
     from tests.support.redis_server import RedisServer, ensure_redis_stack
@@ -294,6 +298,9 @@ async def redis_figures(
         }
         figures["vector index bytes/entry"] = float(raw.get("vector_index_sz_mb", 0) or 0) * 2**20 / len(data)
         await store.close()
+        if "rebuild" in skip:
+            client.close()
+            return figures
         started = time.perf_counter()
         client.save()
         figures["RDB save s"] = time.perf_counter() - started
@@ -333,7 +340,8 @@ async def redis_figures(
             "CACHE_INDEX_NAME": "bench",
             "SEMCACHE_VECTOR_TYPE": vector_type,
         }
-        figures |= await backup_figures(redis, redis, len(data), drop_bench)
+        if "backup" not in skip:
+            figures |= await backup_figures(redis, redis, len(data), drop_bench)
     return figures
 
 
@@ -364,8 +372,9 @@ async def main() -> None:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts of the embedded store's run to leave out: rebuild, backup, compaction "
-        "(at 1,000,000 entries each takes minutes to tens of minutes on 2 cores)",
+        help="comma-separated parts of the run to leave out: rebuild (Redis: save, restart and re-index), "
+        "backup, compaction (embedded only); at 1,000,000 entries each takes minutes to tens of minutes "
+        "on 2 cores",
     )
     parser.add_argument(
         "--ef",
@@ -392,15 +401,15 @@ async def main() -> None:
             f"\n== {size:,} entries x {data.shape[1]}: {real:,} real QQP question vectors, {size - real:,} synthetic "
             f"(a QQP vector plus noise); {len(queries)} queries = QQP paraphrases of stored questions"
         )
+        if skip:
+            print(f"  (left out: {', '.join(sorted(skip))})")
         if "local" in stores:
             results[("local", size)] = await local_figures(data, queries, truth, skip, efs)
-            if skip:
-                print(f"  (left out: {', '.join(sorted(skip))})")
             show("embedded store (SQLite + int8 HNSW, float32 re-rank)", results[("local", size)])
         if "redis" in stores:
             for vector_type in ("float32", "float16"):
                 results[(f"redis {vector_type}", size)] = await redis_figures(
-                    data, queries, truth, vector_type
+                    data, queries, truth, vector_type, skip
                 )
                 show(f"Redis, {vector_type.upper()} vectors", results[(f"redis {vector_type}", size)])
             f32, f16 = results[("redis float32", size)], results[("redis float16", size)]
