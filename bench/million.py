@@ -116,6 +116,22 @@ async def searches(
     }
 
 
+async def filled_and_searched(
+    store: VectorStore, data: np.ndarray, queries: np.ndarray, truth: np.ndarray
+) -> dict[str, float]:
+    """Open and bind ``store``, load ``data`` into it, then time KNN and range searches: the figures both
+    stores report the same way."""
+    await store.open()
+    await store.bind(IDENTITY)
+    seconds = await load(store, data)
+    figures = {"load entries/s": len(data) / seconds}
+    knn = await searches(store, queries, truth)
+    figures |= {f"knn {k}": v for k, v in knn.items()}
+    within = await searches(store, queries, truth, max_distance=THRESHOLD)
+    figures["range p50_ms"], figures["range p99_ms"] = within["p50_ms"], within["p99_ms"]
+    return figures
+
+
 def cli(env: dict[str, str], *args: str) -> tuple[float, dict[str, Any]]:
     """Seconds ``semcache-tui ARGS --json`` took as its own process, and the JSON it printed."""
     environment = {
@@ -187,14 +203,7 @@ async def local_figures(
     try:
         rss = process.memory_info().rss
         store = LocalStore(folder, name="bench")
-        await store.open()
-        await store.bind(IDENTITY)
-        seconds = await load(store, data)
-        figures["load entries/s"] = len(data) / seconds
-        knn = await searches(store, queries, truth)
-        figures |= {f"knn {k}": v for k, v in knn.items()}
-        within = await searches(store, queries, truth, max_distance=THRESHOLD)
-        figures["range p50_ms"], figures["range p99_ms"] = within["p50_ms"], within["p99_ms"]
+        figures |= await filled_and_searched(store, data, queries, truth)
         figures["RSS bytes/entry"] = (process.memory_info().rss - rss) / len(data)
         info = await store.info()
         figures["graph bytes/entry"] = (info.memory_bytes or 0) / len(data)
@@ -283,14 +292,7 @@ async def redis_figures(
         client.execute_command("FT.CONFIG", "SET", "TIMEOUT", 0)
         before = int(client.info("memory")["used_memory"])
         store = RedisStore(server.url, name="bench", vector_type=vector_type)
-        await store.open()
-        await store.bind(IDENTITY)
-        seconds = await load(store, data)
-        figures["load entries/s"] = len(data) / seconds
-        knn = await searches(store, queries, truth)
-        figures |= {f"knn {k}": v for k, v in knn.items()}
-        within = await searches(store, queries, truth, max_distance=THRESHOLD)
-        figures["range p50_ms"], figures["range p99_ms"] = within["p50_ms"], within["p99_ms"]
+        figures |= await filled_and_searched(store, data, queries, truth)
         figures["used_memory bytes/entry"] = (int(client.info("memory")["used_memory"]) - before) / len(data)
         raw = {
             k.decode() if isinstance(k, bytes) else k: v

@@ -339,16 +339,15 @@ CAPACITY_FIELDS = {
 }  # fmt: skip
 
 
-async def test_the_index_route_shows_capacity_policy_evictions_and_their_rate(
-    capacity_store: StoreFactory, tmp_path: Path, embedder: Any
-) -> None:
+@contextlib.asynccontextmanager
+async def five_stored(cache: SemanticCache, tmp_path: Path) -> AsyncIterator[Any]:
+    """An HTTP client of the server app over ``cache`` (in process, through its lifespan) once five
+    pairs were stored in one batch; the cache is closed afterwards."""
     import httpx
 
     from engine.config import Settings
     from engine.server import create_app
 
-    store = capacity_store(Capacity(max_entries=4, max_entries_per_scope=3, policy="ttl"))
-    cache = SemanticCache(store, embedder, CachePolicy())
     app = create_app(Settings.load(data_dir=tmp_path / "data"), cache)
     try:
         async with app.router.lifespan_context(app):
@@ -359,27 +358,35 @@ async def test_the_index_route_shows_capacity_policy_evictions_and_their_rate(
                     for n in range(5)
                 ]
                 assert (await http.post("/cache/store/batch", json={"items": items})).status_code == 200
-                body = await index_with_rate(http)
-                assert set(body) == INDEX_FIELDS | CAPACITY_FIELDS
-                assert body["documents"] == 3  # the scope's limit is the tighter one
-                assert (body["max_entries"], body["max_entries_per_scope"]) == (4, 3)
-                assert (body["eviction_policy"], body["evictions"]) == ("ttl", 2)
-                assert body["evictions_per_minute"] == 0.0  # nothing evicted since the server first read it
-                assert body["memory_bytes"], body
-                assert body["memory_per_entry_bytes"] == pytest.approx(body["memory_bytes"] / 3)
-
-                more = [{"prompt": f"another question {n} on subject {n}", "response": "x"} for n in range(2)]
-                assert (await http.post("/cache/store/batch", json={"items": more})).status_code == 200
-                after = (await http.get("/cache/index")).json()
-                assert (after["documents"], after["evictions"]) == (3, 4)
-                assert after["evictions_per_minute"] > 0.0
-
-                schema = (await http.get("/openapi.json")).json()["components"]["schemas"]["IndexInfoOut"]
-                assert set(schema["required"]) <= INDEX_FIELDS  # the new fields are all optional
-                for name in CAPACITY_FIELDS:
-                    assert schema["properties"][name].get("description"), name
+                yield http
     finally:
         await cache.close()
+
+
+async def test_the_index_route_shows_capacity_policy_evictions_and_their_rate(
+    capacity_store: StoreFactory, tmp_path: Path, embedder: Any
+) -> None:
+    store = capacity_store(Capacity(max_entries=4, max_entries_per_scope=3, policy="ttl"))
+    async with five_stored(SemanticCache(store, embedder, CachePolicy()), tmp_path) as http:
+        body = await index_with_rate(http)
+        assert set(body) == INDEX_FIELDS | CAPACITY_FIELDS
+        assert body["documents"] == 3  # the scope's limit is the tighter one
+        assert (body["max_entries"], body["max_entries_per_scope"]) == (4, 3)
+        assert (body["eviction_policy"], body["evictions"]) == ("ttl", 2)
+        assert body["evictions_per_minute"] == 0.0  # nothing evicted since the server first read it
+        assert body["memory_bytes"], body
+        assert body["memory_per_entry_bytes"] == pytest.approx(body["memory_bytes"] / 3)
+
+        more = [{"prompt": f"another question {n} on subject {n}", "response": "x"} for n in range(2)]
+        assert (await http.post("/cache/store/batch", json={"items": more})).status_code == 200
+        after = (await http.get("/cache/index")).json()
+        assert (after["documents"], after["evictions"]) == (3, 4)
+        assert after["evictions_per_minute"] > 0.0
+
+        schema = (await http.get("/openapi.json")).json()["components"]["schemas"]["IndexInfoOut"]
+        assert set(schema["required"]) <= INDEX_FIELDS  # the new fields are all optional
+        for name in CAPACITY_FIELDS:
+            assert schema["properties"][name].get("description"), name
 
 
 def test_the_index_command_through_a_server_prints_the_servers_rate(tmp_path: Path) -> None:
@@ -420,26 +427,10 @@ def test_the_index_command_through_a_server_prints_the_servers_rate(tmp_path: Pa
 
 
 async def test_evictions_are_counted_in_metrics_and_stats(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
-    import httpx
-
-    from engine.config import Settings
-    from engine.server import create_app
     from engine.stores.local import LocalStore
 
     store = LocalStore(tmp_path / "data", name="server", capacity=Capacity(max_entries=2))
-    cache = SemanticCache(store, embedder, CachePolicy())
-    app = create_app(Settings.load(data_dir=tmp_path / "data"), cache)
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-                items = [
-                    {"prompt": f"question number {n} about topic {n}", "response": f"answer {n}"}
-                    for n in range(5)
-                ]
-                assert (await http.post("/cache/store/batch", json={"items": items})).status_code == 200
-                metrics = (await http.get("/metrics")).text
+    async with five_stored(SemanticCache(store, embedder, CachePolicy()), tmp_path) as http:
+        metrics = (await http.get("/metrics")).text
         assert "semcache_cache_evictions_total 3.0" in metrics
         assert (await store.counters()).evictions == 3
-    finally:
-        await cache.close()
