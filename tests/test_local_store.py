@@ -527,7 +527,7 @@ async def test_a_data_folder_from_before_feedback_opens_and_gains_it(data_dir: P
 
 
 def test_search_breadth_grows_only_for_big_graphs() -> None:
-    from engine.stores.local.graphs import ef_for
+    from engine.stores.breadth import ef_for
 
     assert ef_for(0, 64) == 64
     assert ef_for(300_000, 64) == 76  # recall@1 was already 1.000 at 300,000 with 64

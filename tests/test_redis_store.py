@@ -510,6 +510,45 @@ async def test_info_health_and_index_list(redis_url: str) -> None:
         await _drop(tuned)
 
 
+async def test_knn_breadth_grows_with_the_index(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big index is searched wider (breadth.py): the EF_RUNTIME each KNN query sends follows the index's
+    size, read again once ``DOCUMENTS_MAX_AGE`` has passed. One entry per unit of ef stands in for the
+    million-entry scale, and the query Redis received is read back from its SLOWLOG."""
+    from engine.stores import breadth
+    from engine.stores.redis import store as redis_store
+
+    monkeypatch.setattr(breadth, "ENTRIES_PER_EF", 1)
+    monkeypatch.setattr(redis_store, "DOCUMENTS_MAX_AGE", 0.0)
+    admin = redis.Redis.from_url(redis_url)
+    threshold = admin.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    store = RedisStore(redis_url, name=name(), hnsw_ef_runtime=4)
+    try:
+        await store.open()
+        await store.bind(IDENTITY)
+
+        async def sent_ef() -> int:
+            admin.slowlog_reset()
+            admin.config_set("slowlog-log-slower-than", 0)
+            try:
+                await store.search(unit(1), scope="default", k=1)
+            finally:
+                admin.config_set("slowlog-log-slower-than", threshold)
+            for logged in admin.slowlog_get(128):
+                args = [a.decode(errors="replace") for a in logged["command"].split()]
+                if args[:2] == ["FT.SEARCH", store.name] and "ef" in args:
+                    return int(args[args.index("ef") + 1])
+            raise AssertionError("no KNN query reached Redis")
+
+        assert await sent_ef() == 4  # an empty index: the configured breadth
+        await store.upsert([(entry(f"p{i}"), unit(1, i / 10)) for i in range(10)])
+        assert await sent_ef() == 10  # ten entries at one entry per unit of ef
+        assert (await store.info()).parameters["query_ef_runtime"] == 10
+        assert (await store.info()).parameters["ef_runtime"] == 4  # the index's own setting, unchanged
+    finally:
+        admin.close()
+        await _drop(store)
+
+
 async def test_from_settings_reads_url_name_and_hnsw(redis_url: str) -> None:
     settings = Settings(redis_url=redis_url, index_name="from_settings_idx", hnsw_m=8, hnsw_ef_runtime=99)
     made = RedisStore.from_settings(settings)

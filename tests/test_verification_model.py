@@ -178,3 +178,43 @@ def test_evaluate_pairs_on_a_small_file(tmp_path: Path, verifier: Verifier) -> N
     # The old static rule serves the same-language paraphrase only if it is within 0.15.
     assert report.baseline.precision == 1.0
     assert [p.cut for p in report.curve] == sorted(p.cut for p in report.curve)
+
+
+def test_question_groups_join_chains_of_duplicates_and_shared_questions() -> None:
+    from engine.verification.corpus import Pair
+    from engine.verification.evaluate import question_groups
+
+    groups = question_groups(
+        [
+            Pair("How do I learn Go?", "Best way to learn Go?", 1),
+            Pair("Best way to learn Go?", "How should I start learning Go", 1),  # a chain of duplicates
+            Pair("How do I learn Go?", "How do I learn Rust?", 0),  # a label 0 joins nothing
+            Pair("What exactly is DNA?", "So what is DNA exactly?", 1, question="explain DNA"),
+            Pair("Describe DNA briefly.", "Briefly, what is DNA?", 1, question="explain DNA"),
+        ]
+    )
+    go = groups["how do i learn go?"]
+    assert groups["how should i start learning go"] == go != groups["how do i learn rust?"]
+    assert groups["what exactly is dna?"] == groups["briefly, what is dna?"] != go
+
+
+def test_another_stored_wording_of_the_question_is_a_correct_answer() -> None:
+    """A query served another entry asking its question is served right; without the link, wrong."""
+    from engine.verification.corpus import Pair
+    from engine.verification.evaluate import simulate
+
+    def simulated(question: str) -> tuple[float, int]:
+        pairs = [
+            Pair("What is a compiler?", "Can you explain what a compiler is?", 1, question=question),
+            Pair("Define compiler.", "What is a compiler, exactly?", 1, question=question),
+        ]
+        vectors_a = embed([p.text_a for p in pairs])
+        vectors_b = embed([p.text_b for p in pairs])
+        simulation = simulate(pairs, vectors_a, vectors_b, None)
+        served = simulation.served_entry(0.0)
+        assert served[1] == 0  # "What is a compiler, exactly?" is nearest to the first pair's text_a
+        figures = simulation.figures(served)
+        return figures.precision, figures.correct
+
+    assert simulated("explain a compiler") == (1.0, 2)
+    assert simulated("") == (0.5, 1)

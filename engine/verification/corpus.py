@@ -32,10 +32,12 @@ class Pair:
     label: int
     category: str = "qqp"
     split: str = ""
+    #: Optional: label-1 pairs with the same value ask the same question (evaluate.py's correct answers).
+    question: str = ""
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
-    """Every ``{text_a, text_b, label[, category, split]}`` line of a JSON lines file (gzip or plain)."""
+    """Every ``{text_a, text_b, label[, category, split, question]}`` line of a JSON lines file (gzip or plain)."""
     path = Path(path)
     with path.open("rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
@@ -53,6 +55,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
                     1 if int(row["label"]) else 0,
                     str(row.get("category", "qqp")),
                     str(row.get("split", "")),
+                    str(row.get("question", "")),
                 )
             )
     return pairs

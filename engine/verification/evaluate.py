@@ -3,11 +3,18 @@
 Every distinct ``text_a`` of the file is a cached prompt, in an exact cosine index (numpy). Each ``text_b``
 is a new query: the index returns its ``k`` nearest entries within the distance cap (the store's search),
 the verifier judges them, and the best passing one (highest score) is served. A served answer is correct
-only when the pair's label is 1 and the served entry is that pair's own ``text_a``; so
+when the served entry asks the query's question: the pair's own ``text_a`` when the label is 1, or another
+entry known to ask the same question. Two texts ask the same question when a label-1 pair links them,
+directly or through other label-1 pairs (QQP's duplicates are such chains), or when both carry the same
+optional ``question`` field (the near-miss set's chat paraphrases: "What exactly is a compiler?" and
+"Give me a quick overview of a compiler" are two stored wordings of one question, and serving either
+answers both). A label-0 pair's own ``text_a`` is never a correct answer for its ``text_b``. So
 
-    precision = correct / served,    served = correct / label-1 pairs.
+    precision = correct / served,    served = correct label-1 queries / label-1 pairs.
 
-Anything else served is a wrong answer: another entry, or the ``text_a`` of a label-0 pair. The same run
+Anything else served is a wrong answer: an entry asking another question, or the ``text_a`` of a label-0
+pair. (Until this rule, only the pair's own ``text_a`` counted as correct, which scored a query served
+another wording of its own question as wrong.) The same run
 also gives, per category, the share of label-0 pairs whose ``text_a`` was served for their ``text_b``
 (wrong-served) and the share of label-1 pairs served correctly.
 
@@ -79,7 +86,7 @@ class CategoryFigures:
     category: str
     positives: int
     negatives: int
-    #: Label-1 pairs whose own text_a was served / label-1 pairs.
+    #: Label-1 pairs served an entry asking their question / label-1 pairs.
     served_rate: float
     #: Label-0 pairs whose text_a was served for their text_b / label-0 pairs.
     wrong_served_rate: float
@@ -102,7 +109,8 @@ class EvaluationReport:
     positives: int
     cap: float
     k: int
-    #: Share of label-1 pairs whose own text_a is among the k nearest within the cap: the ceiling of served.
+    #: Share of label-1 pairs with an entry asking their question among the k nearest within the cap: the
+    #: ceiling of served.
     cap_recall: float
     target_precision: float
     cut: float
@@ -130,6 +138,21 @@ class Simulation:
     vetoed: list[np.ndarray]
     legacy_vetoed: list[np.ndarray]
     same_text: np.ndarray  # (n,) the pair's two texts are one prompt
+    #: The question each entry and each query asks (``question_groups``): equal numbers, same question.
+    entry_group: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    query_group: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def right(self, i: int, entry: int) -> bool:
+        """Whether serving ``entry`` answers query ``i`` (see the module's docstring)."""
+        if entry == self.own[i] and not self.pairs[i].label:
+            return False
+        return bool(self.entry_group[entry] == self.query_group[i])
+
+    def rights(self, served_entry: np.ndarray) -> np.ndarray:
+        """``right`` for each query's served entry (False where nothing was served)."""
+        return np.array(
+            [entry >= 0 and self.right(i, int(entry)) for i, entry in enumerate(served_entry)], dtype=bool
+        )
 
     def served_entry(self, cut: float) -> np.ndarray:
         """The entry served for each query at ``cut`` (-1 for none): the best passing candidate."""
@@ -163,7 +186,8 @@ class Simulation:
         labels = np.array([p.label for p in self.pairs], dtype=bool)
         served = served_entry >= 0
         hit_own = served & (served_entry == self.own)
-        correct = hit_own & labels
+        answered = served & self.rights(served_entry)
+        correct = answered & labels
         served_count = int(served.sum())
         positives = int(labels.sum())
         categories: list[CategoryFigures] = []
@@ -182,7 +206,7 @@ class Simulation:
                 )
             )
         return Figures(
-            precision=float(correct.sum() / served_count) if served_count else 1.0,
+            precision=float(answered.sum() / served_count) if served_count else 1.0,
             served=float(correct.sum() / positives) if positives else 0.0,
             served_count=served_count,
             correct=int(correct.sum()),
@@ -201,15 +225,17 @@ class Simulation:
                 best[i], right[i] = 2.0, True
             elif (~vetoed).any():
                 j = np.flatnonzero(~vetoed)[np.argmax(scores[~vetoed])]
-                best[i], right[i] = float(scores[j]), bool(cands[j] == self.own[i])
+                best[i], right[i] = float(scores[j]), self.right(i, int(cands[j]))
         positives = max(int(labels.sum()), 1)
         points: list[CurvePoint] = []
         for cut in cuts:
             served = best >= cut
-            correct = int((served & right & labels).sum())
+            answered, correct = int((served & right).sum()), int((served & right & labels).sum())
             count = int(served.sum())
             points.append(
-                CurvePoint(float(cut), correct / count if count else 1.0, correct / positives, count, correct)
+                CurvePoint(
+                    float(cut), answered / count if count else 1.0, correct / positives, count, correct
+                )
             )
         return points
 
@@ -221,14 +247,42 @@ class Simulation:
         for threshold in thresholds:
             entry = self.baseline_entry(threshold)
             served = entry >= 0
-            correct = int((served & (entry == self.own) & labels).sum())
+            right = served & self.rights(entry)
+            answered, correct = int(right.sum()), int((right & labels).sum())
             count = int(served.sum())
             points.append(
                 CurvePoint(
-                    float(threshold), correct / count if count else 1.0, correct / positives, count, correct
+                    float(threshold), answered / count if count else 1.0, correct / positives, count, correct
                 )
             )
         return points
+
+
+def question_groups(pairs: Sequence[Pair]) -> dict[str, int]:
+    """A number per normalised text, equal for texts that ask the same question: joined by a label-1 pair
+    (directly or through a chain of them) or by the same ``question`` field on label-1 pairs."""
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for pair in pairs:
+        a, b = normalize_prompt(pair.text_a), normalize_prompt(pair.text_b)
+        root(a), root(b)
+        if pair.label:
+            parent[root(a)] = root(b)
+            if pair.question:
+                parent[root(f"\0question:{pair.question}")] = root(b)
+    numbers: dict[str, int] = {}
+    return {
+        node: numbers.setdefault(root(node), len(numbers))
+        for node in list(parent)
+        if not node.startswith("\0")
+    }
 
 
 def simulate(
@@ -309,6 +363,7 @@ def simulate(
         dtype=bool,
     )
     bounds = np.cumsum([0] + [len(c) for c in candidates])
+    groups = question_groups(pairs)
     return Simulation(
         pairs=pairs,
         own=own,
@@ -319,6 +374,8 @@ def simulate(
         vetoed=[flat_veto[bounds[i] : bounds[i + 1]] for i in range(len(pairs))],
         legacy_vetoed=[flat_legacy[bounds[i] : bounds[i + 1]] for i in range(len(pairs))],
         same_text=same_text,
+        entry_group=np.array([groups[normalize_prompt(text)] for text in entries], dtype=np.int64),
+        query_group=np.array([groups[key] for key in query_keys], dtype=np.int64),
     )
 
 
@@ -354,13 +411,12 @@ def pairwise(
 
 
 def cap_recall(simulation: Simulation) -> float:
-    """Share of label-1 pairs whose own text_a is among their candidates (or is the same prompt)."""
+    """Share of label-1 pairs with an entry asking their question among their candidates (or whose two
+    texts are the same prompt)."""
     hits = [
-        bool(sim_same or (own in cands))
-        for own, cands, sim_same, pair in zip(
-            simulation.own, simulation.candidates, simulation.same_text, simulation.pairs, strict=True
-        )
-        if pair.label == 1
+        bool(simulation.same_text[i] or any(simulation.right(i, int(j)) for j in cands))
+        for i, cands in enumerate(simulation.candidates)
+        if simulation.pairs[i].label == 1
     ]
     return float(np.mean(hits)) if hits else 0.0
 

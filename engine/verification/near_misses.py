@@ -375,20 +375,32 @@ def chat_train_rows(seed: int = 0) -> list[dict[str, object]]:
                 t, t2 = rng.sample(tasks, 2)
                 lang = rng.choice(LANGS_TRAIN_MORE)
                 slots = {"c": c, "c2": c2, "t": t, "t2": t2, "l": lang[0], "L": lang[1]}
-                rows.append(
-                    {
-                        "text_a": _fill(ta, slots),
-                        "text_b": _fill(tb, slots),
-                        "label": label,
-                        "category": category,
-                        "split": "train",
-                    }
-                )
+                row: dict[str, object] = {
+                    "text_a": _fill(ta, slots),
+                    "text_b": _fill(tb, slots),
+                    "label": label,
+                    "category": category,
+                    "split": "train",
+                }
+                if question := _question(label, (ta, tb), slots):
+                    row["question"] = question
+                rows.append(row)
     return rows
 
 
 def _fill(template: str, slots: dict[str, str]) -> str:
     return template.format(**slots)
+
+
+def _question(label: int, templates: tuple[str, str], slots: dict[str, str]) -> str:
+    """What a label-1 pair asks, the same for every template asking it: "explain {c}" or "how to {t} in
+    {L}". Two stored wordings of one question answer each other (evaluate.py); label-0 pairs ask none."""
+    if not label:
+        return ""
+    both = " ".join(templates)
+    if "{c}" in both:
+        return f"explain {slots['c']}"
+    return f"how to {slots['t']} in {slots['L']}"
 
 
 def _pairs_of(values: Sequence[str], rng: random.Random, count: int) -> list[tuple[str, str]]:
@@ -402,8 +414,12 @@ def generate(seed: int = 0) -> list[dict[str, object]]:
     rng = random.Random(seed)
     rows: list[dict[str, object]] = []
 
-    def add(split: str, category: str, label: int, a: str, b: str) -> None:
-        rows.append({"text_a": a, "text_b": b, "label": label, "category": category, "split": split})
+    def add(split: str, category: str, label: int, a: str, b: str, question: str = "") -> None:
+        row: dict[str, object] = {"text_a": a, "text_b": b, "label": label, "category": category}
+        row["split"] = split
+        if question:
+            row["question"] = question
+        rows.append(row)
 
     for split in ("train", "report"):
         concepts = CONCEPTS_TRAIN if split == "train" else CONCEPTS_REPORT
@@ -416,7 +432,8 @@ def generate(seed: int = 0) -> list[dict[str, object]]:
                 for _ in range(per_template if category == "paraphrase" else per_template // 2 + 1):
                     lang = rng.choice(langs)
                     slots = {"c": rng.choice(concepts), "t": rng.choice(tasks), "l": lang[0], "L": lang[1]}
-                    add(split, category, 1, _fill(ta, slots), _fill(tb, slots))
+                    question = _question(1, (ta, tb), slots)
+                    add(split, category, 1, _fill(ta, slots), _fill(tb, slots), question)
 
         neg = NEG_SLOTS[split]
         for ta, tb in NEGATION[split]:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.stores.breadth import ef_for
 from engine.stores.local.native import load_cxx_runtime_first
 
 load_cxx_runtime_first()  # before usearch: see native.py
@@ -50,22 +51,6 @@ log = logging.getLogger(__name__)
 DTYPE = "i8"
 SNAPSHOT_FORMAT = 1
 _POINTER = "CURRENT"
-
-
-#: ef_search grows with a graph past this many labels per unit of ef (see ``ef_for``).
-LABELS_PER_EF = 1_000_000 // 256
-
-
-def ef_for(labels: int, configured: int) -> int:
-    """The breadth of a search in a graph of ``labels`` entries: the configured ef_search
-    (SEMCACHE_HNSW_EF_RUNTIME, 64 by default), or more for a big graph.
-
-    Measured with bench/million.py (QQP vectors with synthetic neighbours, int8 graph, float32 re-rank):
-    ef 64 gives recall@1 1.000 up to 300,000 entries but 0.944 at 1,000,000, where ef 128 gives 0.978 and
-    ef 256 0.993 (p50 0.70 -> 1.21 ms on 2 loaded cores). So ef grows in proportion past 256,000
-    entries, reaching 256 at a million; below that the configured value stands.
-    """
-    return max(configured, labels // LABELS_PER_EF)
 
 
 class ScopeGraphs:
@@ -189,6 +174,11 @@ class ScopeGraphs:
             graph.expansion_search = ef  # type: ignore[misc]
         found = graph.search(vector, min(count, len(graph)))
         return np.asarray(found.keys, dtype=np.uint64), len(graph)
+
+    @property
+    def largest(self) -> int:
+        """Labels in the biggest scope's graph (the widest search, see ``ef_for``)."""
+        return max((len(graph) for graph in self._graphs.values()), default=0)
 
     @property
     def size(self) -> int:

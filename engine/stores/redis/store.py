@@ -16,6 +16,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +47,7 @@ from engine.stores.base import (
     mismatch_error,
     unit_vector,
 )
+from engine.stores.breadth import ef_for
 from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
 from engine.stores.redis.connection import (
@@ -67,6 +69,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Keys per pipeline / rows per cursor read when walking or deleting many entries.
 BATCH = 1000
+#: Seconds a KNN search's breadth may be sized by an index size read earlier (``_search_breadth``).
+DOCUMENTS_MAX_AGE = 30.0
 
 # Capacity: while one is configured, every entry has a rank in the sorted set ``Keys.rank`` (and in its
 # scope's, ``Keys.scope_rank``), written in the upsert's own MULTI with this script at its end, so the
@@ -221,6 +225,8 @@ class RedisStore:
         #: The type a new index stores vectors as; an existing index's own type (``_data_type``) wins.
         self.vector_type = s.VECTOR_TYPES.get(vector_type, vector_type.upper())
         self._data_type = "FLOAT32"
+        #: The index's document count as last read (FT.INFO), and when: it sizes a KNN search's breadth.
+        self._documents, self._documents_read_at = 0, -math.inf
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -604,7 +610,7 @@ class RedisStore:
         blob, now = self._blob(vector), time.time()
         if max_distance is None:
             text = q.knn(self._vector_field, k, scope)
-            params: list[Any] = ["vec", blob, "ef", max(self.hnsw.ef_runtime, k)]
+            params: list[Any] = ["vec", blob, "ef", max(await self._search_breadth(), k)]
         else:
             text = q.in_range(self._vector_field, scope, hnsw=self._hnsw_index)
             # A hair over the threshold so float32 rounding cannot drop an entry sitting on it.
@@ -635,6 +641,17 @@ class RedisStore:
             matches.append(match)
         await self._with_hits([m.entry for m in matches])
         return matches
+
+    async def _search_breadth(self) -> int:
+        """EF_RUNTIME for a KNN query: the configured one, wider for a big index (breadth.py). The size is
+        read at most every ``DOCUMENTS_MAX_AGE`` seconds: FT.INFO on every search would double its cost,
+        and a breadth sized a few seconds late changes recall by nothing measurable."""
+        now = time.monotonic()
+        if now - self._documents_read_at >= DOCUMENTS_MAX_AGE:
+            self._documents_read_at = now  # before the await: concurrent searches do not all ask
+            facts = await self._facts()
+            self._documents = facts.documents if facts is not None else 0
+        return ef_for(self._documents, self.hnsw.ef_runtime)
 
     async def count(self) -> int:
         facts = await self._facts()
@@ -1043,7 +1060,8 @@ class RedisStore:
         # FT.INFO does not report EF_RUNTIME; the record of what we created it with does.
         if trusted and "ef_runtime" not in parameters and "hnsw_ef_runtime" in meta:
             parameters["ef_runtime"] = int(meta["hnsw_ef_runtime"])
-        parameters["query_ef_runtime"] = self.hnsw.ef_runtime
+        # What a KNN query passes now: the configured breadth, wider for a big index (breadth.py).
+        parameters["query_ef_runtime"] = ef_for(facts.documents, self.hnsw.ef_runtime)
         definition = facts.raw.get("index_definition", {})
         return IndexInfo(
             name=self.name,
