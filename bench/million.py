@@ -127,6 +127,8 @@ async def filled_and_searched(
     figures = {"load entries/s": len(data) / seconds}
     knn = await searches(store, queries, truth)
     figures |= {f"knn {k}": v for k, v in knn.items()}
+    # The breadth those searches used (engine/stores/breadth.py: it grows with the index).
+    figures["knn ef"] = float((await store.info()).parameters.get("query_ef_runtime", 0))
     within = await searches(store, queries, truth, max_distance=THRESHOLD)
     figures["range p50_ms"], figures["range p99_ms"] = within["p50_ms"], within["p99_ms"]
     return figures
@@ -379,6 +381,13 @@ async def main() -> None:
         "on 2 cores",
     )
     parser.add_argument(
+        "--skip-above",
+        type=int,
+        default=0,
+        help="leave the --skip parts out only for sizes above this one (e.g. 100000: backup figures at "
+        "100,000, none at a million)",
+    )
+    parser.add_argument(
         "--ef",
         default="",
         help="comma-separated ef_search values to measure the embedded store's search with, beside 64",
@@ -403,15 +412,16 @@ async def main() -> None:
             f"\n== {size:,} entries x {data.shape[1]}: {real:,} real QQP question vectors, {size - real:,} synthetic "
             f"(a QQP vector plus noise); {len(queries)} queries = QQP paraphrases of stored questions"
         )
-        if skip:
-            print(f"  (left out: {', '.join(sorted(skip))})")
+        left_out = skip if size > args.skip_above else frozenset()
+        if left_out:
+            print(f"  (left out: {', '.join(sorted(left_out))})")
         if "local" in stores:
-            results[("local", size)] = await local_figures(data, queries, truth, skip, efs)
+            results[("local", size)] = await local_figures(data, queries, truth, left_out, efs)
             show("embedded store (SQLite + int8 HNSW, float32 re-rank)", results[("local", size)])
         if "redis" in stores:
             for vector_type in ("float32", "float16"):
                 results[(f"redis {vector_type}", size)] = await redis_figures(
-                    data, queries, truth, vector_type, skip
+                    data, queries, truth, vector_type, left_out
                 )
                 show(f"Redis, {vector_type.upper()} vectors", results[(f"redis {vector_type}", size)])
             f32, f16 = results[("redis float32", size)], results[("redis float16", size)]
@@ -426,7 +436,9 @@ async def main() -> None:
         print("\n== growth from the smallest size to the largest (ratio)")
         for kind in sorted({kind for kind, _ in results}):
             small, large = results[(kind, sizes[0])], results[(kind, sizes[-1])]
-            ratios = ", ".join(f"{name} x{large[name] / small[name]:.2f}" for name in small if small[name])
+            ratios = ", ".join(
+                f"{name} x{large[name] / small[name]:.2f}" for name in small if small[name] and name in large
+            )
             print(f"  {kind}: {ratios}")
 
 

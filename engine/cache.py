@@ -367,7 +367,7 @@ class SemanticCache:
         # ``VerifierError`` (the server stays not ready with its message), never a cache that serves every
         # candidate. SEMCACHE_VERIFY=off does not read it.
         if self.policy.verify_candidates:
-            self._load_verifier()
+            self.load_verifier()
         await self.open_store()
         identity = await self.embedder.load()
         await self.vector_store.bind(identity)
@@ -433,14 +433,14 @@ class SemanticCache:
     def judge(self, prompt: str, match: Match, threshold: float) -> str | None:
         return judge_without_score(self.policy, prompt, match, threshold)
 
-    def _load_verifier(self) -> Verifier:
+    def load_verifier(self) -> Verifier:
         # About 10 ms (a 413 KB file, its sha256 and an npz): once per cache, at start.
         if self.verifier is None:
             self.verifier = Verifier.load(self.verifier_path)
         return self.verifier
 
     def _target(self, target_precision: float | None) -> float:
-        verifier = self._load_verifier()
+        verifier = self.load_verifier()
         value = self.policy.target_precision if target_precision is None else target_precision
         return verifier.default_target_precision if value is None else float(value)
 
@@ -458,7 +458,7 @@ class SemanticCache:
             return judge_by_distance(matches, cap)
         if not matches:
             return []
-        verifier = self._load_verifier()
+        verifier = self.load_verifier()
         target = self._target(target_precision)
         query_vector, vectors = await self._verifier_vectors(prompt, vector, matches)
         pairs = [(m.entry.prompt, v) for m, v in zip(matches, vectors, strict=True)]

@@ -48,6 +48,7 @@ from engine.models import (
     Match,
 )
 from engine.redact import redact_url
+from engine.verification.model import Verifier
 
 if TYPE_CHECKING:
     # httpx imports its command line, and with it rich, when imported: keep it off the headless path.
@@ -91,6 +92,7 @@ class RemoteCache:
         self._index_name: str | None = None
         self._store_kind: str | None = None
         self._ready = False
+        self._verifier: Verifier | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client_cert = self.base_url.startswith("https://") and client_cert is not None
         self._https = self.base_url.startswith("https://")
@@ -253,6 +255,12 @@ class RemoteCache:
     async def nearest(self, prompt: str, scope: str | None = None, k: int = 10) -> list[Match]:
         body = await self._json("POST", "/cache/search", json={"prompt": prompt, "scope": scope, "k": k})
         return [_match(m) for m in body["matches"]]
+
+    def load_verifier(self) -> Verifier:
+        """The shipped verifier, standing for the server's (see ``CacheService.load_verifier``)."""
+        if self._verifier is None:
+            self._verifier = Verifier.load()
+        return self._verifier
 
     async def verdicts(
         self,

@@ -24,6 +24,7 @@ from engine.models import (
     IndexInfo,
     Match,
 )
+from engine.verification.model import Verifier
 
 
 @runtime_checkable
@@ -72,6 +73,12 @@ class CacheService(Protocol):
 
     async def nearest(self, prompt: str, scope: str | None = None, k: int = 10) -> list[Match]:
         """The k nearest entries whatever their distance (with their vectors when opened here)."""
+        ...
+
+    def load_verifier(self) -> Verifier:
+        """The verifier candidates are judged with, loaded once (``VerifierError`` when its files are
+        missing or damaged). Attached to a server, the shipped weights stand for the server's: both come
+        with the package, unless the server was given its own ``SEMCACHE_VERIFIER_PATH``."""
         ...
 
     async def verdicts(

@@ -33,7 +33,6 @@ from engine.errors import BackendUnavailableError, NotFoundError, SemcacheError
 from engine.models import CacheStats, EmbedderIdentity, HealthReport, IndexInfo
 from engine.redact import redact_secret, redact_url
 from engine.service import CacheService
-from engine.verification.model import Verifier
 from semcache_tui.formatting import describe_error
 from semcache_tui.memory import return_freed_memory
 from semcache_tui.monitor import History, Probe, Sample
@@ -537,14 +536,10 @@ class SemcacheApp(App[None]):
         policy = self.service.policy
         if not policy.verify_candidates:
             return None
-        verifier = getattr(self.service, "verifier", None)
-        if verifier is None:
-            try:
-                verifier = Verifier.load(getattr(self.service, "verifier_path", None))
-            except SemcacheError:
-                return None
-            if isinstance(self.service, SemanticCache):
-                self.service.verifier = verifier  # the same file the cache would load: read it once
+        try:
+            verifier = self.service.load_verifier()
+        except SemcacheError:
+            return None
         chosen = target if target is not None else policy.target_precision
         chosen = verifier.default_target_precision if chosen is None else float(chosen)
         return chosen, verifier.cut_for_precision(chosen)

@@ -392,3 +392,20 @@ async def test_commands_after_a_migration_use_the_embedder_it_filled_the_index_w
     assert done.returncode == 0, done.stderr
     done = run_cli(tmp_path / "data", "index", "--json", env=env)
     assert json.loads(done.stdout)["identity"]["dimension"] == 384
+
+
+async def test_a_store_says_whether_its_index_exists_without_creating_it(
+    make_store: Callable[..., VectorStore],
+) -> None:
+    """What the migration screen asks of a rolled-back target: both stores answer, and asking creates
+    nothing (opening a local store would create its file; binding creates a Redis index)."""
+    from engine.models import EmbedderIdentity
+
+    store = make_store()
+    assert await store.exists() is False
+    assert await store.exists() is False  # asking twice still creates nothing
+    await store.open()
+    await store.bind(EmbedderIdentity("test", "synthetic", 8))
+    assert await store.exists() is True
+    await store.drop()
+    assert await make_store().exists() is False

@@ -107,6 +107,10 @@ class VectorStore(Protocol):
     def recorded_identity(self) -> EmbedderIdentity | None:
         """The identity that filled the index, or ``None`` for a store never bound."""
 
+    async def exists(self) -> bool:
+        """Whether this index is in the store, asked without creating it (``open`` would)."""
+        ...
+
     async def open(self) -> EmbedderIdentity | None:
         """Connect and read the recorded identity. Raises ``BackendUnavailableError``."""
 

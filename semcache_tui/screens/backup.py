@@ -67,7 +67,7 @@ class BackupProgressed(Message):
 class BackupScreen(LocalWorkScreen):
     MODE = "backup"
     REMOTE_NOTE = (
-        "Backups work on the store itself: this panel is attached to a server (RemoteCache).\n"
+        "Backups work on the store itself: this panel is attached to a server.\n"
         "Run the panel (or `semcache-tui backup`) with --store/--redis-url on the cache's own store."
     )
     AUTO_FOCUS = "#backups"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.markup import escape
 from rich.table import Table
@@ -38,6 +38,7 @@ from engine.migration import (
 )
 from engine.models import EmbedderIdentity
 from engine.stores import create_store
+from engine.stores.base import VectorStore
 from semcache_tui.formatting import duration, size
 from semcache_tui.memory import return_freed_memory
 from semcache_tui.screens.dialogs import ConfirmDialog, TypedConfirmDialog, if_yes
@@ -60,7 +61,7 @@ class MigrationProgressed(Message):
 class MigrationScreen(LocalWorkScreen):
     MODE = "migration"
     REMOTE_NOTE = (
-        "Migrations work on the store itself: this panel is attached to a server (RemoteCache).\n"
+        "Migrations work on the store itself: this panel is attached to a server.\n"
         "Run the panel (or `semcache-tui migrate`) with --store/--redis-url on the cache's own store."
     )
     AUTO_FOCUS = ""
@@ -274,7 +275,7 @@ class MigrationScreen(LocalWorkScreen):
         if embedders:
             return_freed_memory()
 
-    def stores(self, name: str) -> Any:
+    def stores(self, name: str) -> VectorStore:
         return create_store(self.panel.settings, name)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -312,10 +313,7 @@ class MigrationScreen(LocalWorkScreen):
             return False
         store = self.stores(state.target_index)
         try:
-            if hasattr(store, "list_indexes"):
-                return state.target_index in await store.list_indexes()
-            path = getattr(store, "path", None)
-            return bool(path is not None and path.exists())
+            return await store.exists()
         except Exception:
             return False
         finally:

@@ -33,7 +33,6 @@ from engine.evaluation import (
     read_eval_pairs,
     recommend,
 )
-from engine.verification.model import Verifier
 from semcache_tui.formatting import describe_error
 from semcache_tui.screens.base import PanelScreen
 
@@ -253,7 +252,7 @@ class SweepScreen(PanelScreen):
         report = None
         if verify:
             self.panel.set_status(f"Scoring {len(pairs):,} pairs with the verifier…")
-            verifier = await asyncio.to_thread(self.load_verifier)
+            verifier = await asyncio.to_thread(self.panel.service.load_verifier)
             report = await evaluate_verifier(
                 embedder, pairs, verifier, target, cap=self.panel.service.policy.threshold
             )
@@ -263,14 +262,6 @@ class SweepScreen(PanelScreen):
         self.describe()
         what = f"{len(points)} thresholds and the verifier's cuts" if verify else f"{len(points)} thresholds"
         self.panel.set_status(f"Swept {what} over {len(pairs):,} pairs")
-
-    def load_verifier(self) -> Verifier:
-        verifier = getattr(self.panel.service, "verifier", None)
-        return (
-            verifier
-            if verifier is not None
-            else Verifier.load(getattr(self.panel.service, "verifier_path", None))
-        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.name == "sweep" and event.state == WorkerState.ERROR:

@@ -152,6 +152,9 @@ class LocalStore:
     def recorded_identity(self) -> EmbedderIdentity | None:
         return self._recorded
 
+    async def exists(self) -> bool:
+        return self.path.exists()
+
     async def open(self) -> EmbedderIdentity | None:
         if self._reader is None:
             await asyncio.to_thread(self._open_sync)
@@ -603,7 +606,8 @@ class LocalStore:
             return ComponentHealth("store", "down", str(exc), None, facts)
         facts["size_on_disk_bytes"] = db.size_on_disk(self.path) + folder_size(self.snapshot_dir)
         latency = (time.perf_counter() - started) * 1000.0
-        return ComponentHealth("store", "ok", f"local store at {self.data_dir}", latency, facts)
+        # The path is a fact (the panel puts it after the detail: "local store at .../idx.sqlite3").
+        return ComponentHealth("store", "ok", "local store", latency, facts)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

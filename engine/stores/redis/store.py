@@ -316,6 +316,9 @@ class RedisStore:
             "check CACHE_INDEX_NAME, or start the cache once (`semcache-tui --serve`) to create it",
         )
 
+    async def exists(self) -> bool:
+        return await self._facts() is not None
+
     async def list_indexes(self) -> list[str]:
         names = await self._run(lambda: self.client.execute_command("FT._LIST"))
         return sorted(q.text(name) for name in names)
