@@ -810,6 +810,7 @@ class SemanticCache:
             latency_p95_ms=percentile(counters.recent_latencies_ms, 95),
             feedback_wrong=counters.feedback_wrong,
             feedback_right=counters.feedback_right,
+            evictions=counters.evictions,
         )
 
     async def index_info(self) -> IndexInfo:

@@ -398,6 +398,7 @@ class RemoteCache:
             latency_p95_ms=body.get("latency_p95_ms"),
             feedback_wrong=int(body.get("feedback_wrong", 0)),
             feedback_right=int(body.get("feedback_right", 0)),
+            evictions=int(body.get("evictions", 0)),
         )
 
     async def health(self) -> HealthReport:

@@ -168,6 +168,8 @@ class CacheStats:
     #: Feedback reports ever recorded, wrong and right (``SemanticCache.feedback``).
     feedback_wrong: int = 0
     feedback_right: int = 0
+    #: Entries removed to keep the index within its capacity, ever (``StoreCounters.evictions``).
+    evictions: int = 0
 
     @property
     def lookups(self) -> int:

@@ -382,6 +382,8 @@ async def test_the_index_route_shows_capacity_policy_evictions_and_their_rate(
         after = (await http.get("/cache/index")).json()
         assert (after["documents"], after["evictions"]) == (3, 4)
         assert after["evictions_per_minute"] > 0.0
+        stats = (await http.get("/cache/stats")).json()
+        assert (stats["total_entries"], stats["evictions"]) == (3, 4)  # in stats too
 
         schema = (await http.get("/openapi.json")).json()["components"]["schemas"]["IndexInfoOut"]
         assert set(schema["required"]) <= INDEX_FIELDS  # the new fields are all optional

@@ -279,6 +279,8 @@ class StatsResponse(BaseModel):
     target_precision: float | None = None
     feedback_wrong: int = 0
     feedback_right: int = 0
+    #: Entries removed to keep the index within SEMCACHE_MAX_ENTRIES, ever, by every replica.
+    evictions: int = 0
 
     @classmethod
     def of(
@@ -312,6 +314,7 @@ class StatsResponse(BaseModel):
             target_precision=target_precision,
             feedback_wrong=stats.feedback_wrong,
             feedback_right=stats.feedback_right,
+            evictions=stats.evictions,
         )
 
 

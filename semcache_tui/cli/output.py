@@ -41,6 +41,7 @@ def stats_dict(stats: CacheStats) -> dict[str, Any]:
         "latency_p95_ms": stats.latency_p95_ms,
         "feedback_wrong": stats.feedback_wrong,
         "feedback_right": stats.feedback_right,
+        "evictions": stats.evictions,
     }
 
 
