@@ -1,6 +1,7 @@
 """Print the verifier's figures: QQP dev (report only), the near-miss report split, latency. Asserts nothing.
 
     python bench/verifier.py [--dev PATH] [--cap 0.40] [--target 0.90] [--skip-embed-latency]
+                             [--near-misses-only]
 
 The vectors of the pair files come from the bundled model through the cache folder ``.cache/verifier``
 (computed once). Latency is measured on this machine: ``verdicts`` for one query and 5 candidates with
@@ -33,7 +34,7 @@ def show(title: str, report: EvaluationReport, curve_cuts: tuple[float, ...]) ->
     print(
         f"\n== {title}: {report.pairs} pairs, {report.positives} duplicates; cap {report.cap}, k {report.k}"
     )
-    print(f"   cap recall (own text_a within the cap): {report.cap_recall:.3f}")
+    print(f"   cap recall (an entry asking the question within the cap): {report.cap_recall:.3f}")
     b, v = report.baseline, report.verifier
     print(
         f"   baseline (distance <= 0.15 + old checks): precision {b.precision:.3f}  served {b.served:.3f}  ({b.served_count} served)"
@@ -93,7 +94,8 @@ def pairwise_categories(pairs: list, verifier: Verifier, vectors: VectorCache, c
 
 
 def answered_by_another(report_pairs: list, verifier: Verifier, vectors: VectorCache, cut: float) -> None:  # type: ignore[type-arg]
-    """Duplicates the simulated cache answered with another entry than their own text_a, by category."""
+    """Duplicates the simulated cache answered with another entry than their own text_a, by category:
+    right (another stored wording of their question, counted as served) or wrong."""
     from engine.verification.evaluate import simulate
 
     sim = simulate(
@@ -103,12 +105,21 @@ def answered_by_another(report_pairs: list, verifier: Verifier, vectors: VectorC
         verifier,
     )
     served = sim.served_entry(cut)
-    counts: dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
     for i, pair in enumerate(report_pairs):
         if pair.label == 1 and served[i] >= 0 and served[i] != sim.own[i]:
-            counts[pair.category] = counts.get(pair.category, 0) + 1
-            print(f"      {pair.category}: {pair.text_b!r} -> {sim.entries[served[i]]!r}")
-    print(f"   duplicates answered with another entry (not counted as served): {counts}")
+            verdict = "right" if sim.right(i, int(served[i])) else "WRONG"
+            counts[(pair.category, verdict)] = counts.get((pair.category, verdict), 0) + 1
+            print(f"      {pair.category} ({verdict}): {pair.text_b!r} -> {sim.entries[served[i]]!r}")
+    print(f"   duplicates answered with another entry than their own text_a: {counts}")
+    near_misses = [i for i, pair in enumerate(report_pairs) if pair.label == 0]
+    wrong = [i for i in near_misses if served[i] >= 0 and not sim.right(i, int(served[i]))]
+    print(
+        f"   near misses served any wrong answer (their own text_a or another entry): {len(wrong)} of "
+        f"{len(near_misses)} ({len(wrong) / max(len(near_misses), 1):.1%})"
+    )
+    for i in wrong:
+        print(f"      {report_pairs[i].category}: {report_pairs[i].text_b!r} -> {sim.entries[served[i]]!r}")
 
 
 def latency(verifier: Verifier, vectors: VectorCache, pairs: list, embed_latency: bool) -> None:  # type: ignore[type-arg]
@@ -186,6 +197,11 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=DEFAULT_CAP)
     parser.add_argument("--target", type=float, default=None)
     parser.add_argument("--skip-embed-latency", action="store_true")
+    parser.add_argument(
+        "--near-misses-only",
+        action="store_true",
+        help="only the near-miss report split (seconds, where QQP dev takes minutes)",
+    )
     args = parser.parse_args()
 
     verifier = Verifier.load(args.weights)
@@ -199,8 +215,9 @@ def main() -> None:
 
     cuts = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
     dev = read_pairs(args.dev)
-    report = evaluate_pairs(dev, verifier, vectors.vectors, args.target, cap=args.cap)
-    show("QQP dev (report only)", report, cuts)
+    if not args.near_misses_only:
+        report = evaluate_pairs(dev, verifier, vectors.vectors, args.target, cap=args.cap)
+        show("QQP dev (report only)", report, cuts)
 
     near = [p for p in read_pairs(NEAR_MISSES) if p.split == "report"]
     near_report = evaluate_pairs(near, verifier, vectors.vectors, args.target, cap=args.cap)
@@ -220,7 +237,8 @@ def main() -> None:
     pairwise_categories(near, verifier, vectors, cut)
     answered_by_another(near, verifier, vectors, cut)
 
-    latency(verifier, vectors, dev, not args.skip_embed_latency)
+    if not args.near_misses_only:
+        latency(verifier, vectors, dev, not args.skip_embed_latency)
 
 
 if __name__ == "__main__":
