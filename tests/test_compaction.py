@@ -86,7 +86,9 @@ async def test_compaction_after_evictions_keeps_results_identical(tmp_path: Path
             [[d for _, d in row] for row in after], [[d for _, d in row] for row in truth], atol=1e-5
         )
         same = sum(b == a for b, a in zip(before, after, strict=True))
-        assert same >= len(queries) - 3
+        # Measured: 56 of 60 with the graphs' inner product (58 with cosine, before it): at 32 dimensions
+        # and four dead nodes in five, the walk loses a few more; compaction gives them back (above).
+        assert same >= len(queries) - 5
         info = await store.info()
         assert store.removed_since_compaction == 0 and info.extra["graph_labels"] == 600
     finally:

@@ -371,6 +371,25 @@ async def test_damaged_snapshot_is_rebuilt_from_the_data_file(open_store: OpenSt
     assert [m.entry.key for m in await reopened.search(vectors[12], scope="default", k=1)] == ["k12"]
 
 
+async def test_a_snapshot_from_cosine_graphs_is_rebuilt(open_store: OpenStore, data_dir: Path) -> None:
+    """Graphs saved before they switched to inner product (their pointer names no metric) are not loaded:
+    the graphs are rebuilt from SQLite, and searches answer as before."""
+    import json
+
+    vectors = unit(np.random.default_rng(12), 20)
+    store = await open_store()
+    await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(20)])
+    await store.close()
+    pointer_file = data_dir / "idx.hnsw" / "CURRENT"
+    pointer = json.loads(pointer_file.read_text())
+    assert pointer["metric"] == "ip"
+    del pointer["metric"]
+    pointer_file.write_text(json.dumps(pointer))
+    reopened = await open_store()
+    assert [m.entry.key for m in await reopened.search(vectors[12], scope="default", k=1)] == ["k12"]
+    assert (await reopened.info()).extra["graph_from_snapshot"] is False
+
+
 async def test_corrupted_data_file_is_named(data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
     (data_dir / "idx.sqlite3").write_bytes(b"this is not sqlite" * 100)
