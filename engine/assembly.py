@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.cache import CacheObserver, CachePolicy, SemanticCache
@@ -61,13 +60,19 @@ def _cache(
     embedder: Embedder,
     policy: CachePolicy,
     instruments: Instruments | None,
-    verifier_path: Path | None,
+    settings: Settings,
 ) -> SemanticCache:
-    if instruments is None:
-        return SemanticCache(store, embedder, policy, verifier_path=verifier_path)
-    _watch_evictions(store, instruments)
+    observer = None
+    if instruments is not None:
+        _watch_evictions(store, instruments)
+        embedder, observer = instruments.embedder(embedder), instruments.observer
     return SemanticCache(
-        store, instruments.embedder(embedder), policy, instruments.observer, verifier_path=verifier_path
+        store,
+        embedder,
+        policy,
+        observer,
+        verifier_path=settings.verifier_path,
+        model_cache_dir=settings.resolved_model_cache_dir,
     )
 
 
@@ -113,7 +118,7 @@ def build_cache(settings: Settings, instruments: Instruments | None = None) -> S
     settings = _embedder_settings(settings, physical, recorded)
     store = create_store(settings, physical)
     policy = policy_from_settings(settings)
-    return _cache(store, create_embedder(settings), policy, instruments, settings.verifier_path)
+    return _cache(store, create_embedder(settings), policy, instruments, settings)
 
 
 def _embedder_settings(settings: Settings, physical: str, recorded: dict[str, Any] | None) -> Settings:
@@ -175,7 +180,7 @@ class IndexFollower:
             shared, embedder = True, current.embedder
         else:
             shared, embedder = False, create_embedder(settings_for(self.settings, recorded))
-        cache = _cache(store, embedder, current.policy, self.instruments, current.verifier_path)
+        cache = _cache(store, embedder, current.policy, self.instruments, self.settings)
         cache.verifier = current.verifier  # the same weights: no second load
         try:
             await cache.start()

@@ -329,6 +329,7 @@ class SemanticCache:
         observer: CacheObserver | None = None,
         *,
         verifier_path: Path | None = None,
+        model_cache_dir: Path | None = None,
     ) -> None:
         self.vector_store = store
         self.embedder = embedder
@@ -336,6 +337,8 @@ class SemanticCache:
         self.observer = observer
         #: The verifier's weights (SEMCACHE_VERIFIER_PATH); ``None``: the ones shipped with the package.
         self.verifier_path = verifier_path
+        #: Where the verifier's cross-encoder is exported for ONNX Runtime (the embedder's model cache).
+        self.model_cache_dir = model_cache_dir
         self.verifier: Verifier | None = None
         self._ready: asyncio.Future[EmbedderIdentity] | None = None
         self._opened = False
@@ -436,7 +439,7 @@ class SemanticCache:
     def load_verifier(self) -> Verifier:
         # About 10 ms (a 413 KB file, its sha256 and an npz): once per cache, at start.
         if self.verifier is None:
-            self.verifier = Verifier.load(self.verifier_path)
+            self.verifier = Verifier.load(self.verifier_path, self.model_cache_dir)
         return self.verifier
 
     def _target(self, target_precision: float | None) -> float:

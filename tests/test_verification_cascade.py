@@ -157,3 +157,18 @@ def test_the_cascade_names_the_shipped_cross_encoder() -> None:
     document = json.loads((DATA_DIR / CASCADE_FILE).read_text())
     assert document["cross_encoder_sha256"] == manifest["sha256"]
     assert isinstance(Cascade.load(DATA_DIR / CASCADE_FILE), Cascade)
+
+
+def test_the_configured_model_cache_holds_the_cross_encoders_export(tmp_path: Path) -> None:
+    """``model_cache_dir`` from the settings (a ``.env`` file, not only the environment) reaches the
+    verifier as it reaches the embedder: its cross-encoder is read from (or exported into) that folder."""
+    from engine.assembly import build_cache
+    from engine.config import Settings
+
+    exported = CrossEncoder.load(DEFAULT_CROSS_WEIGHTS).folder  # the test session's export
+    models = tmp_path / "models"
+    shutil.copytree(exported, models / exported.name)  # already exported there: no second export
+    settings = Settings(data_dir=tmp_path / "data", model_cache_dir=models)
+    cache = build_cache(settings)
+    verifier = cache.load_verifier()
+    assert verifier.cascade is not None and verifier.cascade.cross.folder == models / exported.name

@@ -180,7 +180,7 @@ async def evaluate(args: argparse.Namespace, printer: Printer, settings: Setting
     if target is not None and not 0.0 < target <= 1.0:
         raise InvalidInputError(f"--target {target} is out of range", "use a precision above 0 and at most 1")
     pairs = read_eval_pairs(args.pairs, limit=args.limit)
-    verifier = Verifier.load(settings.verifier_path)
+    verifier = Verifier.load(settings.verifier_path, settings.resolved_model_cache_dir)
     if target is None:
         target = settings.target_precision
     model = bundled_embedder()
