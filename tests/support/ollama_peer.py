@@ -37,10 +37,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import numpy as np
+
+from tests.support.peer_http import PeerServer
 
 VERSION = "0.12.6"
 EMBED_FAILURE = "embed"
@@ -113,7 +115,7 @@ class OllamaPeer:
         self._embed_fn = embed_fn
         self._embed_lock = threading.Lock()
         self._state_lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: PeerServer[Any] | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self.port: int | None = None
@@ -135,7 +137,9 @@ class OllamaPeer:
     def start(self) -> OllamaPeer:
         if self._server is not None:
             return self
-        server = _PeerServer(("127.0.0.1", self.port or 0), _Handler, peer=self)
+        server = PeerServer(
+            ("127.0.0.1", self.port or 0), _Handler, self, self._state_lock, self._connections
+        )
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -151,7 +155,8 @@ class OllamaPeer:
         server.shutdown()
         server.server_close()
         with self._state_lock:
-            connections, self._connections = set(self._connections), set()
+            connections = set(self._connections)
+            self._connections.clear()  # the same set the server tracks into
         for conn in connections:  # a dead server resets the connections a client keeps alive
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
@@ -323,30 +328,9 @@ def _normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
-class _PeerServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], peer: OllamaPeer
-    ) -> None:
-        self.peer = peer
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.peer._state_lock:
-            self.peer._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.peer._state_lock:
-            self.peer._connections.discard(request)
-        super().shutdown_request(request)
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Ollama's Go server
-    server: _PeerServer
+    server: PeerServer[OllamaPeer]
 
     def log_message(self, format: str, *args: Any) -> None:
         return None

@@ -32,8 +32,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.peer_http import PeerServer
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo-instruct")
 COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
@@ -56,7 +58,7 @@ class OpenAIPeer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: PeerServer[Any] | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self.port: int | None = None
@@ -70,7 +72,7 @@ class OpenAIPeer:
 
     def start(self) -> OpenAIPeer:
         if self._server is None:
-            server = _PeerServer(("127.0.0.1", self.port or 0), _Handler, peer=self)
+            server = PeerServer(("127.0.0.1", self.port or 0), _Handler, self, self._lock, self._connections)
             self.port = server.server_address[1]
             self._server = server
             self._thread = threading.Thread(target=server.serve_forever, name="openai-peer", daemon=True)
@@ -84,7 +86,8 @@ class OpenAIPeer:
             server.shutdown()
             server.server_close()
             with self._lock:
-                connections, self._connections = set(self._connections), set()
+                connections = set(self._connections)
+                self._connections.clear()  # the same set the server tracks into
             for connection in connections:  # a server gone resets the connections its clients keep alive
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
@@ -368,31 +371,10 @@ def _text(content: Any) -> str:
     return ""
 
 
-class _PeerServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], peer: OpenAIPeer
-    ) -> None:
-        self.peer = peer
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.peer._lock:
-            self.peer._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.peer._lock:
-            self.peer._connections.discard(request)
-        super().shutdown_request(request)
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between them
-    server: _PeerServer
+    server: PeerServer[OpenAIPeer]
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
