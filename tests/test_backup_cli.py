@@ -187,3 +187,12 @@ async def test_redis_create_with_snapshot_keeps_the_password_out(
 
 def test_snapshot_is_refused_for_the_local_store(tmp_path: Path) -> None:
     assert "--snapshot is for the Redis store" in one_line_error(run(tmp_path, "create", "--snapshot"), 2)
+
+
+def test_listing_backups_creates_no_cache(tmp_path: Path) -> None:
+    """``backup list`` on a machine with no cache yet says so and leaves nothing behind: opening the store
+    to look for an interrupted import would have created an empty data file."""
+    done = run(tmp_path, "list", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["backups"] == []
+    assert not (tmp_path / "data" / "idx.sqlite3").exists()

@@ -251,6 +251,8 @@ async def _import_marker(service: CacheService) -> dict[str, Any] | None:
     if not isinstance(service, SemanticCache):
         return None
     try:
+        if not await service.vector_store.exists():  # opening would create it: listing must not
+            return None
         await service.open_store()
         return (await service.vector_store.notes()).get(IMPORT_NOTE)
     except SemcacheError:
