@@ -172,3 +172,17 @@ def test_the_configured_model_cache_holds_the_cross_encoders_export(tmp_path: Pa
     cache = build_cache(settings)
     verifier = cache.load_verifier()
     assert verifier.cascade is not None and verifier.cascade.cross.folder == models / exported.name
+
+
+def test_a_process_opens_an_export_once_and_checks_an_unchanged_file_once(tmp_path: Path) -> None:
+    """Every cache start loads the verifier: the second load shares the first one's ONNX Runtime session,
+    and a file changed since (here: damaged) is checked again, never taken on trust."""
+    assert CrossEncoder.load(DEFAULT_CROSS_WEIGHTS) is CrossEncoder.load(DEFAULT_CROSS_WEIGHTS)
+    weights = copy_verifier(tmp_path)
+    cross = weights.parent / "cross_encoder.npz"
+    assert Verifier.load(weights).cascade is not None
+    blob = bytearray(cross.read_bytes())
+    blob[len(blob) // 3] ^= 0xFF
+    cross.write_bytes(bytes(blob))
+    with pytest.raises(VerifierError, match="damaged"):
+        Verifier.load(weights)

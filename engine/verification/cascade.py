@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.verification.cross_encoder import DEFAULT_CROSS_WEIGHTS, CrossEncoder, read_shipped
+from engine.verification.cross_encoder import DEFAULT_CROSS_WEIGHTS, CrossEncoder, verified_manifest
 from engine.verification.model import CalibrationPoint, VerifierError
 
 CASCADE_FORMAT = 1
@@ -69,7 +69,7 @@ class Cascade:
             raise VerifierError(f"the verifier's cascade {path} is unreadable: {exc}", _HINT) from None
         if len(blend) != 3 or limit < 1 or not calibration:
             raise VerifierError(f"the verifier's cascade {path} is incomplete", _HINT)
-        _, manifest = read_shipped(weights)
+        manifest = verified_manifest(weights)
         if manifest.get("sha256") != raw.get("cross_encoder_sha256"):
             raise VerifierError(
                 f"the cross-encoder {weights} is not the one the cascade {path} was calibrated with",

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,6 +82,41 @@ def _verifier_error(message: str) -> Exception:
     from engine.verification.model import VerifierError
 
     return VerifierError(message, _RETRAIN_HINT)
+
+
+def _stamp(*paths: Path) -> tuple[object, ...]:
+    """What says a file is the one read before: path, inode, size and change times (None when missing)."""
+    stamp: list[object] = []
+    for path in paths:
+        try:
+            status = path.stat()
+        except OSError:
+            stamp.append((str(path), None))
+        else:
+            stamp.append((str(path), status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns))
+    return tuple(stamp)
+
+
+#: Manifests of shipped files already checked by this process, by ``_stamp`` of the file and manifest.
+_CHECKED: dict[tuple[object, ...], dict[str, Any]] = {}
+#: Exports already opened by this process, by ``_stamp`` of their files: a cache, a migration target and
+#: the panel share one ONNX Runtime session (about 100 MB each) instead of opening it again (0.2-0.4 s).
+_OPENED: dict[tuple[object, ...], CrossEncoder] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def verified_manifest(path: Path = DEFAULT_CROSS_WEIGHTS) -> dict[str, Any]:
+    """The shipped file's manifest once its sha256 and format are checked (``read_shipped``'s checks,
+    without keeping the weights). The check is made once per process for a file that did not change:
+    hashing 20 MB costs about 0.2 s, and every cache start asks."""
+    stamp = _stamp(path, path.with_suffix(".json"))
+    with _MEMO_LOCK:
+        known = _CHECKED.get(stamp)
+    if known is None:
+        _, known = read_shipped(path)
+        with _MEMO_LOCK:
+            _CHECKED[stamp] = known
+    return known
 
 
 def read_shipped(path: Path = DEFAULT_CROSS_WEIGHTS) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -168,20 +204,34 @@ class CrossEncoder:
         """The shipped cross-encoder, exported to ONNX once into the model cache (``cross-<sha256>``).
 
         The first load assembles it with torch, exports it, and checks ONNX Runtime's logits against
-        torch's on probe pairs; later loads only open the cached export.
+        torch's on probe pairs; later loads only open the cached export, and a process opens an export
+        once (see ``_OPENED``): scoring is read-only and ONNX Runtime sessions and the tokenizer (its
+        truncation and padding set once, here) serve many threads.
         """
         from engine.embeddings.onnx_runtime import default_cache_dir
 
         path = Path(path) if path is not None else DEFAULT_CROSS_WEIGHTS
-        state, manifest = read_shipped(path)
+        manifest = verified_manifest(path)
         folder = (cache_dir or default_cache_dir()) / f"cross-{EXPORT_FORMAT}-{manifest['sha256'][:24]}"
         if (folder / "model.onnx").is_file() and (folder / "tokenizer.json").is_file():
             try:
-                return cls(folder)
+                return cls._opened(folder)
             except Exception:  # a damaged export: make it again
                 shutil.rmtree(folder, ignore_errors=True)
+        state, _ = read_shipped(path)
         _export(state, folder)
-        return cls(folder)
+        return cls._opened(folder)
+
+    @classmethod
+    def _opened(cls, folder: Path) -> CrossEncoder:
+        stamp = _stamp(folder / "model.onnx", folder / "tokenizer.json")
+        with _MEMO_LOCK:
+            known = _OPENED.get(stamp)
+        if known is None:
+            known = cls(folder)
+            with _MEMO_LOCK:
+                _OPENED[stamp] = known
+        return known
 
     def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """The model's logit for each (query, candidate) pair: above 0 leans to "the same question"."""
