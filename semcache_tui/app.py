@@ -44,6 +44,8 @@ from semcache_tui.screens.dialogs import ConfirmDialog, KeysDialog
 INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 #: A poll that takes longer than this is reported as a failure instead of holding the next one back.
 POLL_TIMEOUT = 10.0
+#: What the location line calls each store kind.
+STORE_LABELS = {"local": "embedded", "redis": "redis"}
 
 
 class SemcacheApp(App[None]):
@@ -501,16 +503,23 @@ class SemcacheApp(App[None]):
             return f"{self.index_info.store}:{self.index_info.name}"
         return f"{self.settings.store_kind}:{self.settings.index_name}"
 
-    def location(self) -> tuple[str, str, str]:
-        """Where the panel is: the store kind, its URL or path (secrets redacted) and the index."""
+    def location(self) -> tuple[str, str, str, str]:
+        """Where the panel is: the kind ("embedded", "redis", "server"), the store behind a server once its
+        stats were read ("" otherwise), the URL or path (secrets redacted) and the index."""
         if isinstance(self.service, RemoteCache):
-            return "server", redact_url(self.service.safe_url), self.describe_index()
+            behind = self.service.store_kind or ""
+            return (
+                "server",
+                STORE_LABELS.get(behind, behind),
+                redact_url(self.service.safe_url),
+                self.describe_index(),
+            )
         kind = self.index_info.store if self.index_info is not None else self.settings.store_kind
         if kind == "redis":
             where = redact_url(self.settings.redis_url or "")
         else:
             where = str(self.settings.resolved_data_dir)
-        return {"local": "embedded"}.get(kind, kind), self.redact(where), self.describe_index()
+        return STORE_LABELS.get(kind, kind), "", self.redact(where), self.describe_index()
 
     @property
     def index_name(self) -> str:

@@ -37,16 +37,22 @@ class NavBar(Static):
     def refresh_bar(self) -> None:
         app: SemcacheApp = self.app  # type: ignore[assignment]
         width = self.size.width or app.size.width
-        for style in self.NAV_STYLES:
-            head = self.screens(style)
-            where = self.location(width - head.cell_len - 2, cut_path=False)
-            if where is not None:
-                self.update(head + Text("  ") + where)
-                return
+        # The store behind a server is dropped before any style is given up; the URL or path is cut last.
+        for terse in (False, True):
+            for style in self.NAV_STYLES:
+                head = self.screens(style)
+                where = self.location(width - head.cell_len - 2, cut_path=False, terse=terse)
+                if where is not None:
+                    self.update(head + Text("  ") + where)
+                    return
         head = self.screens("current")
         room = width - head.cell_len - 1
-        where = self.location(room, cut_path=True) or self.location(room, cut_path=True, short=True)
-        self.update(head + Text(" ") + (where or self.location(0, cut_path=True, short=True, fit=False)))
+        where = self.location(room, cut_path=True, terse=True) or self.location(
+            room, cut_path=True, short=True, terse=True
+        )
+        self.update(
+            head + Text(" ") + (where or self.location(0, cut_path=True, short=True, fit=False, terse=True))
+        )
 
     def screens(self, style: str) -> Text:
         app: SemcacheApp = self.app  # type: ignore[assignment]
@@ -67,13 +73,16 @@ class NavBar(Static):
             text.rstrip()
         return text
 
-    def location(self, room: int, *, cut_path: bool, short: bool = False, fit: bool = True) -> Text | None:
-        """The location in at most ``room`` cells (``None`` when it does not fit; ``fit=False``: whole)."""
+    def location(
+        self, room: int, *, cut_path: bool, short: bool = False, fit: bool = True, terse: bool = False
+    ) -> Text | None:
+        """The location in at most ``room`` cells (``None`` when it does not fit; ``fit=False``: whole;
+        ``terse``: without the store behind a server)."""
         app: SemcacheApp = self.app  # type: ignore[assignment]
-        kind, where, index = app.location()
+        kind, behind, where, index = app.location()
         if short:
             index = app.index_name
-        text = Text(kind, style="bold")
+        text = Text(kind if terse or not behind else f"{kind} ({behind})", style="bold")
         tail = Text(" · ")
         tail.append(index, style="bold")
         if app.read_only:

@@ -141,6 +141,18 @@ async def test_where_am_i_at_80_columns(
             assert API_KEY not in screen_text(app), item.label
 
 
+async def test_the_location_names_the_store_behind_the_server_when_there_is_room(
+    remote: RemoteCache, filled: TuiServerProcess, tmp_path: Path
+) -> None:
+    """Wide enough, the top line says which store the server serves from; at 80 columns (above) that is
+    given up before the server's URL."""
+    app = make_remote_app(remote, tmp_path)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot)
+        top = screen_text(app).split("\n")[0]
+        assert f" server (embedded) {filled.url} · semantic_cache" in top, top
+
+
 async def test_query_lab_marks_and_remarks_remote_results(remote: RemoteCache, tmp_path: Path) -> None:
     app = make_remote_app(remote, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
