@@ -388,6 +388,8 @@ async def test_a_snapshot_from_cosine_graphs_is_rebuilt(open_store: OpenStore, d
     reopened = await open_store()
     assert [m.entry.key for m in await reopened.search(vectors[12], scope="default", k=1)] == ["k12"]
     assert (await reopened.info()).extra["graph_from_snapshot"] is False
+    await reopened.close()  # and a snapshot of the rebuilt graphs replaces the old one
+    assert json.loads(pointer_file.read_text())["metric"] == "ip"
 
 
 async def test_corrupted_data_file_is_named(data_dir: Path) -> None:
