@@ -214,6 +214,7 @@ def test_another_stored_wording_of_the_question_is_a_correct_answer() -> None:
         served = simulation.served_entry(0.0)
         assert served[1] == 0  # "What is a compiler, exactly?" is nearest to the first pair's text_a
         figures = simulation.figures(served)
+        assert figures.wrong == figures.served_count - figures.correct  # both queries are label 1
         return figures.precision, figures.correct
 
     assert simulated("explain a compiler") == (1.0, 2)

@@ -99,8 +99,11 @@ class Figures:
     precision: float
     served: float
     served_count: int
+    #: Label-1 queries served right (``served``'s numerator).
     correct: int
     categories: list[CategoryFigures]
+    #: Queries served a wrong answer, whatever their label (``precision`` is 1 - wrong / served_count).
+    wrong: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,7 @@ class Simulation:
             served_count=served_count,
             correct=int(correct.sum()),
             categories=categories,
+            wrong=served_count - int(answered.sum()),
         )
 
     def curve(self, cuts: Sequence[float]) -> list[CurvePoint]:

@@ -45,9 +45,9 @@ def stats_dict(stats: CacheStats) -> dict[str, Any]:
     }
 
 
-def wrong_rate(served_count: int, correct: int, pairs: int) -> float:
+def wrong_rate(wrong: int, pairs: int) -> float:
     """Queries served a wrong answer, out of all queries."""
-    return (served_count - correct) / pairs if pairs else 0.0
+    return wrong / pairs if pairs else 0.0
 
 
 def curve_rows(report: EvaluationReport) -> list[CurvePoint]:
@@ -68,7 +68,7 @@ def evaluation_dict(report: EvaluationReport) -> dict[str, Any]:
             "served": round(f.served, 4),
             "served_count": f.served_count,
             "correct": f.correct,
-            "wrong_rate": round(wrong_rate(f.served_count, f.correct, report.pairs), 4),
+            "wrong_rate": round(wrong_rate(f.wrong, report.pairs), 4),
             "categories": [
                 {
                     "category": c.category,
@@ -217,12 +217,12 @@ class Printer:
         )
         self.info(
             f"verifier: precision {v.precision:.3f}  served {percent(v.served)}  "
-            f"wrong {percent(wrong_rate(v.served_count, v.correct, report.pairs))} of queries"
+            f"wrong {percent(wrong_rate(v.wrong, report.pairs))} of queries"
         )
         b = report.baseline
         self.info(
             f"distance 0.15 (the seed): precision {b.precision:.3f}  served {percent(b.served)}  "
-            f"wrong {percent(wrong_rate(b.served_count, b.correct, report.pairs))} of queries"
+            f"wrong {percent(wrong_rate(b.wrong, report.pairs))} of queries"
         )
         self.info(f"{'category':<22} {'pairs':>6} {'served':>8} {'wrong-served':>13}")
         for c in v.categories:
