@@ -6,7 +6,8 @@ nearest entry less often as the graph grows, so the breadth grows with the graph
 Measured with bench/million.py (QQP question vectors with synthetic neighbours, 1,000 QQP paraphrases as
 queries, recall@1 against exact search):
 - embedded store (usearch int8 graph, float32 re-rank): ef 64 gives recall@1 1.000 up to 300,000 entries
-  but 0.944 at 1,000,000, where ef 128 gives 0.978 and ef 256 0.993 (p50 0.70 -> 1.21 ms on 2 loaded cores);
+  but 0.944 at 1,000,000 (cosine graphs); on the inner-product graphs now used, ef 128 gives 0.985, ef 192
+  0.992 and ef 256 0.995 at 1,000,000, and the store's search at ef 256 takes p50 0.90 ms on 2 cores;
 - Redis (RediSearch HNSW, scope filter, EF_RUNTIME per query): 0.946 at EF_RUNTIME 64 at 1,000,000, FLOAT32
   and FLOAT16 alike.
 So ef grows in proportion past 256,000 entries, reaching 256 at a million; below that the configured
