@@ -302,6 +302,10 @@ async def redis_figures(
         }
         figures["vector index bytes/entry"] = float(raw.get("vector_index_sz_mb", 0) or 0) * 2**20 / len(data)
         await store.close()
+        show(
+            f"Redis, {vector_type.upper()} vectors, before the restart (printed now: the rest takes long)",
+            figures,
+        )
         if "rebuild" in skip:
             client.close()
             return figures

@@ -398,7 +398,9 @@ class RedisServer:
             return bool(client.ping())
         except redis.exceptions.BusyLoadingError:
             return False
-        except redis.exceptions.ConnectionError:
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # Not listening yet, or too busy to answer: loading a big RDB re-indexes every entry and
+            # leaves PING unanswered for seconds at a million entries.
             return False
         finally:
             client.close()
