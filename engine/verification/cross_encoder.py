@@ -14,9 +14,9 @@ import os
 import shutil
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -103,20 +103,28 @@ _CHECKED: dict[tuple[object, ...], dict[str, Any]] = {}
 #: the panel share one ONNX Runtime session (about 100 MB each) instead of opening it again (0.2-0.4 s).
 _OPENED: dict[tuple[object, ...], CrossEncoder] = {}
 _MEMO_LOCK = threading.Lock()
+Known = TypeVar("Known")
+
+
+def _once(
+    table: dict[tuple[object, ...], Known], stamp: tuple[object, ...], make: Callable[[], Known]
+) -> Known:
+    """``table[stamp]``, made by ``make()`` the first time (outside the lock: two threads may both make it;
+    either result is right)."""
+    with _MEMO_LOCK:
+        known = table.get(stamp)
+    if known is None:
+        known = make()
+        with _MEMO_LOCK:
+            table[stamp] = known
+    return known
 
 
 def verified_manifest(path: Path = DEFAULT_CROSS_WEIGHTS) -> dict[str, Any]:
     """The shipped file's manifest once its sha256 and format are checked (``read_shipped``'s checks,
     without keeping the weights). The check is made once per process for a file that did not change:
     hashing 20 MB costs about 0.2 s, and every cache start asks."""
-    stamp = _stamp(path, path.with_suffix(".json"))
-    with _MEMO_LOCK:
-        known = _CHECKED.get(stamp)
-    if known is None:
-        _, known = read_shipped(path)
-        with _MEMO_LOCK:
-            _CHECKED[stamp] = known
-    return known
+    return _once(_CHECKED, _stamp(path, path.with_suffix(".json")), lambda: read_shipped(path)[1])
 
 
 def read_shipped(path: Path = DEFAULT_CROSS_WEIGHTS) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -224,14 +232,7 @@ class CrossEncoder:
 
     @classmethod
     def _opened(cls, folder: Path) -> CrossEncoder:
-        stamp = _stamp(folder / "model.onnx", folder / "tokenizer.json")
-        with _MEMO_LOCK:
-            known = _OPENED.get(stamp)
-        if known is None:
-            known = cls(folder)
-            with _MEMO_LOCK:
-                _OPENED[stamp] = known
-        return known
+        return _once(_OPENED, _stamp(folder / "model.onnx", folder / "tokenizer.json"), lambda: cls(folder))
 
     def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """The model's logit for each (query, candidate) pair: above 0 leans to "the same question"."""
