@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -411,7 +412,9 @@ class Settings(BaseSettings):
         path = self.resolved_data_dir
         try:
             path.mkdir(parents=True, exist_ok=True)
-            probe = path / ".semcache-write-probe"
+            # A name of its own: replicas sharing the folder probe it at the same moment, and one's unlink
+            # of a shared name made the other's fail (seen when two servers started together).
+            probe = path / f".semcache-write-probe-{os.getpid()}-{uuid.uuid4().hex}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError:

@@ -91,3 +91,29 @@ def test_a_data_dir_that_is_a_file_is_a_config_error(tmp_path: Path, monkeypatch
     with pytest.raises(ConfigError) as info:
         Settings.load()
     assert str(info.value).startswith(f"SEMCACHE_DATA_DIR={a_file}")
+
+
+def test_replicas_checking_one_data_dir_at_once_all_pass(tmp_path: Path) -> None:
+    """Two servers sharing a data folder check it as they start; with one shared probe name, one's unlink
+    made the other's fail. Many checks at once, on threads, stand in for the processes."""
+    import threading
+
+    settings = Settings(data_dir=tmp_path / "shared")
+    failures: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def check() -> None:
+        start.wait()
+        for _ in range(200):
+            try:
+                settings.check_data_dir()
+            except ConfigError as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert list((tmp_path / "shared").iterdir()) == []  # every probe removed
