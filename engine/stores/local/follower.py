@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.models import EmbedderIdentity
 from engine.stores.local import database as db
-from engine.stores.local.graphs import ScopeGraphs
+from engine.stores.local.graphs import ScopeGraphs, add_to
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,8 +100,10 @@ class GraphFollower:
             for start in range(0, len(rows), 4096):
                 chunk = rows[start : start + 4096]
                 vectors = np.frombuffer(b"".join(blob for _, _, blob in chunk), dtype=np.float32)
-                fresh.add(
-                    np.asarray([id_ for id_, _, _ in chunk], dtype=np.uint64), vectors.reshape(len(chunk), -1)
+                add_to(
+                    fresh,
+                    np.asarray([id_ for id_, _, _ in chunk], dtype=np.uint64),
+                    vectors.reshape(len(chunk), -1),
                 )
             with self._lock:
                 if self.graphs is not graphs:  # closed or rebuilt meanwhile
@@ -118,7 +120,9 @@ class GraphFollower:
                     if present.any():
                         fresh.remove(labels_changed[present])
                     blob = b"".join(b for _, _, b in changed)
-                    fresh.add(labels_changed, np.frombuffer(blob, dtype=np.float32).reshape(len(changed), -1))
+                    add_to(
+                        fresh, labels_changed, np.frombuffer(blob, dtype=np.float32).reshape(len(changed), -1)
+                    )
                 with graphs.lock:
                     graphs.swap(scope, fresh)
                 self.snapshot_seq = -1  # the snapshot holds the dead nodes: write a new one

@@ -60,6 +60,19 @@ SNAPSHOT_FORMAT = 1
 #: The graphs' metric (see the module's docstring); a snapshot made with another one is rebuilt.
 METRIC = "ip"
 _POINTER = "CURRENT"
+#: Below this many labels a graph is added to on one thread. usearch's parallel insertion into a small
+#: graph leaves some nodes badly linked: measured with 32-dimension unit vectors, the exact match was
+#: missing from the 11 nearest for 0.3-0.5% of the queries at 350 labels and 0.04% at 5,000 when added on
+#: all cores, never on one (0 of 2,500 at 50,000 either way). One thread costs ~0.15 s per 5,000 labels;
+#: past this size the parallel build is the faster one (50,000 labels in 2,048-label batches: 3.1 s
+#: against 5.9 s) without the misses.
+PARALLEL_ADD_FROM = 16_384
+
+
+def add_to(graph: Index, labels: np.ndarray, vectors: np.ndarray) -> None:
+    """Add ``vectors`` under ``labels``: on one thread until the graph is large (``PARALLEL_ADD_FROM``)."""
+    small = len(graph) + len(labels) <= PARALLEL_ADD_FROM
+    graph.add(labels, vectors, threads=1 if small else 0)
 
 
 class ScopeGraphs:
@@ -121,7 +134,7 @@ class ScopeGraphs:
                 graph.remove(labels[present])
                 self._removed[scope] = self._removed.get(scope, 0) + int(present.sum())
             vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), self.dimension)
-            graph.add(labels, vectors)
+            add_to(graph, labels, vectors)
 
     def keep_only(self, live: dict[str, np.ndarray]) -> None:
         """Drop every label not in ``live`` (after ``clear`` or when tombstones were pruned)."""
