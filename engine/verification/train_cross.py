@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.verification.augment import transitive_pairs
 from engine.verification.corpus import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, Pair, read_pairs
 from engine.verification.cross_encoder import (
     DEFAULT_CROSS_WEIGHTS,
@@ -97,6 +98,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="train on the first N fit pairs (smoke runs)")
+    parser.add_argument(
+        "--with-val",
+        action="store_true",
+        help="train on val too (the last epoch is kept; calib's AUC is printed for information)",
+    )
+    parser.add_argument(
+        "--augment", action="store_true", help="add the pairs QQP's labels imply (augment.transitive_pairs)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -113,15 +122,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     near = [p for p in read_pairs(args.near_misses) if p.split == "train"]
     fit = [p for p in qqp if split_of(p) == "fit"]
     val = [p for p in qqp if split_of(p) == "val"]
+    calib = [p for p in qqp if split_of(p) == "calib"]
     if args.limit:
-        fit, val = fit[: args.limit], val[: max(200, args.limit // 5)]
+        fit, val, calib = (
+            fit[: args.limit],
+            val[: max(200, args.limit // 5)],
+            calib[: max(200, args.limit // 5)],
+        )
+    # With --with-val, val is trained on and calib only watched: the epochs are not chosen on it.
+    learn, watch = (fit + val, calib) if args.with_val else (fit, val)
+    learned = set(learn)
+    derived = transitive_pairs(learn, [p for p in qqp if p not in learned], args.seed) if args.augment else []
     rng = random.Random(args.seed)
     # Both orders: the cache asks (query, stored prompt), and a pair means the same either way round.
     train_pairs = [
         Pair(p.text_b, p.text_a, p.label, p.category) if rng.random() < 0.5 else p
-        for p in fit + near * NEAR_MISS_REPEAT
+        for p in learn + derived + near * NEAR_MISS_REPEAT
     ]
-    print(f"fit {len(fit)} + near-miss {len(near)} x{NEAR_MISS_REPEAT}; val {len(val)}", flush=True)
+    watched = "calib" if args.with_val else "val"
+    print(
+        f"{'fit + val' if args.with_val else 'fit'} {len(learn)} + derived {len(derived)} + near-miss "
+        f"{len(near)} x{NEAR_MISS_REPEAT}; watching {watched} {len(watch)}",
+        flush=True,
+    )
 
     model_dir = bundled_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -135,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
     )
-    checkpoints = args.cache_dir / "cross"
+    run = f"seed{args.seed}" + ("-val" if args.with_val else "") + ("-aug" if args.augment else "")
+    checkpoints = args.cache_dir / "cross" / run
     checkpoints.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, Any]] = []
     best: tuple[float, int] = (-1.0, 0)
@@ -161,15 +185,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"  epoch {epoch} batch {number}/{len(batches)} loss {loss.item():.3f} {rate:.0f} pairs/s",
                     flush=True,
                 )
-        scores = predict(model, tokenizer, val)
-        auc = roc_auc(np.array([p.label for p in val]), scores)
+        scores = predict(model, tokenizer, watch)
+        auc = roc_auc(np.array([p.label for p in watch]), scores)
         history.append(
-            {"epoch": epoch, "val_auc": round(auc, 4), "seconds": round(time.perf_counter() - epoch_started)}
+            {
+                "epoch": epoch,
+                f"{watched}_auc": round(auc, 4),
+                "seconds": round(time.perf_counter() - epoch_started),
+            }
         )
-        print(f"epoch {epoch}: val AUC {auc:.4f}", flush=True)
+        print(f"epoch {epoch}: {watched} AUC {auc:.4f}", flush=True)
         torch.save(shipped_state(model), checkpoints / f"epoch{epoch}.pt")
-        np.save(checkpoints / f"val_epoch{epoch}.npy", scores)
-        if auc > best[0]:
+        np.save(checkpoints / f"{watched}_epoch{epoch}.npy", scores)
+        if auc > best[0] or args.with_val:  # trained on val: the last epoch, not one chosen on calib
             best = (auc, epoch)
 
     chosen = torch.load(checkpoints / f"epoch{best[1]}.pt")
@@ -177,9 +205,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "seed": args.seed,
         "epochs": args.epochs,
         "chosen_epoch": best[1],
-        "val_auc": round(best[0], 4),
+        f"{watched}_auc": round(best[0], 4),
         "history": history,
-        "fit_pairs": len(fit),
+        "fit_pairs": len(learn),
+        "with_val": args.with_val,
+        "derived_pairs": len(derived),
         "near_miss_pairs": len(near),
         "training_seconds": round(time.perf_counter() - started),
     }
