@@ -93,18 +93,13 @@ def pairwise_categories(pairs: list, verifier: Verifier, vectors: VectorCache, c
         print(f"   {category:16s} {len(idx):5d}  {'served' if label else 'wrong '} {rate:6.1%}")
 
 
-def answered_by_another(report_pairs: list, verifier: Verifier, vectors: VectorCache, cut: float) -> None:  # type: ignore[type-arg]
+def answered_by_another(report: EvaluationReport) -> None:
     """Duplicates the simulated cache answered with another entry than their own text_a, by category:
     right (another stored wording of their question, counted as served) or wrong."""
-    from engine.verification.evaluate import simulate
-
-    sim = simulate(
-        report_pairs,
-        vectors.vectors([p.text_a for p in report_pairs]),
-        vectors.vectors([p.text_b for p in report_pairs]),
-        verifier,
-    )
-    served = sim.served_entry(cut)
+    sim = report.simulation
+    assert sim is not None
+    report_pairs = sim.pairs
+    served = sim.served_entry(report.cut)
     counts: dict[tuple[str, str], int] = {}
     for i, pair in enumerate(report_pairs):
         if pair.label == 1 and served[i] >= 0 and served[i] != sim.own[i]:
@@ -235,7 +230,7 @@ def main() -> None:
 
     cut = verifier.cut_for_precision(near_report.target_precision)
     pairwise_categories(near, verifier, vectors, cut)
-    answered_by_another(near, verifier, vectors, cut)
+    answered_by_another(near_report)
 
     if not args.near_misses_only:
         latency(verifier, vectors, dev, not args.skip_embed_latency)

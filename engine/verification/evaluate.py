@@ -126,6 +126,8 @@ class EvaluationReport:
     pairwise_verifier: CurvePoint | None = None
     pairwise_baseline: CurvePoint | None = None
     pairwise_curve: list[CurvePoint] = field(default_factory=list)
+    #: The simulated cache behind the figures, for a closer look at single answers (bench/verifier.py).
+    simulation: Simulation | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -465,4 +467,5 @@ def evaluate_pairs(
         pairwise_verifier=pair_curve[-1],
         pairwise_baseline=pair_baseline,
         pairwise_curve=pair_curve[:-1],
+        simulation=simulation,
     )
