@@ -86,7 +86,7 @@ async def test_compaction_after_evictions_keeps_results_identical(tmp_path: Path
             [[d for _, d in row] for row in after], [[d for _, d in row] for row in truth], atol=1e-5
         )
         same = sum(b == a for b, a in zip(before, after, strict=True))
-        # Measured: 56 of 60 in every run since small graphs are built on one thread (``add_to``; 53-56
+        # Measured: 56 of 60 in every run since graphs are built on one thread (``ADD_THREADS``; 53-56
         # varied from run to run when they were built on several); compaction gives every answer back (above).
         assert same >= len(queries) - 5
         info = await store.info()

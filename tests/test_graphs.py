@@ -29,3 +29,26 @@ def test_small_graphs_added_in_small_batches_find_every_vector() -> None:
         if label not in graphs.search(scope, vector, 11)[0].tolist()
     ]
     assert missed == []
+
+
+def test_clustered_writes_to_a_large_graph_stay_reachable() -> None:
+    """Bursts of similar prompts (a few a write) into a graph of 20,000: on all cores about 1.6% of them
+    were stored yet missing from their own nearest (measured at 40,000 labels)."""
+    rng = np.random.default_rng(5)
+    graphs = ScopeGraphs(DIM, m=16, ef_construction=128, ef_search=64)
+    base = rng.standard_normal((20_000, DIM)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    for start in range(0, len(base), 2048):
+        graphs.add(
+            (label, "s", base[label].tobytes()) for label in range(start, min(start + 2048, len(base)))
+        )
+    centres = rng.standard_normal((20, DIM)).astype(np.float32)
+    written: list[tuple[int, np.ndarray]] = []
+    for burst in range(300):
+        vectors = centres[burst % 20] + 0.3 * rng.standard_normal((7, DIM)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        labels = range(100_000 + 7 * burst, 100_007 + 7 * burst)
+        graphs.add((label, "s", vector.tobytes()) for label, vector in zip(labels, vectors, strict=True))
+        written.extend(zip(labels, vectors, strict=True))
+    missed = [label for label, vector in written if label not in graphs.search("s", vector, 11)[0].tolist()]
+    assert missed == []

@@ -13,7 +13,8 @@ store (``unit_vector``), so both order neighbours alike, and usearch's int8 cosi
 vectors at every distance. Measured with bench/million.py's data (QQP vectors and synthetic neighbours,
 the first 20 labels re-ranked exactly), int8 inner product against int8 cosine: at 100,000 entries
 0.44 vs 0.64 ms per search at ef 256 and a 12 vs 18 s build, recall@1 equal (0.999); at 1,000,000
-entries 0.56 ms at ef 256 with recall@1 0.995 (cosine: 0.993), and a 235 vs 344 s build.
+entries 0.56 ms at ef 256 with recall@1 0.995 (cosine: 0.993), and a 235 vs 344 s build (builds on
+both cores then; on one now, see ``ADD_THREADS``).
 
 Why compaction: usearch removes a label by marking it deleted; the node keeps its memory and its place in
 the graph, which searches still walk. After heavy deletes or evictions a scope's graph is rebuilt from the
@@ -60,19 +61,20 @@ SNAPSHOT_FORMAT = 1
 #: The graphs' metric (see the module's docstring); a snapshot made with another one is rebuilt.
 METRIC = "ip"
 _POINTER = "CURRENT"
-#: Below this many labels a graph is added to on one thread. usearch's parallel insertion into a small
-#: graph leaves some nodes badly linked: measured with 32-dimension unit vectors, the exact match was
-#: missing from the 11 nearest for 0.3-0.5% of the queries at 350 labels and 0.04% at 5,000 when added on
-#: all cores, never on one (0 of 2,500 at 50,000 either way). One thread costs ~0.15 s per 5,000 labels;
-#: past this size the parallel build is the faster one (50,000 labels in 2,048-label batches: 3.1 s
-#: against 5.9 s) without the misses.
-PARALLEL_ADD_FROM = 16_384
+#: Threads usearch may use to add labels. One: its parallel insertion leaves some nodes stored but
+#: unreachable by search (usearch issue 735, open in 2.26.6: a node is discoverable before its lowest
+#: level is linked). Measured here with int8 inner-product graphs, the share of added vectors missing from
+#: their own 11 nearest on all cores against one: 0.3-0.5% at 350 labels (32 dimensions), 1.6% of small
+#: batches of clustered vectors added to a 40,000-label graph, 0.13% of 2,048-vector clustered batches,
+#: 2 of 7,911 sampled QQP questions (79,101 x 384, 2,048 a batch); 0 in every case on one thread. One
+#: thread builds about half as fast (those QQP vectors: 10.5 s against 5.3 s; small batches 0.58 ms
+#: against 0.49 ms): an entry no search can reach never hits, which no speed is worth.
+ADD_THREADS = 1
 
 
 def add_to(graph: Index, labels: np.ndarray, vectors: np.ndarray) -> None:
-    """Add ``vectors`` under ``labels``: on one thread until the graph is large (``PARALLEL_ADD_FROM``)."""
-    small = len(graph) + len(labels) <= PARALLEL_ADD_FROM
-    graph.add(labels, vectors, threads=1 if small else 0)
+    """Add ``vectors`` under ``labels`` (see ``ADD_THREADS``)."""
+    graph.add(labels, vectors, threads=ADD_THREADS)
 
 
 class ScopeGraphs:
