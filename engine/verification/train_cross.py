@@ -5,6 +5,8 @@ together, so attention can line up "capital" with "capital city" and notice the 
 It starts from the bundled all-MiniLM-L6-v2's weights (a BERT of 6 layers, 384 wide) with a one-logit
 head, and is fine-tuned on the same pairs as the MLP: the fit split of QQP train (the same hash split,
 ``train.split_of``) plus the near-miss ``train`` pairs; val picks the epoch; calib is never seen.
+``--with-val`` trains on val too and keeps the last epoch (calib's AUC is only printed), ``--augment``
+adds the pairs QQP's labels imply (augment.py); the model card says what they gained (not enough to ship).
 
 The word, position and type embeddings stay frozen at the bundled model's values, so the shipped file
 holds only the 6 transformer layers, the pooler and the head (about 10.8M numbers, fp16): the
