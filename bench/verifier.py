@@ -228,8 +228,7 @@ def main() -> None:
         f"   overall: wrong-served {wrong:.1%} of {sum(c.negatives for c in negatives)} near misses; chat paraphrases served {chat[0].served_rate if chat else 0:.1%}"
     )
 
-    cut = verifier.cut_for_precision(near_report.target_precision)
-    pairwise_categories(near, verifier, vectors, cut)
+    pairwise_categories(near, verifier, vectors, near_report.cut)
     answered_by_another(near_report)
 
     if not args.near_misses_only:
