@@ -465,6 +465,32 @@ async def test_a_new_snapshot_replaces_older_ones(open_store: OpenStore, data_di
     assert info.extra["graph_from_snapshot"] is True and info.extra["graph_labels"] == 10
 
 
+async def test_searches_go_on_while_a_snapshot_is_written(open_store: OpenStore, data_dir: Path) -> None:
+    """A snapshot of a million entries takes a third of a second to write; searches must not wait for it.
+    Here the write is held up by another process's reader of the snapshot folder (its shared lock), as
+    when a replica starts while this one saves."""
+    import fcntl
+
+    vectors = unit(np.random.default_rng(15), 20)
+    store = await open_store()
+    await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(20)])
+    assert (await store.search(vectors[3], scope="default", k=1))[0].entry.key == "k3"
+    snapshots = data_dir / "idx.hnsw"
+    snapshots.mkdir(exist_ok=True)
+    with open(snapshots / ".lock", "a+b") as reader:
+        fcntl.flock(reader.fileno(), fcntl.LOCK_SH)
+        saving = asyncio.ensure_future(asyncio.to_thread(store._follower.save_snapshot))
+        # The graphs are written before the pointer switch waits for the lock: wait for that point.
+        while not list(snapshots.glob("CURRENT.*.tmp")):
+            assert not saving.done(), "the snapshot was written without waiting for the reader's lock"
+            await asyncio.sleep(0.01)
+        found = await asyncio.wait_for(store.search(vectors[7], scope="default", k=1), timeout=60)
+        assert found[0].entry.key == "k7" and not saving.done()
+        fcntl.flock(reader.fileno(), fcntl.LOCK_UN)
+    await saving
+    assert not store._follower.dirty
+
+
 async def test_iter_entries_walks_every_live_entry_once(open_store: OpenStore) -> None:
     store = await open_store()
     rng = np.random.default_rng(11)

@@ -80,7 +80,8 @@ def add_to(graph: Index, labels: np.ndarray, vectors: np.ndarray) -> None:
 class ScopeGraphs:
     """Graphs keyed by scope, labelled by the entries' SQLite ids; ``seq`` is the change they cover.
 
-    ``lock`` guards every graph: take it around each call (the store keeps the hold short)."""
+    ``lock`` guards every graph: take it around each call (the store keeps the hold short). Writing a
+    snapshot only reads the graphs: it runs without ``lock`` while the owner keeps changes away."""
 
     def __init__(self, dimension: int, *, m: int, ef_construction: int, ef_search: int) -> None:
         self.dimension = dimension
@@ -231,8 +232,9 @@ class ScopeGraphs:
 
     def save(self, folder: Path, instance: str) -> bool:
         """Write every graph into a new sub-folder, then switch the pointer file to it in one rename, so a
-        reader (another process) sees the old snapshot or the new one, never half of one. Caller holds
-        ``lock``, so the graphs and ``seq`` agree. False when another process had saved a newer one."""
+        reader (another process) sees the old snapshot or the new one, never half of one. The caller keeps
+        every change away meanwhile, so the graphs and ``seq`` agree (searches may run: saving only reads).
+        False when another process had saved a newer one."""
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{self.seq:012d}-{uuid.uuid4().hex[:8]}"
         target = folder / name
