@@ -66,6 +66,9 @@ PARAPHRASES = [
     ("What Is The Best Way To Learn Python?", "how should i study python"),
     ("Should non-Muslims visit Mecca? Why or why not?", "Can non-Muslims visit Mecca?"),
     ("What is the capital of France?", "What's the capital city of France?"),
+    # A unit on one side only, the numbers agreeing; "15k" is 15000.
+    ("Why ban 500 and 1000 rupee notes?", "Why ban Rs 500 and Rs 1000 notes?"),
+    ("Which phone is best under 15k?", "Which phone is best under 15000?"),
     ("How do I use CamelCase names in Java?", "Using camelcase names in java"),
     # The same two-word names in the same roles, and a symmetric link between them.
     ("Why did Brad Pitt divorce Angelina Jolie?", "What made Brad Pitt divorce Angelina Jolie?"),
@@ -113,3 +116,4 @@ def test_numbers_are_read_with_their_units_and_written_forms() -> None:
         ("5", "km"),
     )
     assert facts("two cats and 1,000 dogs").numbers == ("1000", "2")
+    assert facts("phones under 15k or 1.5K dollars, a 2bn deal").numbers == ("1500", "15000", "2000000000")
