@@ -1,25 +1,30 @@
-"""How wide an HNSW search looks, in both stores: one rule, measured at a million entries.
+"""How wide an HNSW search looks, in both stores: one rule, each store's reach measured at a million entries.
 
 An HNSW search keeps the ``ef`` best candidates it has seen while it walks the graph. A fixed ef finds the
-nearest entry less often as the graph grows, so the breadth grows with the graph's size past a point.
+nearest entry less often as the graph grows, so the breadth grows in proportion to the graph's size past
+the point where the configured value (SEMCACHE_HNSW_EF_RUNTIME, 64 by default) no longer suffices, up to
+a store's reach at a million entries; a wider setting is never narrowed.
 
 Measured with bench/million.py (QQP question vectors with synthetic neighbours, 1,000 QQP paraphrases as
 queries, recall@1 against exact search):
-- embedded store (usearch int8 graph, float32 re-rank): ef 64 gives recall@1 1.000 up to 300,000 entries
-  but 0.944 at 1,000,000 (cosine graphs); on the inner-product graphs now used, ef 128 gives 0.985, ef 192
-  0.992 and ef 256 0.995 at 1,000,000, and the store's search at ef 256 takes p50 0.90 ms on 2 cores;
+- embedded store (usearch int8 inner-product graphs built on one thread, float32 re-rank of 15
+  candidates): ef 64 gives recall@1 1.000 up to 300,000 entries; at 1,000,000, ef 64 0.943, 128 0.977,
+  192 0.992, 224 0.994, 256 0.995, and the store's search (a settled store, reopened from its snapshot,
+  2 cores, three rounds) takes p50 0.72-0.78 ms at ef 192, 0.82-0.87 ms at 224 and 0.88-1.00 ms at 256.
+  224 keeps recall@1 above 0.99 with a margin and p50 under 1 ms;
 - Redis (RediSearch HNSW, scope filter, EF_RUNTIME per query): 0.946 at EF_RUNTIME 64 at 1,000,000, FLOAT32
-  and FLOAT16 alike.
-So ef grows in proportion past 256,000 entries, reaching 256 at a million; below that the configured
-value (SEMCACHE_HNSW_EF_RUNTIME, 64 by default) stands, and a wider setting is never narrowed.
+  and FLOAT16 alike; FLOAT16 at 256: 0.993.
 """
 
 from __future__ import annotations
 
-#: ef grows with a graph past this many entries per unit of ef (see ``ef_for``).
-ENTRIES_PER_EF = 1_000_000 // 256
+#: The breadth the embedded store's searches reach at a million entries in one scope's graph.
+EMBEDDED_EF_AT_A_MILLION = 224
+#: The breadth the Redis store's KNN queries reach at a million entries in the index.
+REDIS_EF_AT_A_MILLION = 256
 
 
-def ef_for(entries: int, configured: int) -> int:
-    """The breadth of a search in a graph of ``entries`` entries, given the configured ef."""
-    return max(configured, entries // ENTRIES_PER_EF)
+def ef_for(entries: int, configured: int, at_a_million: int) -> int:
+    """The breadth of a search among ``entries`` entries, given the configured ef and the store's reach
+    at a million entries (``EMBEDDED_EF_AT_A_MILLION`` or ``REDIS_EF_AT_A_MILLION``)."""
+    return max(configured, entries * at_a_million // 1_000_000)
