@@ -129,13 +129,15 @@ async def filled_and_searched(
 
     if isinstance(store, LocalStore):
         # The first search after the load starts the store's maintenance, which writes the graphs'
-        # snapshot (a million entries: ~0.35 s on one core; searches go on meanwhile). Timed apart, with
-        # the load's writes flushed to disk first, so the figures below are searches in a settled store.
-        os.sync()
+        # snapshot (a million entries: ~0.35 s on one core; searches go on meanwhile). Timed apart, and
+        # the load's and the snapshot's writes flushed to disk, so the figures below are searches in a
+        # settled store: timed while the kernel still wrote ~3.5 GB back, the first pass of searches
+        # measured 0.1-0.25 ms above the next one at a million entries.
         started = time.perf_counter()
         await store.search(queries[0], scope=SCOPE, k=5)
         await store.settle()
         figures["first search + maintenance s"] = time.perf_counter() - started
+        os.sync()
     knn = await searches(store, queries, truth)
     figures |= {f"knn {k}": v for k, v in knn.items()}
     # The breadth those searches used (engine/stores/breadth.py: it grows with the index).
