@@ -9,9 +9,10 @@ Measured with bench/million.py (QQP question vectors with synthetic neighbours, 
 queries, recall@1 against exact search):
 - embedded store (usearch int8 inner-product graphs built on one thread, float32 re-rank of 15
   candidates): ef 64 gives recall@1 1.000 up to 300,000 entries; at 1,000,000, ef 64 0.943, 128 0.977,
-  192 0.992, 224 0.994, 256 0.995, and the store's search (a settled store, reopened from its snapshot,
-  2 cores, three rounds) takes p50 0.72-0.78 ms at ef 192, 0.82-0.87 ms at 224 and 0.88-1.00 ms at 256.
-  224 keeps recall@1 above 0.99 with a margin and p50 under 1 ms;
+  192 0.992, 224 0.994, 256 0.995; the store's search (reopened from its snapshot, 2 cores, three
+  interleaved rounds of the same 1,000 queries, so with their rows cached: compare the breadths, not the
+  absolute figures) takes p50 0.72-0.78 ms at ef 192, 0.82-0.87 ms at 224 and 0.88-1.00 ms at 256. 224
+  keeps recall@1 above 0.99 with a margin for 8-10% less time;
 - Redis (RediSearch HNSW, scope filter, EF_RUNTIME per query): 0.946 at EF_RUNTIME 64 at 1,000,000, FLOAT32
   and FLOAT16 alike; FLOAT16 at 256: 0.993.
 """
