@@ -574,15 +574,12 @@ async def test_a_data_folder_from_before_feedback_opens_and_gains_it(data_dir: P
 
 
 def test_search_breadth_grows_only_for_big_graphs() -> None:
-    from engine.stores.breadth import EMBEDDED_EF_AT_A_MILLION, REDIS_EF_AT_A_MILLION, ef_for
+    from engine.stores.breadth import ef_for
 
-    for reach in (EMBEDDED_EF_AT_A_MILLION, REDIS_EF_AT_A_MILLION):
-        assert ef_for(0, 64, reach) == 64
-        assert ef_for(250_000, 64, reach) == 64  # recall@1 was already 1.000 at 300,000 with 64
-        assert ef_for(1_000_000, 64, reach) == reach
-        assert ef_for(1_000_000, 512, reach) == 512  # an operator's wider setting is never narrowed
-    assert (EMBEDDED_EF_AT_A_MILLION, REDIS_EF_AT_A_MILLION) == (256, 256)
-    assert ef_for(2_000_000, 64, REDIS_EF_AT_A_MILLION) == 512
+    assert ef_for(0, 64) == 64
+    assert ef_for(300_000, 64) == 76  # recall@1 was already 1.000 at 300,000 with 64
+    assert ef_for(1_000_000, 64) == 256
+    assert ef_for(1_000_000, 512) == 512  # an operator's wider setting is never narrowed
 
 
 def test_hnsw_settings_reach_the_embedded_store(tmp_path: Path) -> None:

@@ -517,7 +517,7 @@ async def test_knn_breadth_grows_with_the_index(redis_url: str, monkeypatch: pyt
     from engine.stores import breadth
     from engine.stores.redis import store as redis_store
 
-    monkeypatch.setattr(breadth, "REDIS_EF_AT_A_MILLION", 1_000_000)
+    monkeypatch.setattr(breadth, "ENTRIES_PER_EF", 1)
     monkeypatch.setattr(redis_store, "DOCUMENTS_MAX_AGE", 0.0)
     admin = redis.Redis.from_url(redis_url)
     threshold = admin.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.stores.breadth import EMBEDDED_EF_AT_A_MILLION, ef_for
+from engine.stores.breadth import ef_for
 from engine.stores.local.native import load_cxx_runtime_first
 
 load_cxx_runtime_first()  # before usearch: see native.py
@@ -193,7 +193,7 @@ class ScopeGraphs:
         graph = self._graphs.get(scope)
         if graph is None or len(graph) == 0:
             return np.empty(0, dtype=np.uint64), 0
-        ef = ef_for(len(graph), self.ef_search, EMBEDDED_EF_AT_A_MILLION)
+        ef = ef_for(len(graph), self.ef_search)
         if graph.expansion_search != ef:
             # usearch has a setter for it, which its annotations hide from mypy.
             graph.expansion_search = ef  # type: ignore[misc]

@@ -49,7 +49,7 @@ from engine.models import (
     clamp_distance,
 )
 from engine.stores.base import Capacity, check_expiry, mismatch_error, unit_vector
-from engine.stores.breadth import EMBEDDED_EF_AT_A_MILLION, ef_for
+from engine.stores.breadth import ef_for
 from engine.stores.local import database as db
 from engine.stores.local.follower import COMPACT_MIN_REMOVED, COMPACT_RATIO, GraphFollower, folder_size
 from engine.stores.local.graphs import DTYPE, ScopeGraphs
@@ -566,9 +566,7 @@ class LocalStore:
                 # The biggest scope's graph is searched this wide (breadth.py); before the graphs are
                 # built, as wide as a graph of every entry would be.
                 "query_ef_runtime": ef_for(
-                    graphs.largest if graphs is not None else documents,
-                    self.ef_search,
-                    EMBEDDED_EF_AT_A_MILLION,
+                    graphs.largest if graphs is not None else documents, self.ef_search
                 ),
                 "graph_dtype": DTYPE.replace("i", "int"),
                 "rerank": "float32",

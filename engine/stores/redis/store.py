@@ -39,7 +39,6 @@ from engine.models import (
     StoreCounters,
 )
 from engine.redact import redact_url
-from engine.stores import breadth
 from engine.stores.base import (
     LATENCY_WINDOW,
     Capacity,
@@ -48,6 +47,7 @@ from engine.stores.base import (
     mismatch_error,
     unit_vector,
 )
+from engine.stores.breadth import ef_for
 from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
 from engine.stores.redis.connection import (
@@ -654,7 +654,7 @@ class RedisStore:
             self._documents_read_at = now  # before the await: concurrent searches do not all ask
             facts = await self._facts()
             self._documents = facts.documents if facts is not None else 0
-        return breadth.ef_for(self._documents, self.hnsw.ef_runtime, breadth.REDIS_EF_AT_A_MILLION)
+        return ef_for(self._documents, self.hnsw.ef_runtime)
 
     async def count(self) -> int:
         facts = await self._facts()
@@ -1064,9 +1064,7 @@ class RedisStore:
         if trusted and "ef_runtime" not in parameters and "hnsw_ef_runtime" in meta:
             parameters["ef_runtime"] = int(meta["hnsw_ef_runtime"])
         # What a KNN query passes now: the configured breadth, wider for a big index (breadth.py).
-        parameters["query_ef_runtime"] = breadth.ef_for(
-            facts.documents, self.hnsw.ef_runtime, breadth.REDIS_EF_AT_A_MILLION
-        )
+        parameters["query_ef_runtime"] = ef_for(facts.documents, self.hnsw.ef_runtime)
         definition = facts.raw.get("index_definition", {})
         return IndexInfo(
             name=self.name,
