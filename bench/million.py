@@ -161,7 +161,8 @@ async def filled_and_searched(store: VectorStore, data: np.ndarray, queries: Que
 
     if isinstance(store, LocalStore):
         # The first search after the load starts the store's maintenance, which writes the graphs'
-        # snapshot (a million entries: ~0.35 s on one core; searches go on meanwhile). Timed apart, and
+        # snapshot (a million entries: 0.33 s alone, 1.5 s with the rest of that first maintenance right
+        # after the load; searches go on meanwhile). Timed apart, and
         # the load's and the snapshot's writes flushed to disk, so the figures below are searches in a
         # settled store.
         started = time.perf_counter()
