@@ -162,7 +162,8 @@ class Settings(BaseSettings):
     # None: the weights shipped with the package (engine/verification/data/verifier.npz).
     verifier_path: Path | None = Field(None, validation_alias=_env("SEMCACHE_VERIFIER_PATH", "verifier_path"))
     api_key: str | None = Field(None, validation_alias=_env("SEMCACHE_API_KEY", "api_key"), repr=False)
-    hnsw_m: int = Field(16, validation_alias=_env("SEMCACHE_HNSW_M", "hnsw_m"), ge=2, le=512)
+    # None: each store's own default (LocalStore.DEFAULT_M, RedisStore.DEFAULT_M; breadth.py says why they differ).
+    hnsw_m: int | None = Field(None, validation_alias=_env("SEMCACHE_HNSW_M", "hnsw_m"), ge=2, le=512)
     hnsw_ef_construction: int = Field(
         200, validation_alias=_env("SEMCACHE_HNSW_EF_CONSTRUCTION", "hnsw_ef_construction"), ge=1, le=4096
     )

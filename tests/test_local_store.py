@@ -434,7 +434,7 @@ async def test_info_and_health(open_store: OpenStore, data_dir: Path) -> None:
     info = await store.info()
     assert (info.name, info.store, info.documents, info.identity) == ("idx", "local", 4, IDENTITY)
     assert (info.algorithm, info.metric) == ("HNSW", "COSINE")
-    assert info.parameters["M"] == 16 and info.parameters["ef_construction"] == 200
+    assert info.parameters["M"] == LocalStore.DEFAULT_M == 24 and info.parameters["ef_construction"] == 200
     assert info.memory_bytes and info.extra["path"] == str(data_dir / "idx.sqlite3")
     assert info.extra["size_on_disk_bytes"] > 0
     health = await store.health()
@@ -574,12 +574,78 @@ async def test_a_data_folder_from_before_feedback_opens_and_gains_it(data_dir: P
 
 
 def test_search_breadth_grows_only_for_big_graphs() -> None:
-    from engine.stores.breadth import ef_for
+    from engine.stores.breadth import REDIS_REACH, ef_for, usearch_reach
 
-    assert ef_for(0, 64) == 64
-    assert ef_for(300_000, 64) == 76  # recall@1 was already 1.000 at 300,000 with 64
-    assert ef_for(1_000_000, 64) == 256
-    assert ef_for(1_000_000, 512) == 512  # an operator's wider setting is never narrowed
+    m16, m24 = usearch_reach(16), usearch_reach(24)
+    assert ef_for(0, 64, m16) == 64
+    assert ef_for(300_000, 64, m16) == 76  # recall@1 was already 1.000 at 300,000 with 64
+    assert ef_for(1_000_000, 64, m16) == 256 == ef_for(1_000_000, 64, REDIS_REACH)
+    assert ef_for(1_000_000, 64, m24) == 128  # a denser graph reaches further per unit of ef
+    assert ef_for(300_000, 64, m24) == 64
+    assert ef_for(1_000_000, 512, m24) == 512  # an operator's wider setting is never narrowed
+    # Only measured connectivities narrow the breadth: between them the sparser one's reach, below 16 16's.
+    assert usearch_reach(20) == usearch_reach(8) == m16 and usearch_reach(48) == m24
+
+
+async def test_a_snapshot_built_with_another_m_serves_and_is_rebuilt(data_dir: Path) -> None:
+    """A snapshot whose graphs were built with another M (the embedded store's default was 16) is loaded,
+    so the first search does not wait for a full build; its graphs are rebuilt with the configured M
+    beside it, then swapped in, with the same answers, and the next snapshot holds the rebuilt graphs."""
+    import json
+
+    vectors = unit(np.random.default_rng(14), 300)
+    old = LocalStore(data_dir, name="idx", hnsw_m=16)
+    await old.bind(IDENTITY)
+    await old.upsert([(entry(f"k{i}", scope=f"s{i % 2}"), vectors[i]) for i in range(300)])
+    expected = [[m.entry.key for m in await old.search(v, scope="s0", k=3)] for v in vectors[:40]]
+    await old.close()
+    pointer_file = data_dir / "idx.hnsw" / "CURRENT"
+    assert json.loads(pointer_file.read_text())["m"] == 16
+
+    store = LocalStore(data_dir, name="idx")  # the default M
+    try:
+        await store.open()
+        assert [m.entry.key for m in await store.search(vectors[0], scope="s0", k=3)] == expected[0]
+        info = await store.info()
+        assert info.extra["graph_from_snapshot"] is True and info.parameters["M"] == 24
+        assert 16 in info.extra["graph_connectivity"]
+        await store.settle()  # the rebuild runs in the background
+        graphs = store._follower.graphs
+        assert graphs is not None and graphs.outdated() == []
+        after = (await store.info()).extra
+        assert (after["graphs_outdated"], after["graph_connectivity"]) == (0, [24])
+        assert [
+            [m.entry.key for m in await store.search(v, scope="s0", k=3)] for v in vectors[:40]
+        ] == expected
+    finally:
+        await store.close()
+    pointer = json.loads(pointer_file.read_text())
+    assert (pointer["m"], pointer["outdated"]) == (24, [])
+
+
+async def test_closing_stops_a_rebuild_under_way(data_dir: Path) -> None:
+    """A compaction (a rebuild of minutes at a million entries) gives up when the store closes, instead of
+    holding the close; the graph it would have replaced stays, and the store reopens as usual."""
+    vectors = unit(np.random.default_rng(15), 50)
+    store = LocalStore(data_dir, name="idx")
+    try:
+        await store.bind(IDENTITY)
+        await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(50)])
+        graphs = store._follower.graphs
+        assert graphs is not None
+        before = graphs.graph("default")
+        store._follower.stop()
+        assert await asyncio.to_thread(store._follower.compact, ["default"]) == 0
+        assert graphs.graph("default") is before
+    finally:
+        await store.close()
+    reopened = LocalStore(data_dir, name="idx")
+    try:
+        await reopened.open()
+        assert await reopened.compact(["default"]) == 1  # stopping lasts until the store is opened again
+        assert [m.entry.key for m in await reopened.search(vectors[7], scope="default", k=1)] == ["k7"]
+    finally:
+        await reopened.close()
 
 
 def test_hnsw_settings_reach_the_embedded_store(tmp_path: Path) -> None:
@@ -597,3 +663,5 @@ def test_hnsw_settings_reach_the_embedded_store(tmp_path: Path) -> None:
     )
     assert isinstance(store, LocalStore)
     assert (store.hnsw_m, store.ef_construction, store.ef_search) == (24, 150, 128)
+    default = create_store(Settings(store_kind="local", data_dir=tmp_path))
+    assert isinstance(default, LocalStore) and default.hnsw_m == LocalStore.DEFAULT_M

@@ -517,7 +517,7 @@ async def test_knn_breadth_grows_with_the_index(redis_url: str, monkeypatch: pyt
     from engine.stores import breadth
     from engine.stores.redis import store as redis_store
 
-    monkeypatch.setattr(breadth, "ENTRIES_PER_EF", 1)
+    monkeypatch.setattr(breadth, "REDIS_REACH", 1)
     monkeypatch.setattr(redis_store, "DOCUMENTS_MAX_AGE", 0.0)
     admin = redis.Redis.from_url(redis_url)
     threshold = admin.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
@@ -554,6 +554,8 @@ async def test_from_settings_reads_url_name_and_hnsw(redis_url: str) -> None:
     made = RedisStore.from_settings(settings)
     assert (made.name, made.hnsw.m, made.hnsw.ef_runtime) == ("from_settings_idx", 8, 99)
     assert made.kind == "redis"
+    # Unset, M is Redis's own default (indexes were created with it; breadth.py), not the embedded store's.
+    assert RedisStore.from_settings(Settings(redis_url=redis_url)).hnsw.m == RedisStore.DEFAULT_M == 16
     tls = RedisStore.from_settings(Settings(redis_url="rediss://u:pw@example.invalid:6380/0"))
     assert tls.client.connection_pool.connection_class.__name__ == "SSLConnection"
     assert "pw" not in repr(tls)

@@ -1,29 +1,42 @@
-"""How wide an HNSW search looks, in both stores: one rule, measured at a million entries on each.
+"""How wide an HNSW search looks, in both stores: one rule, with the reach measured for each kind of graph.
 
 An HNSW search keeps the ``ef`` best candidates it has seen while it walks the graph. A fixed ef finds the
-nearest entry less often as the graph grows, so the breadth grows in proportion to the graph's size past
-256,000 entries, reaching 256 at a million; below that the configured value (SEMCACHE_HNSW_EF_RUNTIME,
-64 by default) stands, and a wider setting is never narrowed.
+nearest entry less often as the graph grows, so past a graph's reach (entries per unit of ef) the breadth
+grows in proportion to its size; below that the configured value (SEMCACHE_HNSW_EF_RUNTIME, 64 by default)
+stands, and a wider setting is never narrowed. How far a unit of ef reaches depends on how densely the
+graph is linked (its connectivity M), so the reach is measured per M.
 
-Measured with bench/million.py (QQP question vectors with synthetic neighbours, 1,000 QQP paraphrases as
-queries, recall@1 against exact search):
+Measured with bench/million.py's data (QQP question vectors with synthetic neighbours, QQP paraphrases as
+queries, recall@1 against exact search, three disjoint sets of 1,000 queries), at 1,000,000 entries:
 - embedded store (usearch int8 inner-product graphs built on one thread, float32 re-rank of 15
-  candidates): ef 64 gives recall@1 1.000 up to 300,000 entries; at 1,000,000, ef 64 0.943, 128 0.977,
-  192 0.992, 224 0.994, 256 0.995; the store's search (reopened from its snapshot, 2 cores, three
-  interleaved rounds of the same 1,000 queries, so with their rows cached: compare the breadths, not the
-  absolute figures) takes p50 0.72-0.78 ms at ef 192, 0.82-0.87 ms at 224 and 0.88-1.00 ms at 256. But
-  another 1,000 paraphrases found their nearest at ef 224 only 0.985 of the time (bench/million.py, each
-  pass its own queries), so the embedded store needs 256 too;
-- Redis (RediSearch HNSW, scope filter, EF_RUNTIME per query): 0.946 at EF_RUNTIME 64 at 1,000,000, FLOAT32
-  and FLOAT16 alike; FLOAT16 at 256: 0.993.
+  candidates), graph search alone, p50 on 2 cores:
+  - M 16: ef 128 recall@1 0.974-0.977 (0.33 ms), 192 0.984-0.992 (0.46 ms), 256 0.986-0.995 (0.59 ms):
+    it levels off under 0.99 for some query sets, however wide the search;
+  - M 20: ef 96 0.995-0.997 (0.30 ms), 128 0.995-0.999 (0.36 ms), 256 0.999 (0.65 ms);
+  - M 24 (the embedded store's default): ef 96 0.998 on every set (0.32 ms), 128 0.999 (0.39 ms), 256
+    0.999-1.000 (0.68 ms). Built in 538 s against 505 s for M 16; the graph file 596 MB against 532 MB.
+  So an M 24 graph reaches twice as far per unit of ef: 128 at a million;
+- Redis (RediSearch HNSW, scope filter, EF_RUNTIME per query), measured at M 16 only: 0.946 at
+  EF_RUNTIME 64 at 1,000,000, FLOAT32 and FLOAT16 alike; FLOAT16 at 256: 0.993. A Redis index takes M 16's
+  reach whatever its M (wider than an M above 16 needs, never narrower than measured).
 """
 
 from __future__ import annotations
 
-#: ef grows with a graph past this many entries per unit of ef (see ``ef_for``).
-ENTRIES_PER_EF = 1_000_000 // 256
+#: Entries per unit of ef, by the connectivity M of a usearch graph it was measured on (see above).
+USEARCH_REACH = {16: 1_000_000 // 256, 24: 1_000_000 // 128}
+#: Entries per unit of ef for a RediSearch index (measured at M 16, see above).
+REDIS_REACH = 1_000_000 // 256
 
 
-def ef_for(entries: int, configured: int) -> int:
-    """The breadth of a search in a graph of ``entries`` entries, given the configured ef."""
-    return max(configured, entries // ENTRIES_PER_EF)
+def usearch_reach(m: int) -> int:
+    """The reach measured for the densest usearch graph not denser than ``m`` (M 16's below 16: never
+    measured there, and no narrower than that is known to work)."""
+    measured = [known for known in USEARCH_REACH if known <= m]
+    return USEARCH_REACH[max(measured) if measured else min(USEARCH_REACH)]
+
+
+def ef_for(entries: int, configured: int, reach: int) -> int:
+    """The breadth of a search in a graph of ``entries`` entries, given the configured ef and the graph's
+    reach (entries per unit of ef)."""
+    return max(configured, entries // reach)

@@ -48,9 +48,17 @@ class GraphFollower:
         self._conn: sqlite3.Connection | None = None
         self._instance = ""
         self._lock = threading.Lock()
+        #: Set by ``stop``: a compaction under way gives up (a rebuild of a million entries takes minutes,
+        #: and closing a store must not wait for it; the next process to open the store does it again).
+        self._stopping = threading.Event()
 
     def attach(self, conn: sqlite3.Connection, instance: str) -> None:
         self._conn, self._instance = conn, instance
+        self._stopping.clear()
+
+    def stop(self) -> None:
+        """Make a compaction under way give up (before closing)."""
+        self._stopping.set()
 
     @property
     def dirty(self) -> bool:
@@ -80,7 +88,7 @@ class GraphFollower:
 
     def compact(self, scopes: list[str] | None = None) -> int:
         """Rebuild the graphs of ``scopes`` (default: those ``ScopeGraphs.wasteful`` names) without their
-        removed labels; return how many were rebuilt. Searches go on against the old graph meanwhile: it
+        removed labels and with the configured parameters; return how many were rebuilt. Searches go on against the old graph meanwhile: it
         is swapped for the new one only once that is built and caught up. Syncing (this process's writes
         waiting to show in its graphs) waits only while the scope's vectors are read, and for the catch-up."""
         graphs = self.graphs
@@ -98,6 +106,8 @@ class GraphFollower:
                 rows = self._translated(functools.partial(db.rows_by_id, ids=labels.tolist()))
             fresh = graphs.new_graph()
             for start in range(0, len(rows), 4096):
+                if self._stopping.is_set():
+                    return rebuilt
                 chunk = rows[start : start + 4096]
                 vectors = np.frombuffer(b"".join(blob for _, _, blob in chunk), dtype=np.float32)
                 add_to(

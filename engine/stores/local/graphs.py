@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.stores.breadth import ef_for
+from engine.stores.breadth import ef_for, usearch_reach
 from engine.stores.local.native import load_cxx_runtime_first
 
 load_cxx_runtime_first()  # before usearch: see native.py
@@ -93,6 +93,9 @@ class ScopeGraphs:
         self._graphs: dict[str, Index] = {}
         #: Labels removed (deleted, evicted, replaced) per scope since its graph was built: dead weight.
         self._removed: dict[str, int] = {}
+        #: Scopes whose graph came from a snapshot built with other parameters (M, ef_construction): they
+        #: serve as they are until a rebuild (``GraphFollower.compact``) gives them the configured ones.
+        self._outdated: set[str] = set()
 
     def new_graph(self) -> Index:
         return self._new_graph()
@@ -157,6 +160,7 @@ class ScopeGraphs:
     def reset(self) -> None:
         self._graphs.clear()
         self._removed.clear()
+        self._outdated.clear()
         self.seq = 0
 
     # -- compaction (caller holds ``lock``) ------------------------------------------------------------
@@ -175,12 +179,17 @@ class ScopeGraphs:
             if removed >= min_removed and removed >= ratio * len(self._graphs.get(scope, ()))
         ]
 
+    def outdated(self) -> list[str]:
+        """Scopes whose graphs were built with other parameters than these graphs' (an older snapshot)."""
+        return sorted(scope for scope in self._outdated if scope in self._graphs)
+
     def swap(self, scope: str, graph: Index) -> None:
         if len(graph):
             self._graphs[scope] = graph
         else:
             self._graphs.pop(scope, None)
         self._removed.pop(scope, None)
+        self._outdated.discard(scope)
 
     @property
     def removed(self) -> int:
@@ -193,17 +202,27 @@ class ScopeGraphs:
         graph = self._graphs.get(scope)
         if graph is None or len(graph) == 0:
             return np.empty(0, dtype=np.uint64), 0
-        ef = ef_for(len(graph), self.ef_search)
+        ef = _breadth(graph, self.ef_search)
         if graph.expansion_search != ef:
             # usearch has a setter for it, which its annotations hide from mypy.
             graph.expansion_search = ef  # type: ignore[misc]
         found = graph.search(vector, min(count, len(graph)))
         return np.asarray(found.keys, dtype=np.uint64), len(graph)
 
+    def graph(self, scope: str) -> Index | None:
+        return self._graphs.get(scope)
+
     @property
-    def largest(self) -> int:
-        """Labels in the biggest scope's graph (the widest search, see ``ef_for``)."""
-        return max((len(graph) for graph in self._graphs.values()), default=0)
+    def connectivities(self) -> list[int]:
+        """The distinct M of the graphs (several while graphs of an older snapshot are being rebuilt)."""
+        return sorted({int(graph.connectivity) for graph in self._graphs.values()})
+
+    @property
+    def widest_ef(self) -> int:
+        """The breadth of the widest search among the graphs (``ef_for``); the configured ef when empty."""
+        return max(
+            (_breadth(graph, self.ef_search) for graph in self._graphs.values()), default=self.ef_search
+        )
 
     @property
     def size(self) -> int:
@@ -220,15 +239,19 @@ class ScopeGraphs:
     # -- snapshots -------------------------------------------------------------------------------------
 
     def _signature(self, instance: str) -> dict[str, object]:
+        """What a snapshot must share with these graphs to be loaded."""
         return {
             "format": SNAPSHOT_FORMAT,
             "instance": instance,
             "dimension": self.dimension,
             "dtype": DTYPE,
             "metric": METRIC,
-            "m": self.m,
-            "ef_construction": self.ef_construction,
         }
+
+    def _build_parameters(self) -> dict[str, object]:
+        """How these graphs are built: a snapshot built otherwise is loaded all the same (its graphs find the
+        same entries) and marked outdated, rather than making the first search wait for a full build."""
+        return {"m": self.m, "ef_construction": self.ef_construction}
 
     def save(self, folder: Path, instance: str) -> bool:
         """Write every graph into a new sub-folder, then switch the pointer file to it in one rename, so a
@@ -244,7 +267,14 @@ class ScopeGraphs:
             if len(graph):
                 files[scope] = f"{number}.usearch"
                 graph.save(str(target / files[scope]))
-        pointer = {**self._signature(instance), "seq": self.seq, "folder": name, "scopes": files}
+        pointer = {
+            **self._signature(instance),
+            **self._build_parameters(),
+            "outdated": self.outdated(),  # saved as they are, still to be rebuilt
+            "seq": self.seq,
+            "folder": name,
+            "scopes": files,
+        }
         temporary = folder / f"{_POINTER}.{name}.tmp"
         temporary.write_text(json.dumps(pointer))
         with open(temporary, "rb") as handle:
@@ -271,8 +301,9 @@ class ScopeGraphs:
 
     def load(self, folder: Path, instance: str, newest_seq: int) -> bool:
         """Replace the graphs with the snapshot in ``folder`` when it is usable; False otherwise (missing,
-        from other settings or another data file, or damaged: the graphs are derived data, rebuilt from
-        SQLite, so a bad snapshot costs time, never entries)."""
+        of another format, dimension or metric, from another data file, or damaged: the graphs are derived
+        data, rebuilt from SQLite, so a bad snapshot costs time, never entries). Graphs built with other
+        parameters are loaded and listed by ``outdated``."""
         if not (folder / _POINTER).exists():
             return False
         try:
@@ -287,15 +318,24 @@ class ScopeGraphs:
                     return False
                 graphs: dict[str, Index] = {}
                 for scope, filename in dict(pointer["scopes"]).items():
-                    graph = self._new_graph()  # ``load`` keeps the ef values given here
+                    graph = self._new_graph()  # ``load`` keeps the ef values given here, not M
                     graph.load(str(folder / str(pointer["folder"]) / str(filename)))
                     if graph.ndim != self.dimension:
                         return False
                     graphs[str(scope)] = graph
+                built_otherwise = any(
+                    pointer.get(key) != value for key, value in self._build_parameters().items()
+                )
         except Exception as exc:  # usearch raises plain RuntimeError/ValueError for damaged files
             log.warning("ignoring the graph snapshot in %s (%s); rebuilding from the data file", folder, exc)
             return False
         self._graphs = graphs
+        listed = {str(scope) for scope in pointer.get("outdated", ())}
+        self._outdated = {
+            scope
+            for scope, graph in graphs.items()
+            if built_otherwise or scope in listed or int(graph.connectivity) != self.m
+        }
         self.seq = int(pointer["seq"])
         return True
 
@@ -315,3 +355,9 @@ def _snapshot_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
         if fcntl is not None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
+
+
+def _breadth(graph: Index, configured: int) -> int:
+    """How wide a search of ``graph`` looks: its own connectivity sets its reach (a graph loaded from an
+    older snapshot may have another M than the configured one)."""
+    return ef_for(len(graph), configured, usearch_reach(int(graph.connectivity)))

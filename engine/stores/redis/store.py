@@ -39,6 +39,7 @@ from engine.models import (
     StoreCounters,
 )
 from engine.redact import redact_url
+from engine.stores import breadth
 from engine.stores.base import (
     LATENCY_WINDOW,
     Capacity,
@@ -47,7 +48,6 @@ from engine.stores.base import (
     mismatch_error,
     unit_vector,
 )
-from engine.stores.breadth import ef_for
 from engine.stores.redis import query as q
 from engine.stores.redis import schema as s
 from engine.stores.redis.connection import (
@@ -176,6 +176,9 @@ return {redis.call('HGET', KEYS[2], ARGV[1] .. ':w') or '0', redis.call('HGET', 
 
 class RedisStore:
     kind = "redis"
+    #: The index's M unless SEMCACHE_HNSW_M says otherwise (the value every index was created with so far;
+    #: RediSearch's recall was measured at it, breadth.py). An existing index keeps the M it was created with.
+    DEFAULT_M = 16
 
     def __init__(
         self,
@@ -183,7 +186,7 @@ class RedisStore:
         *,
         name: str = "semantic_cache",
         password: str | None = None,
-        hnsw_m: int = 16,
+        hnsw_m: int | None = None,
         hnsw_ef_construction: int = 200,
         hnsw_ef_runtime: int = 64,
         range_epsilon: float = 0.2,
@@ -199,7 +202,7 @@ class RedisStore:
         self.name = name
         self.safe_url = redact_url(url)
         self.keys = s.Keys(name)
-        self.hnsw = s.Hnsw(hnsw_m, hnsw_ef_construction, hnsw_ef_runtime)
+        self.hnsw = s.Hnsw(hnsw_m or self.DEFAULT_M, hnsw_ef_construction, hnsw_ef_runtime)
         self.range_epsilon = range_epsilon
         self._password = password
         self._secrets = (password, urlsplit(url).password, sentinel_password)
@@ -654,7 +657,7 @@ class RedisStore:
             self._documents_read_at = now  # before the await: concurrent searches do not all ask
             facts = await self._facts()
             self._documents = facts.documents if facts is not None else 0
-        return ef_for(self._documents, self.hnsw.ef_runtime)
+        return breadth.ef_for(self._documents, self.hnsw.ef_runtime, breadth.REDIS_REACH)
 
     async def count(self) -> int:
         facts = await self._facts()
@@ -1064,7 +1067,9 @@ class RedisStore:
         if trusted and "ef_runtime" not in parameters and "hnsw_ef_runtime" in meta:
             parameters["ef_runtime"] = int(meta["hnsw_ef_runtime"])
         # What a KNN query passes now: the configured breadth, wider for a big index (breadth.py).
-        parameters["query_ef_runtime"] = ef_for(facts.documents, self.hnsw.ef_runtime)
+        parameters["query_ef_runtime"] = breadth.ef_for(
+            facts.documents, self.hnsw.ef_runtime, breadth.REDIS_REACH
+        )
         definition = facts.raw.get("index_definition", {})
         return IndexInfo(
             name=self.name,
