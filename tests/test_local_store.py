@@ -621,6 +621,8 @@ async def test_a_snapshot_built_with_another_m_serves_and_is_rebuilt(data_dir: P
         await store.close()
     pointer = json.loads(pointer_file.read_text())
     assert (pointer["m"], pointer["outdated"]) == (24, [])
+    # The snapshot it replaced covered the same changes; it is deleted all the same.
+    assert [p.name for p in (data_dir / "idx.hnsw").iterdir() if p.is_dir()] == [pointer["folder"]]
 
 
 async def test_closing_stops_a_rebuild_under_way(data_dir: Path) -> None:

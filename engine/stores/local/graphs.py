@@ -288,11 +288,15 @@ class ScopeGraphs:
                 shutil.rmtree(target, ignore_errors=True)
                 return False
             os.replace(temporary, folder / _POINTER)
+            # The snapshot replaced, even of the same change sequence (graphs rebuilt by a compaction).
+            replaced = str(current.get("folder", "")) if current is not None else ""
             for old in folder.iterdir():
                 # Older ones only (left by earlier saves, or by a process killed while saving): a
                 # concurrent saver still writing a newer one keeps its files.
                 stem = old.name.removeprefix(f"{_POINTER}.")
-                if stem[:12].isdigit() and stem[:12] < name[:12]:
+                if (stem[:12].isdigit() and stem[:12] < name[:12]) or (
+                    replaced and old.name == replaced != name
+                ):
                     if old.is_dir():
                         shutil.rmtree(old, ignore_errors=True)
                     else:
