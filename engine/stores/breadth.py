@@ -15,7 +15,9 @@ queries, recall@1 against exact search, three disjoint sets of 1,000 queries), a
   - M 20: ef 96 0.995-0.997 (0.30 ms), 128 0.995-0.999 (0.36 ms), 256 0.999 (0.65 ms);
   - M 24 (the embedded store's default): ef 96 0.998 on every set (0.32 ms), 128 0.999 (0.39 ms), 256
     0.999-1.000 (0.68 ms). Built in 538 s against 505 s for M 16; the graph file 596 MB against 532 MB.
-  So an M 24 graph reaches twice as far per unit of ef: 128 at a million;
+    On three more sets, later and on a busier machine: ef 96 0.994-1.000 (0.49-0.51 ms), 128 0.995-1.000
+    (0.57-0.62 ms).
+  So an M 24 graph reaches twice as far per unit of ef: 128 at a million (96 would leave less margin);
 - Redis (RediSearch HNSW, scope filter, EF_RUNTIME per query), measured at M 16 only: 0.946 at
   EF_RUNTIME 64 at 1,000,000, FLOAT32 and FLOAT16 alike; FLOAT16 at 256: 0.993. A Redis index takes M 16's
   reach whatever its M (wider than an M above 16 needs, never narrower than measured).
