@@ -442,6 +442,26 @@ async def test_info_and_health(open_store: OpenStore, data_dir: Path) -> None:
     assert health.facts["entries"] == 4 and health.facts["size_on_disk_bytes"] > 0
 
 
+async def test_graph_memory_is_what_the_graphs_hold(data_dir: Path) -> None:
+    """The graph memory the Index screen and `index` report is the graphs' content, which their snapshot
+    saves byte for byte, and grows with M; usearch's ``memory_usage`` reported the same for M 16 and M 24
+    (the arenas it reserves ahead)."""
+    vectors = unit(np.random.default_rng(16), 2000)
+    reported = {}
+    for m in (16, 24):
+        folder = data_dir / f"m{m}"
+        store = LocalStore(folder, name="idx", hnsw_m=m)
+        try:
+            await store.bind(IDENTITY)
+            await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(2000)])
+            reported[m] = (await store.info()).memory_bytes
+        finally:
+            await store.close()
+        saved = sum(path.stat().st_size for path in (folder / "idx.hnsw").rglob("*.usearch"))
+        assert reported[m] == saved
+    assert reported[24] > reported[16]
+
+
 async def test_a_new_snapshot_replaces_older_ones(open_store: OpenStore, data_dir: Path) -> None:
     snapshots = data_dir / "idx.hnsw"
     vectors = unit(np.random.default_rng(14), 10)

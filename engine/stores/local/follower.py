@@ -30,6 +30,8 @@ T = TypeVar("T")
 #: that, the dead nodes cost less than a rebuild (a 100,000-label graph rebuilds in seconds).
 COMPACT_MIN_REMOVED = 10_000
 COMPACT_RATIO = 0.25
+#: How long a report of the graphs' size waits for a change under way before it gives the last size read.
+GRAPH_BYTES_WAIT_S = 0.5
 
 
 class GraphFollower:
@@ -51,6 +53,7 @@ class GraphFollower:
         #: Set by ``stop``: a compaction under way gives up (a rebuild of a million entries takes minutes,
         #: and closing a store must not wait for it; the next process to open the store does it again).
         self._stopping = threading.Event()
+        self._graph_bytes: int | None = None
 
     def attach(self, conn: sqlite3.Connection, instance: str) -> None:
         self._conn, self._instance = conn, instance
@@ -138,6 +141,18 @@ class GraphFollower:
                 self.snapshot_seq = -1  # the snapshot holds the dead nodes: write a new one
             rebuilt += 1
         return rebuilt
+
+    def graph_bytes(self, wait: float = GRAPH_BYTES_WAIT_S) -> int | None:
+        """The graphs' size (``ScopeGraphs.memory_bytes``), read under this follower's lock so no change runs
+        meanwhile while searches go on; the last size read when a change holds the lock longer than
+        ``wait`` (a build or a catch-up), ``None`` before any was read."""
+        if self._lock.acquire(timeout=wait):
+            try:
+                if self.graphs is not None:
+                    self._graph_bytes = self.graphs.memory_bytes()
+            finally:
+                self._lock.release()
+        return self._graph_bytes
 
     def save_snapshot(self) -> None:
         """Write the graphs to the snapshot folder. Holds this follower's lock, under which every change

@@ -595,9 +595,9 @@ class LocalStore:
                 {"name": "expires_at", "type": "NUMERIC"},
             ],
             # Not loaded here: the snapshot's size stands for the graphs' (usearch saves its memory image).
-            memory_bytes=graphs.memory_bytes
-            if graphs is not None
-            else (folder_size(self.snapshot_dir) or None),
+            memory_bytes=(await asyncio.to_thread(self._follower.graph_bytes) if graphs is not None else None)
+            or folder_size(self.snapshot_dir)
+            or None,
             extra={
                 "path": str(self.path),
                 "size_on_disk_bytes": db.size_on_disk(self.path) + folder_size(self.snapshot_dir),
