@@ -91,9 +91,10 @@ class GraphFollower:
 
     def compact(self, scopes: list[str] | None = None) -> int:
         """Rebuild the graphs of ``scopes`` (default: those ``ScopeGraphs.wasteful`` names) without their
-        removed labels and with the configured parameters; return how many were rebuilt. Searches go on against the old graph meanwhile: it
-        is swapped for the new one only once that is built and caught up. Syncing (this process's writes
-        waiting to show in its graphs) waits only while the scope's vectors are read, and for the catch-up."""
+        removed labels and with the configured parameters; return how many were rebuilt. Searches go on
+        against the old graph meanwhile: it is swapped for the new one only once that is built and caught
+        up. Syncing (this process's writes waiting to show in its graphs) waits only while the scope's
+        vectors are read, and for the catch-up; ``stop`` makes it give up between batches."""
         graphs = self.graphs
         if graphs is None or self._conn is None:
             return 0

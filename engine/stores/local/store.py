@@ -382,8 +382,7 @@ class LocalStore:
                     # A snapshot built with other parameters (an older default M, a changed setting) serves
                     # at once; its graphs are rebuilt with the configured ones beside it, as a compaction.
                     log.info("rebuilding %d graph(s) of %s with M %d", len(outdated), self.name, self.hnsw_m)
-                    self._compacting = True
-                    self._spawn(self.compact(outdated))
+                    self._compact_in_background(outdated)
         return self._follower.graphs
 
     async def _sync(self) -> None:
@@ -393,8 +392,11 @@ class LocalStore:
             with graphs.lock:
                 wasteful = graphs.wasteful(COMPACT_MIN_REMOVED, COMPACT_RATIO)
             if wasteful:
-                self._compacting = True
-                self._spawn(self.compact(wasteful))
+                self._compact_in_background(wasteful)
+
+    def _compact_in_background(self, scopes: list[str]) -> None:
+        self._compacting = True  # at once, so the next write does not start a second one
+        self._spawn(self.compact(scopes))
 
     @property
     def removed_since_compaction(self) -> int:
@@ -404,8 +406,9 @@ class LocalStore:
 
     async def compact(self, scopes: list[str] | None = None) -> int:
         """Rebuild the graphs of ``scopes`` (default: every scope with removed labels, or built with other
-        parameters than the configured ones) without their dead nodes, online: searches keep using the old graphs until the new ones are swapped in. Returns how
-        many graphs were rebuilt. Runs by itself after heavy deletes or evictions (``COMPACT_MIN_REMOVED``)."""
+        parameters than the configured ones) without their dead nodes, online: searches keep using the old
+        graphs until the new ones are swapped in. Returns how many graphs were rebuilt. Runs by itself after
+        heavy deletes or evictions (``COMPACT_MIN_REMOVED``) and after loading an outdated snapshot."""
         await self.open()
         graphs = await self._ensure_graphs()
         if graphs is None:
@@ -579,8 +582,8 @@ class LocalStore:
                 "M": self.hnsw_m,
                 "ef_construction": self.ef_construction,
                 "ef_runtime": self.ef_search,
-                # The biggest scope's graph is searched this wide (breadth.py); before the graphs are
-                # built, as wide as a graph of every entry would be.
+                # The widest search among the graphs (breadth.py; each graph's own M sets its reach);
+                # before the graphs are built, as wide as a graph of every entry would be.
                 "query_ef_runtime": graphs.widest_ef
                 if graphs is not None
                 else ef_for(documents, self.ef_search, usearch_reach(self.hnsw_m)),
