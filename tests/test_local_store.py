@@ -627,8 +627,9 @@ async def test_a_snapshot_built_with_another_m_serves_and_is_rebuilt(data_dir: P
         await store.open()
         assert [m.entry.key for m in await store.search(vectors[0], scope="s0", k=3)] == expected[0]
         info = await store.info()
+        # Loaded (an M 16 graph: the snapshot's); the rebuild may already be done, so only after settle
+        # is the M of the graphs certain.
         assert info.extra["graph_from_snapshot"] is True and info.parameters["M"] == 24
-        assert 16 in info.extra["graph_connectivity"]
         await store.settle()  # the rebuild runs in the background
         graphs = store._follower.graphs
         assert graphs is not None and graphs.outdated() == []
