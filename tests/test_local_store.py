@@ -454,6 +454,7 @@ async def test_graph_memory_is_what_the_graphs_hold(data_dir: Path) -> None:
         try:
             await store.bind(IDENTITY)
             await store.upsert([(entry(f"k{i}"), vectors[i]) for i in range(2000)])
+            await store.settle()  # a snapshot the writes started is not being written while we ask
             reported[m] = (await store.info()).memory_bytes
         finally:
             await store.close()
