@@ -26,7 +26,7 @@ def test_small_graphs_added_in_small_batches_find_every_vector() -> None:
         (scope, label)
         for scope, vectors in data.items()
         for label, vector in enumerate(vectors)
-        if label not in graphs.search(scope, vector, 11)[0].tolist()
+        if label not in graphs.search(scope, vector, 11).labels.tolist()
     ]
     assert missed == []
 
@@ -50,5 +50,7 @@ def test_clustered_writes_to_a_large_graph_stay_reachable() -> None:
         labels = range(100_000 + 7 * burst, 100_007 + 7 * burst)
         graphs.add((label, "s", vector.tobytes()) for label, vector in zip(labels, vectors, strict=True))
         written.extend(zip(labels, vectors, strict=True))
-    missed = [label for label, vector in written if label not in graphs.search("s", vector, 11)[0].tolist()]
+    missed = [
+        label for label, vector in written if label not in graphs.search("s", vector, 11).labels.tolist()
+    ]
     assert missed == []

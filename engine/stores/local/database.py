@@ -668,22 +668,28 @@ def removed_since(conn: sqlite3.Connection, seq: int) -> list[tuple[int, str]]:
 def changed_since(
     conn: sqlite3.Connection, seq: int, batch: int = 2048
 ) -> Iterator[list[tuple[int, str, bytes]]]:
-    """Rows written after ``seq``, ``batch`` at a time so a full build never holds every vector twice."""
-    # ORDER BY seq, not id: ordering by id makes SQLite scan the whole table instead of the seq index.
-    cursor = conn.execute("SELECT id, scope, vector FROM entries WHERE seq > ? ORDER BY seq", (seq,))
+    """Rows written after ``seq``, ``batch`` at a time so a full build never holds every vector twice.
+    Labels new to a graph come in ascending id order, which its copies append (``VectorCopies``): a
+    delta's new entries took their ids and seqs together, and a full build (``seq`` 0) reads by id."""
+    if seq <= 0:  # every row: the table in its own order, which is by id
+        cursor = conn.execute("SELECT id, scope, vector FROM entries ORDER BY id")
+    else:  # ORDER BY seq, not id: ordering by id makes SQLite scan the whole table, not the seq index
+        cursor = conn.execute("SELECT id, scope, vector FROM entries WHERE seq > ? ORDER BY seq", (seq,))
     while rows := cursor.fetchmany(batch):
         yield [(int(id_), str(scope), bytes(vector)) for id_, scope, vector in rows]
 
 
 def rows_by_id(conn: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[int, str, bytes]]:
-    """(id, scope, vector) of each of ``ids`` still present: what a graph compaction rebuilds from."""
+    """(id, scope, vector) of each of ``ids`` still present, by id: what a graph compaction rebuilds from
+    (in the order its copies append, ``VectorCopies``)."""
     found: list[tuple[int, str, bytes]] = []
+    ordered = sorted(ids)
     with read_transaction(conn):
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(f"SELECT id, scope, vector FROM entries WHERE id IN ({marks})", chunk)
-            found += [(int(id_), str(scope), bytes(vector)) for id_, scope, vector in rows]
+            found += sorted((int(id_), str(scope), bytes(vector)) for id_, scope, vector in rows)
     return found
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.models import EmbedderIdentity
 from engine.stores.local import database as db
-from engine.stores.local.graphs import ScopeGraphs, add_to
+from engine.stores.local.graphs import ScopeGraphs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,17 +108,11 @@ class GraphFollower:
                 with graphs.lock:
                     labels = graphs.labels(scope)
                 rows = self._translated(functools.partial(db.rows_by_id, ids=labels.tolist()))
-            fresh = graphs.new_graph()
+            fresh = graphs.new_scope()
             for start in range(0, len(rows), 4096):
                 if self._stopping.is_set():
                     return rebuilt
-                chunk = rows[start : start + 4096]
-                vectors = np.frombuffer(b"".join(blob for _, _, blob in chunk), dtype=np.float32)
-                add_to(
-                    fresh,
-                    np.asarray([id_ for id_, _, _ in chunk], dtype=np.uint64),
-                    vectors.reshape(len(chunk), -1),
-                )
+                fresh.put(*_labelled(rows[start : start + 4096]))
             with self._lock:
                 if self.graphs is not graphs:  # closed or rebuilt meanwhile
                     return rebuilt
@@ -127,16 +121,9 @@ class GraphFollower:
                     continue
                 removed, changed = caught_up
                 if removed:
-                    fresh.remove(np.asarray(removed, dtype=np.uint64))
+                    fresh.drop(np.asarray(removed, dtype=np.uint64))
                 if changed:
-                    labels_changed = np.asarray([id_ for id_, _, _ in changed], dtype=np.uint64)
-                    present = np.asarray(fresh.contains(labels_changed), dtype=bool).reshape(-1)
-                    if present.any():
-                        fresh.remove(labels_changed[present])
-                    blob = b"".join(b for _, _, b in changed)
-                    add_to(
-                        fresh, labels_changed, np.frombuffer(blob, dtype=np.float32).reshape(len(changed), -1)
-                    )
+                    fresh.put(*_labelled(changed))
                 with graphs.lock:
                     graphs.swap(scope, fresh)
                 self.snapshot_seq = -1  # the snapshot holds the dead nodes: write a new one
@@ -209,6 +196,13 @@ def _apply_changes(graphs: ScopeGraphs, conn: sqlite3.Connection) -> None:
                 graphs.add(batch)
         with graphs.lock:
             graphs.seq = state.seq
+
+
+def _labelled(rows: list[tuple[int, str, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    """The labels and float32 vectors of (id, scope, vector bytes) rows."""
+    labels = np.asarray([id_ for id_, _, _ in rows], dtype=np.uint64)
+    vectors = np.frombuffer(b"".join(blob for _, _, blob in rows), dtype=np.float32)
+    return labels, vectors.reshape(len(rows), -1)
 
 
 def _changes_of_scope(

@@ -4,9 +4,10 @@ Why usearch rather than hnswlib: it is already a dependency, it supports removin
 deletes stay in place instead of forcing rebuilds), it saves and loads a graph in one call, and it stores
 vectors quantized to int8 with SIMD kernels. Measured here at 100k x 384 (clustered, ef_search 64):
 int8 searches in ~0.2 ms against ~0.47 ms for float32, builds 3x faster and takes 85 MB instead of 286 MB.
-int8 alone finds the exact nearest neighbour ~90% of the time, so the store asks the graph for a few
-more candidates than it needs and re-ranks them with the exact float32 vectors kept in SQLite, which
-brings recall@1 back to ~1.0 (bench/local_store.py) and makes every reported distance exact.
+int8 alone finds the exact nearest neighbour ~90-98% of the time, so the store asks the graph for a few
+more candidates than it needs and re-ranks them: by float16 copies of the vectors held in memory beside
+each graph (copies.py), then the served ones by the exact float32 vectors kept in SQLite, which brings
+recall@1 back to ~1.0 (bench/local_store.py) and makes every reported distance exact.
 
 Why inner product rather than cosine in the graph: every vector is a unit vector before it reaches the
 store (``unit_vector``), so both order neighbours alike, and usearch's int8 cosine re-normalises both
@@ -36,12 +37,14 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.stores.breadth import ef_for, usearch_reach
+from engine.stores.local.copies import VectorCopies
 from engine.stores.local.native import load_cxx_runtime_first
 
 load_cxx_runtime_first()  # before usearch: see native.py
@@ -72,9 +75,64 @@ _POINTER = "CURRENT"
 ADD_THREADS = 1
 
 
-def add_to(graph: Index, labels: np.ndarray, vectors: np.ndarray) -> None:
-    """Add ``vectors`` under ``labels`` (see ``ADD_THREADS``)."""
-    graph.add(labels, vectors, threads=ADD_THREADS)
+class ScopeIndex:
+    """One scope's graph and the float16 copies of its vectors that re-rank the graph's candidates
+    (``copies`` is ``None`` for a graph loaded from a snapshot written before copies existed: its
+    candidates are re-ranked from their rows until a rebuild gives it copies)."""
+
+    def __init__(self, graph: Index, copies: VectorCopies | None) -> None:
+        self.graph = graph
+        self.copies = copies
+
+    def __len__(self) -> int:
+        return len(self.graph)
+
+    def put(self, labels: np.ndarray, vectors: np.ndarray) -> int:
+        """Add (or replace) ``labels``' float32 ``vectors``; return how many labels were already present.
+        A label present is removed from the graph first: an update may move it."""
+        labels = np.asarray(labels, dtype=np.uint64)
+        present = np.asarray(self.graph.contains(labels), dtype=bool).reshape(-1)
+        if present.any():
+            self.graph.remove(labels[present])
+        self.graph.add(labels, vectors, threads=ADD_THREADS)
+        if self.copies is not None:
+            self.copies.put(labels, vectors)
+        return int(present.sum())
+
+    def drop(self, labels: np.ndarray) -> int:
+        """Remove ``labels``; return how many the graph held."""
+        labels = np.asarray(labels, dtype=np.uint64)
+        if self.copies is not None:
+            self.copies.drop(labels)
+        return int(self.graph.remove(labels) or 0)
+
+    def nearest(self, vector: np.ndarray, count: int, ef: int) -> Candidates:
+        if self.graph.expansion_search != ef:
+            # usearch has a setter for it, which its annotations hide from mypy.
+            self.graph.expansion_search = ef  # type: ignore[misc]
+        labels = np.asarray(self.graph.search(vector, min(count, len(self.graph))).keys, dtype=np.uint64)
+        if self.copies is None:
+            return Candidates(labels, None, len(self.graph))
+        distances = self.copies.distances(labels, vector)
+        order = np.argsort(distances, kind="stable")
+        return Candidates(labels[order], distances[order], len(self.graph))
+
+    @property
+    def nbytes(self) -> int:
+        """usearch's serialized length (see ``ScopeGraphs.memory_bytes``) and the copies'."""
+        return int(self.graph.serialized_length) + (self.copies.nbytes if self.copies is not None else 0)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A graph search's labels, nearest first, and how many labels the scope holds. ``distances`` are the
+    float16 copies' (within ``copies.ERROR_BOUND`` of the exact ones, and the labels in their order), or
+    ``None`` when the scope has no copies: then the labels are in the graph's int8 order, and only their
+    float32 vectors tell which is nearest."""
+
+    labels: np.ndarray
+    distances: np.ndarray | None
+    total: int
 
 
 class ScopeGraphs:
@@ -90,19 +148,18 @@ class ScopeGraphs:
         self.ef_search = ef_search
         self.seq = 0
         self.lock = threading.Lock()
-        self._graphs: dict[str, Index] = {}
+        self._scopes: dict[str, ScopeIndex] = {}
         #: Labels removed (deleted, evicted, replaced) per scope since its graph was built: dead weight.
         self._removed: dict[str, int] = {}
-        #: Scopes whose graph came from a snapshot built with other parameters (M, ef_construction): they
-        #: serve as they are until a rebuild (``GraphFollower.compact``) gives them the configured ones.
+        #: Scopes whose graph came from a snapshot built with other parameters (M, ef_construction) or
+        #: without copies: they serve as they are until a rebuild (``GraphFollower.compact``) gives them
+        #: the configured parameters and copies.
         self._outdated: set[str] = set()
 
-    def new_graph(self) -> Index:
-        return self._new_graph()
-
-    def _new_graph(self) -> Index:
+    def new_scope(self) -> ScopeIndex:
+        """An empty graph with the configured parameters, and its copies."""
         # Inner product of unit vectors: the order cosine would give, without re-normalising.
-        return Index(
+        graph = Index(
             ndim=self.dimension,
             metric=METRIC,
             dtype=DTYPE,
@@ -110,6 +167,7 @@ class ScopeGraphs:
             expansion_add=self.ef_construction,
             expansion_search=self.ef_search,
         )
+        return ScopeIndex(graph, VectorCopies(self.dimension))
 
     # -- changes (caller holds ``lock``) ---------------------------------------------------------------
 
@@ -118,47 +176,44 @@ class ScopeGraphs:
         for id_, scope in pairs:
             by_scope.setdefault(scope, []).append(id_)
         for scope, ids in by_scope.items():
-            graph = self._graphs.get(scope)
-            if graph is not None:
-                gone = int(graph.remove(np.asarray(ids, dtype=np.uint64)) or 0)
+            index = self._scopes.get(scope)
+            if index is not None:
+                gone = index.drop(np.asarray(ids, dtype=np.uint64))
                 self._removed[scope] = self._removed.get(scope, 0) + gone
 
     def add(self, rows: Iterable[tuple[int, str, bytes]]) -> None:
-        """Add (or replace) labels; a label already present is removed first, since an update may move it."""
+        """Add (or replace) labels from (id, scope, float32 vector bytes) rows."""
         by_scope: dict[str, tuple[list[int], list[bytes]]] = {}
         for id_, scope, blob in rows:
             ids, blobs = by_scope.setdefault(scope, ([], []))
             ids.append(id_)
             blobs.append(blob)
         for scope, (ids, blobs) in by_scope.items():
-            graph = self._graphs.get(scope)
-            if graph is None:
-                graph = self._graphs[scope] = self._new_graph()
-            labels = np.asarray(ids, dtype=np.uint64)
-            present = np.asarray(graph.contains(labels), dtype=bool).reshape(-1)
-            if present.any():
-                graph.remove(labels[present])
-                self._removed[scope] = self._removed.get(scope, 0) + int(present.sum())
+            index = self._scopes.get(scope)
+            if index is None:
+                index = self._scopes[scope] = self.new_scope()
             vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), self.dimension)
-            add_to(graph, labels, vectors)
+            replaced = index.put(np.asarray(ids, dtype=np.uint64), vectors)
+            if replaced:
+                self._removed[scope] = self._removed.get(scope, 0) + replaced
 
     def keep_only(self, live: dict[str, np.ndarray]) -> None:
         """Drop every label not in ``live`` (after ``clear`` or when tombstones were pruned)."""
-        for scope in list(self._graphs):
-            graph = self._graphs[scope]
+        for scope in list(self._scopes):
+            index = self._scopes[scope]
             wanted = live.get(scope)
             if wanted is None or wanted.size == 0:
-                del self._graphs[scope]
+                del self._scopes[scope]
                 self._removed.pop(scope, None)
                 continue
-            labels = np.asarray(graph.keys, dtype=np.uint64)
+            labels = np.asarray(index.graph.keys, dtype=np.uint64)
             stale = np.setdiff1d(labels, wanted, assume_unique=True)
             if stale.size:
-                graph.remove(stale)
+                index.drop(stale)
                 self._removed[scope] = self._removed.get(scope, 0) + int(stale.size)
 
     def reset(self) -> None:
-        self._graphs.clear()
+        self._scopes.clear()
         self._removed.clear()
         self._outdated.clear()
         self.seq = 0
@@ -166,9 +221,11 @@ class ScopeGraphs:
     # -- compaction (caller holds ``lock``) ------------------------------------------------------------
 
     def labels(self, scope: str) -> np.ndarray:
-        graph = self._graphs.get(scope)
+        index = self._scopes.get(scope)
         return (
-            np.empty(0, dtype=np.uint64) if graph is None else np.asarray(graph.keys, dtype=np.uint64).copy()
+            np.empty(0, dtype=np.uint64)
+            if index is None
+            else np.asarray(index.graph.keys, dtype=np.uint64).copy()
         )
 
     def wasteful(self, min_removed: int, ratio: float) -> list[str]:
@@ -176,18 +233,19 @@ class ScopeGraphs:
         return [
             scope
             for scope, removed in self._removed.items()
-            if removed >= min_removed and removed >= ratio * len(self._graphs.get(scope, ()))
+            if removed >= min_removed and removed >= ratio * len(self._scopes.get(scope, ()))
         ]
 
     def outdated(self) -> list[str]:
-        """Scopes whose graphs were built with other parameters than these graphs' (an older snapshot)."""
-        return sorted(scope for scope in self._outdated if scope in self._graphs)
+        """Scopes whose graphs were built with other parameters than these graphs', or have no copies
+        (from an older snapshot)."""
+        return sorted(scope for scope in self._outdated if scope in self._scopes)
 
-    def swap(self, scope: str, graph: Index) -> None:
-        if len(graph):
-            self._graphs[scope] = graph
+    def swap(self, scope: str, index: ScopeIndex) -> None:
+        if len(index):
+            self._scopes[scope] = index
         else:
-            self._graphs.pop(scope, None)
+            self._scopes.pop(scope, None)
         self._removed.pop(scope, None)
         self._outdated.discard(scope)
 
@@ -197,48 +255,49 @@ class ScopeGraphs:
 
     # -- reading (caller holds ``lock``) ---------------------------------------------------------------
 
-    def search(self, scope: str, vector: np.ndarray, count: int) -> tuple[np.ndarray, int]:
-        """Up to ``count`` candidate labels, nearest first, and how many labels the scope holds."""
-        graph = self._graphs.get(scope)
-        if graph is None or len(graph) == 0:
-            return np.empty(0, dtype=np.uint64), 0
-        ef = _breadth(graph, self.ef_search)
-        if graph.expansion_search != ef:
-            # usearch has a setter for it, which its annotations hide from mypy.
-            graph.expansion_search = ef  # type: ignore[misc]
-        found = graph.search(vector, min(count, len(graph)))
-        return np.asarray(found.keys, dtype=np.uint64), len(graph)
+    def search(self, scope: str, vector: np.ndarray, count: int) -> Candidates:
+        """Up to ``count`` candidates, nearest first (``Candidates``)."""
+        index = self._scopes.get(scope)
+        if index is None or len(index) == 0:
+            return Candidates(np.empty(0, dtype=np.uint64), None, 0)
+        return index.nearest(vector, count, _breadth(index.graph, self.ef_search))
 
     def graph(self, scope: str) -> Index | None:
-        return self._graphs.get(scope)
+        index = self._scopes.get(scope)
+        return None if index is None else index.graph
+
+    def copies(self, scope: str) -> VectorCopies | None:
+        index = self._scopes.get(scope)
+        return None if index is None else index.copies
 
     @property
     def connectivities(self) -> list[int]:
         """The distinct M of the graphs (several while graphs of an older snapshot are being rebuilt)."""
-        return sorted({int(graph.connectivity) for graph in self._graphs.values()})
+        return sorted({int(index.graph.connectivity) for index in self._scopes.values()})
 
     @property
     def widest_ef(self) -> int:
         """The breadth of the widest search among the graphs (``ef_for``); the configured ef when empty."""
         return max(
-            (_breadth(graph, self.ef_search) for graph in self._graphs.values()), default=self.ef_search
+            (_breadth(index.graph, self.ef_search) for index in self._scopes.values()), default=self.ef_search
         )
 
     @property
     def size(self) -> int:
-        return sum(len(graph) for graph in self._graphs.values())
+        return sum(len(index) for index in self._scopes.values())
 
     @property
     def scopes(self) -> int:
-        return len(self._graphs)
+        return len(self._scopes)
 
     def memory_bytes(self) -> int:
-        """What the graphs hold: usearch's serialized length, its memory image as a snapshot saves it.
-        Not ``memory_usage``: that counts the arenas reserved ahead, 797 B/entry at a million entries for
-        M 16 and M 24 graphs alike, whose snapshots hold 532 and 596 B/entry (and the process's RSS grew by
-        647 and 702 B/entry in all). It walks every node (16 ms at a million): call it with no change
-        running (``GraphFollower.graph_bytes``), never under ``lock``, which searches wait for."""
-        return sum(int(graph.serialized_length) for graph in self._graphs.values())
+        """What the graphs and their copies hold. For a graph, usearch's serialized length, its memory
+        image as a snapshot saves it. Not ``memory_usage``: that counts the arenas reserved ahead, 797
+        B/entry at a million entries for M 16 and M 24 graphs alike, whose snapshots hold 532 and 596
+        B/entry (and the process's RSS grew by 647 and 702 B/entry in all). It walks every node (16 ms at a
+        million): call it with no change running (``GraphFollower.graph_bytes``), never under ``lock``,
+        which searches wait for."""
+        return sum(index.nbytes for index in self._scopes.values())
 
     # -- snapshots -------------------------------------------------------------------------------------
 
@@ -258,19 +317,23 @@ class ScopeGraphs:
         return {"m": self.m, "ef_construction": self.ef_construction}
 
     def save(self, folder: Path, instance: str) -> bool:
-        """Write every graph into a new sub-folder, then switch the pointer file to it in one rename, so a
-        reader (another process) sees the old snapshot or the new one, never half of one. The caller keeps
-        every change away meanwhile, so the graphs and ``seq`` agree (searches may run: saving only reads).
-        False when another process had saved a newer one."""
+        """Write every graph and its copies into a new sub-folder, then switch the pointer file to it in one
+        rename, so a reader (another process) sees the old snapshot or the new one, never half of one. The
+        caller keeps every change away meanwhile, so the graphs and ``seq`` agree (searches may run: saving
+        only reads). False when another process had saved a newer one."""
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{self.seq:012d}-{uuid.uuid4().hex[:8]}"
         target = folder / name
         target.mkdir()
         files: dict[str, str] = {}
-        for number, (scope, graph) in enumerate(sorted(self._graphs.items())):
-            if len(graph):
+        copies: list[str] = []
+        for number, (scope, index) in enumerate(sorted(self._scopes.items())):
+            if len(index):
                 files[scope] = f"{number}.usearch"
-                graph.save(str(target / files[scope]))
+                index.graph.save(str(target / files[scope]))
+                if index.copies is not None:
+                    index.copies.save(*_copy_files(target, files[scope]))
+                    copies.append(scope)
         pointer = {
             **self._signature(instance),
             **self._build_parameters(),
@@ -278,6 +341,7 @@ class ScopeGraphs:
             "seq": self.seq,
             "folder": name,
             "scopes": files,
+            "copies": copies,
         }
         temporary = folder / f"{_POINTER}.{name}.tmp"
         temporary.write_text(json.dumps(pointer))
@@ -311,7 +375,7 @@ class ScopeGraphs:
         """Replace the graphs with the snapshot in ``folder`` when it is usable; False otherwise (missing,
         of another format, dimension or metric, from another data file, or damaged: the graphs are derived
         data, rebuilt from SQLite, so a bad snapshot costs time, never entries). Graphs built with other
-        parameters are loaded and listed by ``outdated``."""
+        parameters, or saved without copies, are loaded and listed by ``outdated``."""
         if not (folder / _POINTER).exists():
             return False
         try:
@@ -324,28 +388,46 @@ class ScopeGraphs:
                     or int(pointer["seq"]) > newest_seq
                 ):
                     return False
-                graphs: dict[str, Index] = {}
+                with_copies = {str(scope) for scope in pointer.get("copies", ())}
+                scopes: dict[str, ScopeIndex] = {}
                 for scope, filename in dict(pointer["scopes"]).items():
-                    graph = self._new_graph()  # ``load`` keeps the ef values given here, not M
-                    graph.load(str(folder / str(pointer["folder"]) / str(filename)))
-                    if graph.ndim != self.dimension:
+                    index = self.new_scope()  # ``load`` keeps the ef values given here, not M
+                    target = folder / str(pointer["folder"])
+                    index.graph.load(str(target / str(filename)))
+                    if index.graph.ndim != self.dimension:
                         return False
-                    graphs[str(scope)] = graph
+                    index.copies = (
+                        VectorCopies.load(*_copy_files(target, str(filename)), self.dimension)
+                        if scope in with_copies
+                        else None
+                    )
+                    if index.copies is not None and len(index.copies) != len(index.graph):
+                        return False
+                    scopes[str(scope)] = index
                 built_otherwise = any(
                     pointer.get(key) != value for key, value in self._build_parameters().items()
                 )
         except Exception as exc:  # usearch raises plain RuntimeError/ValueError for damaged files
             log.warning("ignoring the graph snapshot in %s (%s); rebuilding from the data file", folder, exc)
             return False
-        self._graphs = graphs
+        self._scopes = scopes
         listed = {str(scope) for scope in pointer.get("outdated", ())}
         self._outdated = {
             scope
-            for scope, graph in graphs.items()
-            if built_otherwise or scope in listed or int(graph.connectivity) != self.m
+            for scope, index in scopes.items()
+            if built_otherwise
+            or scope in listed
+            or index.copies is None
+            or int(index.graph.connectivity) != self.m
         }
         self.seq = int(pointer["seq"])
         return True
+
+
+def _copy_files(folder: Path, graph_file: str) -> tuple[Path, Path]:
+    """The files of a graph's copies, beside the graph's: its labels and its vectors."""
+    stem = graph_file.removesuffix(".usearch")
+    return folder / f"{stem}.labels.npy", folder / f"{stem}.copies.npy"
 
 
 def _read_pointer(folder: Path) -> dict[str, Any] | None:

@@ -51,8 +51,9 @@ from engine.models import (
 from engine.stores.base import Capacity, check_expiry, mismatch_error, unit_vector
 from engine.stores.breadth import ef_for, usearch_reach
 from engine.stores.local import database as db
+from engine.stores.local.copies import ERROR_BOUND
 from engine.stores.local.follower import COMPACT_MIN_REMOVED, COMPACT_RATIO, GraphFollower, folder_size
-from engine.stores.local.graphs import DTYPE, ScopeGraphs
+from engine.stores.local.graphs import DTYPE, Candidates, ScopeGraphs
 from engine.stores.local.lookups import FLUSH_DELAY_S, PendingLookups
 
 __all__ = ["LocalStore"]
@@ -268,34 +269,50 @@ class LocalStore:
         if graphs is None:
             return []
         await self._refresh_if_stale(graphs)
-        # int8 graph distances are approximate: take extra candidates and re-rank them exactly.
+        # int8 graph distances are approximate: take extra candidates and re-rank them (graphs.py).
         wanted = max(2 * k, k + 10)
         count = wanted
         while True:
-            labels, total = await self._quick(graphs.lock, graphs.search, scope, query, count)
-            if labels.size == 0:
+            found = await self._quick(graphs.lock, graphs.search, scope, query, count)
+            if found.labels.size == 0:
                 return []
-            ranked, live = await self._quick(
-                self._read_lock, self._rank, labels, query, scope, k, max_distance, with_vectors, time.time()
+            ranked, enough = await self._quick(
+                self._read_lock,
+                self._rank,
+                found,
+                query,
+                scope,
+                k,
+                wanted,
+                max_distance,
+                with_vectors,
+                time.time(),
             )
             # Candidates expired (or deleted) but still in the graph took places: ask for more.
-            if live >= min(wanted, total) or count >= total:
+            if enough or count >= found.total:
                 return ranked
             count *= 4
 
     def _rank(
         self,
-        labels: np.ndarray,
+        found: Candidates,
         query: np.ndarray,
         scope: str,
         k: int,
+        wanted: int,
         max_distance: float | None,
         with_vectors: bool,
         now: float,
-    ) -> tuple[list[Match], int]:
-        rows = [row for row in db.candidates(self._conn, labels.tolist(), now) if row[2] == scope]
+    ) -> tuple[list[Match], bool]:
+        """The ``k`` nearest live entries among the candidates, by their exact float32 vectors, and whether
+        a wider search could not change them (without copies: ``wanted`` live candidates were read)."""
+        if found.distances is None:  # the int8 order only: every candidate's float32 vector decides
+            rows = self._live_rows(found.labels, scope, now)
+            enough = len(rows) >= min(wanted, found.total)
+        else:
+            rows, enough = self._served_rows(found, scope, k, max_distance, now)
         if not rows:
-            return [], 0
+            return [], enough
         vectors = np.frombuffer(b"".join(row[-1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
         distances = 1.0 - vectors @ query
         matches: list[Match] = []
@@ -307,7 +324,36 @@ class LocalStore:
             # The candidates' vectors were read for the re-ranking: handing them out costs a copy.
             stored = vectors[position].copy() if with_vectors else None
             matches.append(Match(entry, distance, stored))
-        return matches, len(rows)
+        return matches, enough
+
+    def _served_rows(
+        self, found: Candidates, scope: str, k: int, max_distance: float | None, now: float
+    ) -> tuple[list[tuple[Any, ...]], bool]:
+        """The rows of the candidates that can be served, nearest first by their float16 copies: the first
+        ``k`` live ones, and any other within twice ``ERROR_BOUND`` of those (its float32 vector may be
+        nearer), none farther than ``max_distance`` can be (a miss reads no row). Also whether a wider search
+        could not change them: ``k`` were found, or candidates too far to serve were left."""
+        labels, distances = found.labels, found.distances
+        assert distances is not None
+        limit = labels.size
+        if max_distance is not None:
+            limit = int(np.searchsorted(distances, max_distance + ERROR_BOUND, side="right"))
+        rows: list[tuple[Any, ...]] = []
+        read = 0
+        while len(rows) < k and read < limit:
+            batch = labels[read : min(limit, read + k - len(rows))]
+            read += batch.size
+            rows += self._live_rows(batch, scope, now)
+        if len(rows) < k:
+            return rows, limit < labels.size
+        close = int(np.searchsorted(distances, distances[read - 1] + 2 * ERROR_BOUND, side="right"))
+        if min(close, limit) > read:
+            rows += self._live_rows(labels[read : min(close, limit)], scope, now)
+        return rows, True
+
+    def _live_rows(self, labels: np.ndarray, scope: str, now: float) -> list[tuple[Any, ...]]:
+        """The rows of the live entries among ``labels`` (each ends with its float32 vector)."""
+        return [row for row in db.candidates(self._conn, labels.tolist(), now) if row[2] == scope]
 
     async def count(self) -> int:
         await self.open()
@@ -588,7 +634,8 @@ class LocalStore:
                 if graphs is not None
                 else ef_for(documents, self.ef_search, usearch_reach(self.hnsw_m)),
                 "graph_dtype": DTYPE.replace("i", "int"),
-                "rerank": "float32",
+                # Candidates are ordered by float16 copies in memory; served distances are the rows'.
+                "rerank": "float16 copies, float32 distances",
             },
             fields=[
                 {"name": "vector", "type": "VECTOR", "dimension": dimension, "metric": "COSINE"},
