@@ -12,9 +12,14 @@ import pytest
 
 from engine.stores.local import LocalStore
 from engine.stores.local.copies import VectorCopies
-from tests.test_local_store import IDENTITY, data_dir, entry, unit  # noqa: F401 (a fixture)
+from tests.test_local_store import IDENTITY, entry, unit
 
 ROW_READ = re.compile(r"FROM entries WHERE id IN \(([^)]*)\)")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
 
 
 def rows_read(statements: list[str]) -> list[int]:
