@@ -119,7 +119,9 @@ async def run(entries: int, dim: int, n_queries: int, batch: int) -> None:
         await store.close()
         print(f"close (writes the graph snapshot): {time.perf_counter() - started:.2f} s")
         info_disk = sum(p.stat().st_size for p in (folder / "data").rglob("*") if p.is_file())
-        print(f"size on disk: {mb(info_disk)} (SQLite with float32 vectors + int8 graph snapshot)")
+        print(
+            f"size on disk: {mb(info_disk)} (SQLite with float32 vectors + snapshot of int8 graphs and float16 copies)"
+        )
 
         for label, drop_snapshot in (
             ("from the snapshot", False),

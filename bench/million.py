@@ -252,7 +252,7 @@ async def local_figures(
         figures |= await filled_and_searched(store, data, queries)
         figures["RSS bytes/entry"] = (process.memory_info().rss - rss) / len(data)
         info = await store.info()
-        figures["graph bytes/entry"] = (info.memory_bytes or 0) / len(data)
+        figures["graphs + copies bytes/entry"] = (info.memory_bytes or 0) / len(data)
         started = time.perf_counter()
         await store.close()
         figures["close (snapshot) s"] = time.perf_counter() - started
@@ -479,7 +479,10 @@ async def main() -> None:
             print(f"  (left out: {', '.join(sorted(left_out))})")
         if "local" in stores:
             results[("local", size)] = await local_figures(data, queries, left_out, efs)
-            show("embedded store (SQLite + int8 HNSW, float32 re-rank)", results[("local", size)])
+            show(
+                "embedded store (SQLite + int8 HNSW, float16 copies re-rank, float32 served)",
+                results[("local", size)],
+            )
         if "redis" in stores:
             vector_types = args.vector_types.split(",")
             for vector_type in vector_types:
