@@ -341,15 +341,13 @@ class LocalStore:
         rows: list[tuple[Any, ...]] = []
         read = 0
         while len(rows) < k and read < limit:
-            batch = labels[read : min(limit, read + k - len(rows))]
-            read += batch.size
-            rows += self._live_rows(batch, scope, now)
-        if len(rows) < k:
-            return rows, limit < labels.size
-        close = int(np.searchsorted(distances, distances[read - 1] + 2 * ERROR_BOUND, side="right"))
-        if min(close, limit) > read:
-            rows += self._live_rows(labels[read : min(close, limit)], scope, now)
-        return rows, True
+            end = min(limit, read + k - len(rows))
+            # In the same statement (one read of the file, not two): the candidates the copies cannot tell
+            # from the last of these. Any left unread is farther than every row read by its float32 vector.
+            end = min(limit, int(np.searchsorted(distances, distances[end - 1] + 2 * ERROR_BOUND, "right")))
+            rows += self._live_rows(labels[read:end], scope, now)
+            read = end
+        return rows, len(rows) >= k or limit < labels.size
 
     def _live_rows(self, labels: np.ndarray, scope: str, now: float) -> list[tuple[Any, ...]]:
         """The rows of the live entries among ``labels`` (each ends with its float32 vector)."""
