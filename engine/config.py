@@ -59,6 +59,7 @@ ALLOWED: dict[str, str] = {
     "SEMCACHE_HNSW_M": "must be a whole number from 2 to 512",
     "SEMCACHE_HNSW_EF_CONSTRUCTION": "must be a whole number from 1 to 4096",
     "SEMCACHE_HNSW_EF_RUNTIME": "must be a whole number from 1 to 4096",
+    "SEMCACHE_RERANK_COPIES": "must be on or off (true/false, 1/0)",
     "SEMCACHE_MAX_PROMPT_CHARS": "must be a whole number of characters, 1 or more",
     "SEMCACHE_EMBED_TIMEOUT": "must be a number of seconds greater than 0",
     "SEMCACHE_RATE_LIMIT": "must be a number of requests per second per client, 0 or more (0 turns it off)",
@@ -170,6 +171,8 @@ class Settings(BaseSettings):
     hnsw_ef_runtime: int = Field(
         64, validation_alias=_env("SEMCACHE_HNSW_EF_RUNTIME", "hnsw_ef_runtime"), ge=1, le=4096
     )
+    # The embedded store's float16 copies of the vectors in memory (engine/stores/local/copies.py).
+    rerank_copies: bool = Field(True, validation_alias=_env("SEMCACHE_RERANK_COPIES", "rerank_copies"))
     max_prompt_chars: int = Field(
         32768, validation_alias=_env("SEMCACHE_MAX_PROMPT_CHARS", "max_prompt_chars"), ge=1
     )

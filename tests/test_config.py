@@ -53,6 +53,7 @@ def test_environment_beats_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ("EMBEDDING_OUTPUT_DIMENSION", "0", "from 1 up to"),
         ("OLLAMA_BASE_URL", "localhost:11434", "http://"),
         ("CACHE_INDEX_NAME", "bad name!", "letters, digits"),
+        ("SEMCACHE_RERANK_COPIES", "sometimes", "on or off"),
     ],
 )
 def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(

@@ -138,3 +138,38 @@ async def test_a_snapshot_without_copies_serves_and_gets_them(data_dir: Path) ->
         assert graphs is not None and len(graphs.copies("s0") or ()) == 149
     finally:
         await reopened.close()
+
+
+async def test_copies_turned_off_hold_none_and_read_every_candidates_row(data_dir: Path) -> None:
+    """SEMCACHE_RERANK_COPIES=off saves the copies' memory: searches re-rank from the candidates' rows (11
+    for one entry), the memory reported is the graph's alone, and a snapshot with copies is opened without
+    loading them or rebuilding anything."""
+    from engine.config import Settings
+    from engine.stores import create_store
+
+    vectors = unit(np.random.default_rng(24), 200)
+    with_copies = LocalStore(data_dir, name="idx")
+    await with_copies.bind(IDENTITY)
+    await with_copies.upsert([(entry(f"k{i}"), vectors[i]) for i in range(200)])
+    await with_copies.close()  # writes a snapshot with copies
+
+    store = create_store(Settings.load(data_dir=data_dir, index_name="idx", rerank_copies=False))
+    assert isinstance(store, LocalStore)
+    try:
+        await store.open()
+        await store.search(vectors[0], scope="default", k=1)  # loads the graphs
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)
+        try:
+            matches = await store.search(vectors[7], scope="default", k=1)
+        finally:
+            store._conn.set_trace_callback(None)
+        assert [m.entry.key for m in matches] == ["k7"] and rows_read(statements) == [11]
+        graphs = store._follower.graphs
+        assert graphs is not None and graphs.copies("default") is None and graphs.outdated() == []
+        info = await store.info()
+        assert info.parameters["rerank"] == "float32 rows" and info.extra["graphs_outdated"] == 0
+        graph_file = next((data_dir / "idx.hnsw").rglob("*.usearch"))
+        assert info.memory_bytes == graph_file.stat().st_size
+    finally:
+        await store.close()

@@ -30,5 +30,6 @@ def create_store(settings: Settings, name: str | None = None) -> VectorStore:
         hnsw_m=settings.hnsw_m,
         ef_construction=settings.hnsw_ef_construction,
         ef_search=settings.hnsw_ef_runtime,
+        rerank_copies=settings.rerank_copies,
         capacity=Capacity.from_settings(settings),
     )

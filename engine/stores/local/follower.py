@@ -38,11 +38,19 @@ class GraphFollower:
     """Blocking methods: call them from a worker thread."""
 
     def __init__(
-        self, path: Path, snapshot_dir: Path, *, m: int, ef_construction: int, ef_search: int
+        self,
+        path: Path,
+        snapshot_dir: Path,
+        *,
+        m: int,
+        ef_construction: int,
+        ef_search: int,
+        copies: bool = True,
     ) -> None:
         self.path = path
         self.snapshot_dir = snapshot_dir
         self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
+        self.copies = copies
         self.graphs: ScopeGraphs | None = None
         #: The change sequence of the last snapshot written or loaded (-1: none).
         self.snapshot_seq = -1
@@ -73,7 +81,11 @@ class GraphFollower:
             if self.graphs is not None or self._conn is None:
                 return
             graphs = ScopeGraphs(
-                identity.dimension, m=self.m, ef_construction=self.ef_construction, ef_search=self.ef_search
+                identity.dimension,
+                m=self.m,
+                ef_construction=self.ef_construction,
+                ef_search=self.ef_search,
+                copies=self.copies,
             )
             newest = self._translated(lambda conn: db.change_state(conn).seq)
             self.from_snapshot = graphs.load(self.snapshot_dir, self._instance, newest)

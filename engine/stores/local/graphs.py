@@ -76,9 +76,10 @@ ADD_THREADS = 1
 
 
 class ScopeIndex:
-    """One scope's graph and the float16 copies of its vectors that re-rank the graph's candidates
-    (``copies`` is ``None`` for a graph loaded from a snapshot written before copies existed: its
-    candidates are re-ranked from their rows until a rebuild gives it copies)."""
+    """One scope's graph and the float16 copies of its vectors that re-rank the graph's candidates.
+    ``copies`` is ``None`` when they are turned off (SEMCACHE_RERANK_COPIES), and for a graph loaded from a
+    snapshot written before copies existed until a rebuild gives it copies: its candidates are re-ranked
+    from their rows."""
 
     def __init__(self, graph: Index, copies: VectorCopies | None) -> None:
         self.graph = graph
@@ -141,9 +142,14 @@ class ScopeGraphs:
     ``lock`` guards every graph: take it around each call (the store keeps the hold short). Writing a
     snapshot only reads the graphs: it runs without ``lock`` while the owner keeps changes away."""
 
-    def __init__(self, dimension: int, *, m: int, ef_construction: int, ef_search: int) -> None:
+    def __init__(
+        self, dimension: int, *, m: int, ef_construction: int, ef_search: int, copies: bool = True
+    ) -> None:
         self.dimension = dimension
         self.m = m
+        #: Whether each graph keeps float16 copies of its vectors (SEMCACHE_RERANK_COPIES): 776 B/entry at
+        #: 384 dimensions, for searches that read only the rows they serve.
+        self.with_copies = copies
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.seq = 0
@@ -167,7 +173,7 @@ class ScopeGraphs:
             expansion_add=self.ef_construction,
             expansion_search=self.ef_search,
         )
-        return ScopeIndex(graph, VectorCopies(self.dimension))
+        return ScopeIndex(graph, VectorCopies(self.dimension) if self.with_copies else None)
 
     # -- changes (caller holds ``lock``) ---------------------------------------------------------------
 
@@ -398,7 +404,7 @@ class ScopeGraphs:
                         return False
                     index.copies = (
                         VectorCopies.load(*_copy_files(target, str(filename)), self.dimension)
-                        if scope in with_copies
+                        if self.with_copies and scope in with_copies
                         else None
                     )
                     if index.copies is not None and len(index.copies) != len(index.graph):
@@ -417,7 +423,7 @@ class ScopeGraphs:
             for scope, index in scopes.items()
             if built_otherwise
             or scope in listed
-            or index.copies is None
+            or (self.with_copies and index.copies is None)
             or int(index.graph.connectivity) != self.m
         }
         self.seq = int(pointer["seq"])

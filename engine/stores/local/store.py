@@ -84,6 +84,7 @@ class LocalStore:
         hnsw_m: int | None = None,
         ef_construction: int = 200,
         ef_search: int = 64,
+        rerank_copies: bool = True,
         capacity: Capacity | None = None,
     ) -> None:
         if not valid_index_name(name):
@@ -102,8 +103,14 @@ class LocalStore:
         self._write_lock, self._read_lock = threading.Lock(), threading.Lock()
         #: The identity the file records (read on open, recorded by bind); ``None`` for a file never bound.
         self._recorded: EmbedderIdentity | None = None
+        self.rerank_copies = rerank_copies
         self._follower = GraphFollower(
-            self.path, self.snapshot_dir, m=self.hnsw_m, ef_construction=ef_construction, ef_search=ef_search
+            self.path,
+            self.snapshot_dir,
+            m=self.hnsw_m,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+            copies=rerank_copies,
         )
         self._last_check = 0.0
         self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
@@ -632,8 +639,8 @@ class LocalStore:
                 if graphs is not None
                 else ef_for(documents, self.ef_search, usearch_reach(self.hnsw_m)),
                 "graph_dtype": DTYPE.replace("i", "int"),
-                # Candidates are ordered by float16 copies in memory; served distances are the rows'.
-                "rerank": "float16 copies, float32 distances",
+                # Candidates ordered by float16 copies in memory, or by their rows (SEMCACHE_RERANK_COPIES).
+                "rerank": "float16 copies, float32 distances" if self.rerank_copies else "float32 rows",
             },
             fields=[
                 {"name": "vector", "type": "VECTOR", "dimension": dimension, "metric": "COSINE"},
