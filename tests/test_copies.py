@@ -81,14 +81,14 @@ def test_a_snapshot_of_the_copies_reads_back(tmp_path: Path) -> None:
     copies = VectorCopies(DIM)
     copies.put(np.arange(1, 51, dtype=np.uint64), vectors)
     copies.drop(labels(7))
-    copies.save(tmp_path / "l.npy", tmp_path / "v.npy")
-    loaded = VectorCopies.load(tmp_path / "l.npy", tmp_path / "v.npy", DIM)
-    assert len(loaded) == 49
+    copies.save(tmp_path / "l.npz", tmp_path / "v.npy")
+    loaded = VectorCopies.load(tmp_path / "l.npz", tmp_path / "v.npy", DIM)
+    assert len(loaded) == 49 and loaded.nbytes == copies.nbytes  # the dead slot too, packed later
     query = vectors[9]
     wanted = np.arange(1, 51, dtype=np.uint64)
     assert np.array_equal(loaded.distances(wanted, query), copies.distances(wanted, query))
     with pytest.raises(ValueError, match="float16 copies of 32 dimensions"):
-        VectorCopies.load(tmp_path / "l.npy", tmp_path / "v.npy", 32)
+        VectorCopies.load(tmp_path / "l.npz", tmp_path / "v.npy", 32)
 
 
 @settings(max_examples=60, deadline=None)

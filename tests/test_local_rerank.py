@@ -109,7 +109,7 @@ async def test_a_snapshot_without_copies_serves_and_gets_them(data_dir: Path) ->
     # What a snapshot of the release before looked like: no copies.
     del pointer["copies"]
     pointer_file.write_text(json.dumps(pointer))
-    for copy_file in (folder / pointer["folder"]).glob("*.npy"):
+    for copy_file in (folder / pointer["folder"]).glob("*.np[yz]"):
         copy_file.unlink()
 
     store = LocalStore(data_dir, name="idx")

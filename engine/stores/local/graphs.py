@@ -433,7 +433,7 @@ class ScopeGraphs:
 def _copy_files(folder: Path, graph_file: str) -> tuple[Path, Path]:
     """The files of a graph's copies, beside the graph's: its labels and its vectors."""
     stem = graph_file.removesuffix(".usearch")
-    return folder / f"{stem}.labels.npy", folder / f"{stem}.copies.npy"
+    return folder / f"{stem}.labels.npz", folder / f"{stem}.copies.npy"
 
 
 def _read_pointer(folder: Path) -> dict[str, Any] | None:
