@@ -50,7 +50,7 @@ class GraphFollower:
         self.path = path
         self.snapshot_dir = snapshot_dir
         self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
-        self.copies = copies
+        self.with_copies = copies
         self.graphs: ScopeGraphs | None = None
         #: The change sequence of the last snapshot written or loaded (-1: none).
         self.snapshot_seq = -1
@@ -85,7 +85,7 @@ class GraphFollower:
                 m=self.m,
                 ef_construction=self.ef_construction,
                 ef_search=self.ef_search,
-                copies=self.copies,
+                copies=self.with_copies,
             )
             newest = self._translated(lambda conn: db.change_state(conn).seq)
             self.from_snapshot = graphs.load(self.snapshot_dir, self._instance, newest)
