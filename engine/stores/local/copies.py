@@ -78,9 +78,8 @@ class VectorCopies:
             self._append(labels[fresh], copies[fresh])
 
     def drop(self, labels: np.ndarray) -> None:
-        slots, present = self._find(np.asarray(labels, dtype=np.uint64).reshape(-1))
-        present[present] = self._live[slots[present]]
-        slots = slots[present]
+        slots, live = self._find(np.asarray(labels, dtype=np.uint64).reshape(-1), live_only=True)
+        slots = slots[live]
         self._live[slots] = False
         self._dead += int(slots.size)
         if self._dead >= _PACK_MIN and self._dead >= _PACK_RATIO * self._used:
@@ -90,8 +89,7 @@ class VectorCopies:
         """1 - the inner product of each label's copy with ``query`` (within ``ERROR_BOUND`` of the float32
         vectors'); infinite for a label with no copy."""
         labels = np.asarray(labels, dtype=np.uint64).reshape(-1)
-        slots, present = self._find(labels)
-        present[present] = self._live[slots[present]]
+        slots, present = self._find(labels, live_only=True)
         found = np.full(labels.size, np.inf, dtype=np.float32)
         if present.any():
             found[present] = 1.0 - self._vectors[slots[present]].astype(np.float32) @ query
@@ -132,13 +130,15 @@ class VectorCopies:
 
     # -- slots ----------------------------------------------------------------------------------------------
 
-    def _find(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each label's slot and whether it has one (live or dead)."""
+    def _find(self, labels: np.ndarray, *, live_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Each label's slot and whether it has one (live or dead; live only with ``live_only``)."""
         used = self._labels[: self._used]
         slots = np.searchsorted(used, labels)
         if not self._used:
             return slots, np.zeros(labels.size, dtype=bool)
         present = used[np.minimum(slots, self._used - 1)] == labels
+        if live_only:
+            present[present] = self._live[slots[present]]
         return slots, present
 
     def _append(self, labels: np.ndarray, copies: np.ndarray) -> None:
@@ -163,13 +163,12 @@ class VectorCopies:
         self._labels, self._vectors, self._live = labels, vectors, live
 
     def _merge(self, labels: np.ndarray, copies: np.ndarray) -> None:
-        live = self._live[: self._used]
-        all_labels = np.concatenate([self._labels[: self._used][live], labels])
-        all_vectors = np.concatenate([self._vectors[: self._used][live], copies])
+        self._pack()
+        all_labels = np.concatenate([self._labels, labels])
         order = np.argsort(all_labels, kind="stable")
-        self._labels, self._vectors = all_labels[order], all_vectors[order]
+        self._labels, self._vectors = all_labels[order], np.concatenate([self._vectors, copies])[order]
         self._live = np.ones(all_labels.size, dtype=bool)
-        self._used, self._dead = all_labels.size, 0
+        self._used = all_labels.size
 
     def _pack(self) -> None:
         live = self._live[: self._used]
